@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make up` and `make test`. See README.md.
+SHELL := /bin/bash
+# A fixed target directory outside the clone, so later runs (and CI) reuse the build.
+export CARGO_TARGET_DIR ?= /var/tmp/vidconv-target
+
+.PHONY: up down status logs clean test test-rust test-deploy test-frontend test-e2e lint fmt bench
+
+up: ## Install what is missing, build, start the whole stack under .stack/, print the URLs
+	@bash scripts/stack.sh up
+
+down: ## Stop everything `make up` started
+	@bash scripts/stack.sh down
+
+status: ## What is running, and whether it answers
+	@bash scripts/stack.sh status
+
+logs: ## Follow the services' logs
+	@bash scripts/stack.sh logs
+
+clean: down ## Stop and wipe .stack/ (databases included)
+	@bash scripts/stack.sh clean
+
+test: test-rust test-deploy test-frontend test-e2e ## Every test, installing what it needs
+
+test-rust: ## Format, lint, unit and integration tests against real Postgres, RabbitMQ, Mongo stand-in
+	@bash scripts/test-rust.sh
+
+test-deploy: ## Lint and validate Dockerfiles, Helm charts, k8s manifests, Jenkinsfile
+	@bash scripts/test-deploy.sh
+
+test-frontend: ## ESLint and component tests of the frontend
+	@bash scripts/test-frontend.sh
+
+test-e2e: ## End-to-end tests (API and browser) against a stack started by scripts/stack.sh
+	@bash scripts/test-e2e.sh
+
+lint: ## rustfmt and clippy
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: ## Converter vs the ffmpeg CLI, memory vs file size, gateway throughput
+	@bash scripts/bench.sh

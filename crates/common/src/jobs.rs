@@ -1,0 +1,173 @@
+//! The `jobs` collection: one document per upload, written by the gateway and the converter.
+//!
+//! Lives in the videos database. `_id` is the upload's GridFS ObjectId, so a job is found by the
+//! `video_fid` clients already hold. Uploads made by the original system have no job document.
+
+use mongodb::bson::{oid::ObjectId, DateTime};
+use serde::{Deserialize, Serialize};
+
+/// Name of the collection, in the videos database.
+pub const COLLECTION: &str = "jobs";
+/// Name of the dead-letter queue for messages that can never succeed.
+pub const DEAD_LETTER_QUEUE_SUFFIX: &str = ".dlq";
+
+/// Where a conversion stands. Stored in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Stored and published, waiting for a converter.
+    Queued,
+    /// A converter is working on it; see `progress`.
+    Processing,
+    /// The MP3 is stored; see `mp3_fid`.
+    Completed,
+    /// It can never succeed; see `error`.
+    Failed,
+}
+
+impl JobState {
+    /// The lowercase name, as stored and as shown to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the job will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// What the MP3 should be: constant bitrate or LAME VBR quality. Default: 128 kb/s CBR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mp3Quality {
+    /// Constant bitrate in kb/s: one of [`ALLOWED_BITRATES_KBPS`].
+    Cbr { bitrate_kbps: u32 },
+    /// LAME VBR quality, 0 (best) to 9.
+    Vbr { quality: u8 },
+}
+
+/// The bitrates an upload may ask for.
+pub const ALLOWED_BITRATES_KBPS: &[u32] = &[64, 96, 128, 160, 192, 224, 256, 320];
+
+impl Default for Mp3Quality {
+    fn default() -> Self {
+        Self::Cbr { bitrate_kbps: 128 }
+    }
+}
+
+impl Mp3Quality {
+    /// Checks the values a client chose; the error is meant for the client.
+    pub fn validate(self) -> Result<Self, String> {
+        match self {
+            Self::Cbr { bitrate_kbps } if !ALLOWED_BITRATES_KBPS.contains(&bitrate_kbps) => {
+                Err(format!(
+                    "bitrate must be one of {ALLOWED_BITRATES_KBPS:?} kb/s, not {bitrate_kbps}"
+                ))
+            }
+            Self::Vbr { quality } if quality > 9 => {
+                Err(format!("VBR quality must be 0 (best) to 9, not {quality}"))
+            }
+            ok => Ok(ok),
+        }
+    }
+}
+
+/// A job document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The upload's ObjectId (its `video_fid`).
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Email of the uploader; `None` for jobs made from an original-system message without one.
+    pub owner: Option<String>,
+    /// The upload's original file name.
+    pub filename: String,
+    /// Where the conversion stands.
+    pub state: JobState,
+    /// 0 to 100 while processing; 100 once completed.
+    pub progress: f64,
+    /// The MP3's ObjectId once completed.
+    pub mp3_fid: Option<ObjectId>,
+    /// Why it failed, in words for the user.
+    pub error: Option<String>,
+    /// Output options chosen at upload.
+    #[serde(default)]
+    pub quality: Mp3Quality,
+    /// Size of the upload in bytes.
+    pub size: Option<i64>,
+    /// Duration of the source, seconds, once known.
+    pub duration_secs: Option<f64>,
+    /// How many times a converter started this job.
+    #[serde(default)]
+    pub attempts: i32,
+    /// When the upload was stored.
+    pub created_at: DateTime,
+    /// Last change.
+    pub updated_at: DateTime,
+}
+
+impl Job {
+    /// A new queued job for an upload.
+    pub fn queued(
+        id: ObjectId,
+        owner: Option<String>,
+        filename: String,
+        quality: Mp3Quality,
+        size: Option<i64>,
+    ) -> Self {
+        let now = DateTime::now();
+        Self {
+            id,
+            owner,
+            filename,
+            state: JobState::Queued,
+            progress: 0.0,
+            mp3_fid: None,
+            error: None,
+            quality,
+            size,
+            duration_secs: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_validation() {
+        assert!(Mp3Quality::Cbr { bitrate_kbps: 192 }.validate().is_ok());
+        assert!(Mp3Quality::Cbr { bitrate_kbps: 100 }.validate().is_err());
+        assert!(Mp3Quality::Vbr { quality: 2 }.validate().is_ok());
+        assert!(Mp3Quality::Vbr { quality: 10 }.validate().is_err());
+    }
+
+    #[test]
+    fn document_shape() {
+        let job = Job::queued(
+            ObjectId::new(),
+            Some("a@b.c".into()),
+            "v.mp4".into(),
+            Mp3Quality::default(),
+            Some(3),
+        );
+        let doc = mongodb::bson::to_document(&job).unwrap();
+        assert_eq!(doc.get_str("state").unwrap(), "queued");
+        assert_eq!(
+            doc.get_document("quality").unwrap(),
+            &mongodb::bson::doc! { "cbr": { "bitrate_kbps": 128_i64 } }
+        );
+        let back: Job = mongodb::bson::from_document(doc).unwrap();
+        assert_eq!(back, job);
+    }
+}

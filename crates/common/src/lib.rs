@@ -1,0 +1,12 @@
+//! Code the auth, gateway and converter services share, and nothing else.
+
+pub mod config;
+pub mod http;
+#[cfg(feature = "mongo")]
+pub mod jobs;
+pub mod jwt;
+pub mod message;
+#[cfg(feature = "mongo")]
+pub mod mongo;
+pub mod shutdown;
+pub mod telemetry;
