@@ -1,0 +1,37 @@
+import { Navigate, Route, Routes, useLocation } from 'react-router-dom';
+import { useAuth } from './auth/AuthContext.jsx';
+import Layout from './components/Layout.jsx';
+import AuthPage from './pages/AuthPage.jsx';
+import ConvertPage from './pages/ConvertPage.jsx';
+import HistoryPage from './pages/HistoryPage.jsx';
+import NotFoundPage from './pages/NotFoundPage.jsx';
+
+/** Signed-in pages; without a session the user goes to login and comes back afterwards. */
+function RequireAuth({ children }) {
+  const { token } = useAuth();
+  const location = useLocation();
+  if (!token) return <Navigate to="/login" replace state={{ from: location.pathname }} />;
+  return children;
+}
+
+/** The routes of the app. */
+export default function App() {
+  return (
+    <Routes>
+      <Route path="/login" element={<AuthPage key="login" mode="login" />} />
+      <Route path="/register" element={<AuthPage key="register" mode="register" />} />
+      <Route
+        element={
+          <RequireAuth>
+            <Layout />
+          </RequireAuth>
+        }
+      >
+        <Route path="/" element={<Navigate to="/convert" replace />} />
+        <Route path="/convert" element={<ConvertPage />} />
+        <Route path="/history" element={<HistoryPage />} />
+      </Route>
+      <Route path="*" element={<NotFoundPage />} />
+    </Routes>
+  );
+}

@@ -1,0 +1,107 @@
+// Turning the gateway's answers into sentences a person understands.
+
+/** An HTTP error from the API, with the status and a message meant for the user. */
+export class ApiError extends Error {
+  constructor(status, message, { retryAfter = null, serverMessage = null } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.retryAfter = retryAfter;
+    this.serverMessage = serverMessage;
+  }
+}
+
+/** The message used when a request never got an answer. */
+export const NETWORK_MESSAGE = 'Cannot reach the server. Check your connection and try again.';
+
+/** The message shown on the login page after a 401 from any signed-in request. */
+export const SESSION_EXPIRED_MESSAGE = 'Your session has expired. Please log in again.';
+
+function retryAfterSeconds(header) {
+  if (!header) return null;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+  const date = Date.parse(header);
+  if (Number.isNaN(date)) return null;
+  return Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}
+
+function waitPhrase(seconds) {
+  if (seconds === null) return 'a moment';
+  if (seconds < 60) return seconds === 1 ? '1 second' : `${seconds} seconds`;
+  const minutes = Math.ceil(seconds / 60);
+  return minutes === 1 ? '1 minute' : `${minutes} minutes`;
+}
+
+/** Capitalises the server's message and ends it with a full stop. */
+function sentence(text) {
+  const trimmed = text.trim();
+  if (!trimmed) return trimmed;
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+/**
+ * Builds the ApiError for a non-2xx response. `context` is 'login', 'register', 'upload' or
+ * 'default' and picks the wording for statuses whose meaning depends on the request.
+ */
+export function errorFor(status, serverMessage, retryAfterHeader, context = 'default') {
+  const retryAfter = retryAfterSeconds(retryAfterHeader);
+  const server = serverMessage ? sentence(serverMessage) : null;
+  let message;
+  switch (status) {
+    case 400:
+      message = server || 'The request was not accepted. Check what you entered.';
+      break;
+    case 401:
+      message = context === 'login' ? 'Wrong email or password.' : SESSION_EXPIRED_MESSAGE;
+      break;
+    case 404:
+      message = server || 'Not found. It may have been deleted.';
+      break;
+    case 409:
+      message =
+        context === 'register' ? 'An account with this email already exists. Log in instead.' : server || 'Conflict.';
+      break;
+    case 413:
+      message = server || 'The file is too large for the server.';
+      break;
+    case 429:
+      message = `Too many attempts. Try again in ${waitPhrase(retryAfter)}.`;
+      break;
+    case 502:
+    case 503:
+    case 504:
+      message =
+        context === 'login' || context === 'register'
+          ? 'The sign-in service is unavailable right now. Please try again shortly.'
+          : server || 'The service is unavailable right now. Please try again shortly.';
+      break;
+    default:
+      message = status >= 500 ? 'Something went wrong on the server. Please try again.' : server || `Request failed (${status}).`;
+  }
+  return new ApiError(status, message, { retryAfter, serverMessage });
+}
+
+/** Reads `{"error": "..."}` from a response body, or null when the body is not that JSON. */
+export function parseErrorBody(text) {
+  if (!text) return null;
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body.error === 'string') return body.error;
+  } catch {
+    // nginx answers some errors (413, 502) with an HTML page: the status alone tells what happened.
+  }
+  return null;
+}
+
+/** Builds the ApiError for a fetch() Response. */
+export async function errorFromResponse(response, context) {
+  let text = '';
+  try {
+    text = await response.text();
+  } catch {
+    text = '';
+  }
+  return errorFor(response.status, parseErrorBody(text), response.headers.get('retry-after'), context);
+}

@@ -1,0 +1,68 @@
+import { useEffect, useState } from 'react';
+import { useAuth } from '../auth/AuthContext.jsx';
+import DownloadButton from './DownloadButton.jsx';
+import ProgressBar from './ProgressBar.jsx';
+import StateBadge from './StateBadge.jsx';
+import { stateOf } from '../lib/jobs.js';
+
+/** Live conversion progress of one upload, then its download (or the reason it failed). */
+export default function JobProgress({ videoFid, filename }) {
+  const { api } = useAuth();
+  const [status, setStatus] = useState(null);
+  const [transport, setTransport] = useState(null);
+  const [error, setError] = useState(null);
+
+  useEffect(() => {
+    if (!api) return undefined;
+    const controller = new AbortController();
+    api
+      .watch(videoFid, { onUpdate: setStatus, onTransport: setTransport, signal: controller.signal })
+      .catch((caught) => {
+        if (!controller.signal.aborted) setError(caught.message);
+      });
+    return () => controller.abort();
+  }, [api, videoFid]);
+
+  const state = stateOf(status);
+  const progress = typeof status?.progress === 'number' ? status.progress : 0;
+
+  return (
+    <section aria-labelledby="job-heading" className="space-y-4 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6">
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <h2 id="job-heading" className="min-w-0 truncate text-base font-semibold" title={filename}>
+          {filename}
+        </h2>
+        <span aria-live="polite" data-testid="job-state">
+          <StateBadge state={state} />
+        </span>
+      </div>
+      {(state === 'queued' || state === 'processing') && (
+        <>
+          <ProgressBar
+            label="Conversion"
+            value={progress}
+            indeterminate={state === 'queued'}
+            detail={state === 'queued' ? 'Waiting for a converter…' : `${Math.round(progress)}%`}
+          />
+          {transport === 'polling' && <p className="text-xs text-slate-500">Live updates unavailable; checking every 2 seconds.</p>}
+        </>
+      )}
+      {state === 'completed' && status?.mp3_fid && (
+        <div className="space-y-3">
+          <ProgressBar label="Conversion" value={100} tone="emerald" detail="Done" />
+          <DownloadButton mp3Fid={status.mp3_fid} videoName={filename} />
+        </div>
+      )}
+      {state === 'failed' && (
+        <p role="alert" className="text-sm text-red-700">
+          The conversion failed: {status?.error || 'no reason was given'}.
+        </p>
+      )}
+      {error && (
+        <p role="alert" className="text-sm text-red-700">
+          {error}
+        </p>
+      )}
+    </section>
+  );
+}

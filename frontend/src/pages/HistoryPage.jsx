@@ -1,0 +1,182 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { Link } from 'react-router-dom';
+import { useAuth } from '../auth/AuthContext.jsx';
+import Alert from '../components/Alert.jsx';
+import Button from '../components/Button.jsx';
+import DownloadButton from '../components/DownloadButton.jsx';
+import ProgressBar from '../components/ProgressBar.jsx';
+import StateBadge from '../components/StateBadge.jsx';
+import { formatBytes, formatDate } from '../lib/format.js';
+
+const PER_PAGE = 20;
+const REFRESH_MS = 3000;
+
+function JobRow({ job, onDelete }) {
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const state = job.state || job.status;
+  const active = state === 'queued' || state === 'processing';
+
+  const remove = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await onDelete(job.video_fid);
+    } catch (caught) {
+      setError(caught.message);
+      setBusy(false);
+      setConfirming(false);
+    }
+  };
+
+  return (
+    <li className="space-y-3 px-4 py-4 sm:px-5" data-testid="job-row" aria-label={job.filename}>
+      <div className="flex flex-wrap items-start justify-between gap-x-4 gap-y-2">
+        <div className="min-w-0">
+          <p className="truncate font-medium text-slate-900" title={job.filename}>
+            {job.filename || 'Untitled video'}
+          </p>
+          <p className="text-xs text-slate-500">
+            {[formatDate(job.created_at), formatBytes(job.size)].filter(Boolean).join(' · ')}
+          </p>
+        </div>
+        <StateBadge state={state} />
+      </div>
+      {active && (
+        <ProgressBar
+          label={`Conversion of ${job.filename}`}
+          value={job.progress ?? 0}
+          indeterminate={state === 'queued'}
+          detail={state === 'queued' ? 'Queued' : `${Math.round(job.progress ?? 0)}%`}
+        />
+      )}
+      {state === 'failed' && job.error && <p className="text-sm text-red-700">Reason: {job.error}</p>}
+      <div className="flex flex-wrap items-center gap-2">
+        {state === 'completed' && job.mp3_fid && <DownloadButton mp3Fid={job.mp3_fid} videoName={job.filename} variant="secondary" compact />}
+        {confirming ? (
+          <>
+            <span className="text-sm text-slate-700">Delete the video and its MP3?</span>
+            <Button variant="danger" onClick={remove} disabled={busy} className="min-h-9 px-3 py-1.5" aria-label={`Confirm delete ${job.filename}`}>
+              {busy ? 'Deleting…' : 'Yes, delete'}
+            </Button>
+            <Button variant="ghost" onClick={() => setConfirming(false)} disabled={busy} className="min-h-9 px-3 py-1.5">
+              Cancel
+            </Button>
+          </>
+        ) : (
+          <Button variant="ghost" onClick={() => setConfirming(true)} className="min-h-9 px-3 py-1.5 text-red-700" aria-label={`Delete ${job.filename}`}>
+            Delete
+          </Button>
+        )}
+      </div>
+      {error && (
+        <p role="alert" className="text-sm text-red-700">
+          {error}
+        </p>
+      )}
+    </li>
+  );
+}
+
+/** The user's conversions, newest first: status, download, delete; refreshes while any is running. */
+export default function HistoryPage() {
+  const { api } = useAuth();
+  const [page, setPage] = useState(1);
+  const [data, setData] = useState(null);
+  const [error, setError] = useState(null);
+  const [notice, setNotice] = useState(null);
+  const timer = useRef(null);
+
+  const load = useCallback(async () => {
+    if (!api) return;
+    try {
+      const body = await api.jobs(page, PER_PAGE);
+      setData(body);
+      setError(null);
+    } catch (caught) {
+      setError(caught.message);
+    }
+  }, [api, page]);
+
+  useEffect(() => {
+    document.title = 'History · Video to MP3';
+  }, []);
+
+  useEffect(() => {
+    let cancelled = false;
+    const tick = async () => {
+      await load();
+      if (!cancelled) timer.current = setTimeout(tick, REFRESH_MS);
+    };
+    tick();
+    return () => {
+      cancelled = true;
+      clearTimeout(timer.current);
+    };
+  }, [load]);
+
+  const remove = async (videoFid) => {
+    const job = data?.jobs?.find((candidate) => candidate.video_fid === videoFid);
+    await api.deleteJob(videoFid);
+    setData((current) => ({
+      ...current,
+      jobs: current.jobs.filter((candidate) => candidate.video_fid !== videoFid),
+      total: Math.max(0, (current.total ?? 1) - 1),
+    }));
+    setNotice(`Deleted ${job?.filename || 'the conversion'}.`);
+  };
+
+  const jobs = data?.jobs ?? [];
+  const total = data?.total ?? jobs.length;
+  const pages = Math.max(1, Math.ceil(total / PER_PAGE));
+
+  return (
+    <div className="space-y-6">
+      <div className="flex flex-wrap items-end justify-between gap-3">
+        <div>
+          <h1 className="text-2xl font-bold tracking-tight">History</h1>
+          <p className="mt-1 text-sm text-slate-600">Your conversions, newest first.</p>
+        </div>
+        <Button variant="secondary" onClick={load}>
+          Refresh
+        </Button>
+      </div>
+      {error && <Alert kind="error">{error}</Alert>}
+      {notice && <Alert kind="success">{notice}</Alert>}
+      {data === null && !error && (
+        <p className="text-sm text-slate-500" role="status">
+          Loading…
+        </p>
+      )}
+      {data !== null && jobs.length === 0 && (
+        <div className="rounded-xl bg-white p-8 text-center shadow-sm ring-1 ring-slate-200">
+          <p className="text-slate-700">No conversions yet.</p>
+          <Link to="/convert" className="mt-2 inline-block font-semibold text-indigo-700 underline-offset-2 hover:underline">
+            Convert your first video
+          </Link>
+        </div>
+      )}
+      {jobs.length > 0 && (
+        <ul aria-label="Conversions" className="divide-y divide-slate-200 overflow-hidden rounded-xl bg-white shadow-sm ring-1 ring-slate-200">
+          {jobs.map((job) => (
+            <JobRow key={job.video_fid} job={job} onDelete={remove} />
+          ))}
+        </ul>
+      )}
+      {pages > 1 && (
+        <nav aria-label="Pages" className="flex items-center justify-between gap-3">
+          <Button variant="secondary" disabled={page <= 1} onClick={() => setPage((p) => p - 1)}>
+            Newer
+          </Button>
+          <span className="text-sm text-slate-600">
+            Page {page} of {pages}
+          </span>
+          <Button variant="secondary" disabled={page >= pages} onClick={() => setPage((p) => p + 1)}>
+            Older
+          </Button>
+        </nav>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,30 @@
+import { defineConfig, loadEnv } from 'vite';
+import react from '@vitejs/plugin-react';
+import tailwindcss from '@tailwindcss/vite';
+
+// `npm run dev` proxies /api to a running gateway, stripping the prefix exactly as
+// nginx does in production. GATEWAY_URL overrides the target (default: the gateway's port).
+export default defineConfig(({ mode }) => {
+  const env = loadEnv(mode, process.cwd(), '');
+  const gateway = env.GATEWAY_URL || 'http://127.0.0.1:8080';
+  const proxy = {
+    '/api': {
+      target: gateway,
+      changeOrigin: true,
+      rewrite: (path) => path.replace(/^\/api/, ''),
+    },
+  };
+  return {
+    plugins: [react(), tailwindcss()],
+    server: { port: 5173, proxy },
+    preview: { port: 4173, proxy },
+    build: { sourcemap: false, assetsDir: 'assets' },
+    test: {
+      environment: 'jsdom',
+      globals: false,
+      setupFiles: ['./src/test/setup.js'],
+      include: ['src/**/*.test.{js,jsx}'],
+      restoreMocks: true,
+    },
+  };
+});
