@@ -1,0 +1,25 @@
+//! The `auth` binary: configuration from the environment, then the service until SIGTERM.
+
+use std::process::ExitCode;
+
+use auth::{Application, Config};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init("auth");
+    let config = match Config::from_env(&common::config::ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = async { Application::build(config).await?.run_until_stopped().await }.await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("auth failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET /readyz`: whether the service can serve logins now (`/healthz` and `/metrics` come from
+//! `common::http`).
+
+use std::time::Duration;
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Serialize;
+
+use crate::state::AppState;
+
+/// How long readiness waits for Postgres before answering "not ready".
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The readiness answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not ready`.
+    pub status: &'static str,
+    /// Why not, when not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Ready when Postgres answers and the users table is set up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Postgres answers and the users table exists", body = Readiness),
+        (status = 503, description = "Postgres cannot be reached (or the schema is not set up yet)", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let not_ready = |error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "not ready",
+                error: Some(error),
+            }),
+        )
+    };
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Err(_) => return not_ready("postgres did not answer in time".to_owned()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: postgres unreachable");
+            return not_ready("postgres is unreachable".to_owned());
+        }
+        Ok(Ok(())) => {}
+    }
+    if !state.is_schema_ready() {
+        return not_ready("the users table is not set up yet".to_owned());
+    }
+    (
+        StatusCode::OK,
+        Json(Readiness {
+            status: "ready",
+            error: None,
+        }),
+    )
+}

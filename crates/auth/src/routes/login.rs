@@ -1,0 +1,128 @@
+//! `POST /login`: HTTP Basic `email:password` in, a JWT as plain text out.
+
+use std::{net::SocketAddr, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::HeaderMap,
+};
+
+use crate::{
+    client_addr::client_ip,
+    credentials::BasicCredentials,
+    error::AuthError,
+    password::{self, spawn_blocking_in_span, Verdict},
+    state::AppState,
+};
+
+/// Checks the credentials and answers a token valid for one day.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "auth",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The JWT, as a plain-text body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed logins for this email or address; see Retry-After", body = crate::error::ErrorBody),
+        (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<String, AuthError> {
+    let result = attempt(&state, peer, &headers).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(AuthError::MissingLoginCredentials) => "missing_credentials",
+        Err(AuthError::InvalidCredentials) => "invalid_credentials",
+        Err(AuthError::RateLimited(_)) => "rate_limited",
+        Err(_) => "error",
+    };
+    metrics::counter!("auth_logins_total", "outcome" => outcome).increment(1);
+    result
+}
+
+async fn attempt(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<String, AuthError> {
+    let credentials =
+        BasicCredentials::from_headers(headers).ok_or(AuthError::MissingLoginCredentials)?;
+    let email_key = credentials.email.to_lowercase();
+    let ip_key = client_ip(headers, peer, state.trusted_proxy_hops).to_string();
+
+    let now = Instant::now();
+    let waits = [
+        state.email_limiter.check(&email_key, now).err(),
+        state.ip_limiter.check(&ip_key, now).err(),
+    ];
+    if let Some(wait) = waits.into_iter().flatten().max() {
+        tracing::info!(email = %credentials.email, client = %ip_key, "login refused: rate limited");
+        return Err(AuthError::RateLimited(wait));
+    }
+
+    let user = state.store.find_by_email(&credentials.email).await?;
+    let stored = user.as_ref().map(|u| u.password.clone());
+    let candidate = credentials.password.clone();
+    let verdict = spawn_blocking_in_span(move || password::verify(stored.as_deref(), &candidate))
+        .await
+        .map_err(|e| AuthError::Internal(e.into()))?;
+
+    let user = match (verdict, user) {
+        (Verdict::Valid | Verdict::ValidNeedsRehash, Some(user)) => user,
+        _ => {
+            let now = Instant::now();
+            state.email_limiter.record_failure(&email_key, now);
+            state.ip_limiter.record_failure(&ip_key, now);
+            tracing::info!(email = %credentials.email, client = %ip_key, "login failed");
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+
+    if verdict == Verdict::ValidNeedsRehash {
+        upgrade_password(state, &user, credentials.password).await;
+    }
+    state.email_limiter.reset(&email_key);
+    // The stored spelling of the email, so that one account always has one username.
+    let token = state
+        .keys
+        .issue(&user.email)
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    tracing::info!(email = %user.email, "login succeeded");
+    Ok(token)
+}
+
+/// Stores an argon2id hash in place of a plaintext (or weaker) password. A failure here is
+/// logged and does not fail the login: the old value still works and is upgraded next time.
+async fn upgrade_password(state: &AppState, user: &crate::store::User, password: String) {
+    let hashed = match spawn_blocking_in_span(move || password::hash(&password)).await {
+        Ok(Ok(hashed)) => hashed,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot hash password for upgrade");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password hashing task failed");
+            return;
+        }
+    };
+    match state
+        .store
+        .replace_password(user.id, &user.password, &hashed)
+        .await
+    {
+        Ok(true) => {
+            metrics::counter!("auth_password_upgrades_total").increment(1);
+            tracing::info!(user_id = user.id, "stored password upgraded to argon2id");
+        }
+        Ok(false) => tracing::info!(
+            user_id = user.id,
+            "password changed meanwhile; upgrade skipped"
+        ),
+        Err(e) => tracing::warn!(error = %e, user_id = user.id, "password upgrade failed"),
+    }
+}

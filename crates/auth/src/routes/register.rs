@@ -1,0 +1,80 @@
+//! `POST /register`: creates an account from HTTP Basic `email:password`.
+
+use axum::{extract::State, http::HeaderMap, http::StatusCode, Json};
+use serde::Serialize;
+
+use crate::{
+    credentials::{check_new_email, check_new_password, BasicCredentials},
+    error::AuthError,
+    password::{self, spawn_blocking_in_span},
+    state::AppState,
+};
+
+/// The body of a 201.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    /// Always `created`.
+    pub status: &'static str,
+    /// The email the account was created for.
+    pub email: String,
+}
+
+/// Creates an account; the password is stored as an argon2id hash.
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "auth",
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "Account created", body = Registered),
+        (status = 400, description = "Missing credentials, or an email or password that breaks a rule (the message says which)", body = crate::error::ErrorBody),
+        (status = 409, description = "An account with this email (in any letter case) exists", body = crate::error::ErrorBody),
+        (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Registered>), AuthError> {
+    let result = create(&state, &headers).await;
+    let outcome = match &result {
+        Ok(_) => "created",
+        Err(AuthError::Conflict) => "conflict",
+        Err(AuthError::MissingRegisterCredentials | AuthError::Invalid(_)) => "invalid",
+        Err(_) => "error",
+    };
+    metrics::counter!("auth_registrations_total", "outcome" => outcome).increment(1);
+    result
+}
+
+async fn create(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(StatusCode, Json<Registered>), AuthError> {
+    let BasicCredentials { email, password } =
+        BasicCredentials::from_headers(headers).ok_or(AuthError::MissingRegisterCredentials)?;
+    check_new_email(&email).map_err(AuthError::Invalid)?;
+    check_new_password(&password).map_err(AuthError::Invalid)?;
+
+    // Answer a taken email before paying for a hash; the insert checks again under a lock.
+    if state.store.find_by_email(&email).await?.is_some() {
+        return Err(AuthError::Conflict);
+    }
+    let hashed = spawn_blocking_in_span(move || password::hash(&password))
+        .await
+        .map_err(|e| AuthError::Internal(e.into()))?
+        .map_err(|e| AuthError::Internal(anyhow::anyhow!("hashing failed: {e}")))?;
+    match state.store.insert(&email, &hashed).await? {
+        Some(id) => {
+            tracing::info!(user_id = id, %email, "user registered");
+            Ok((
+                StatusCode::CREATED,
+                Json(Registered {
+                    status: "created",
+                    email,
+                }),
+            ))
+        }
+        None => Err(AuthError::Conflict),
+    }
+}

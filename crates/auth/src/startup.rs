@@ -1,0 +1,154 @@
+//! Building the service from its configuration and running it.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::Router;
+use common::jwt::JwtKeys;
+use sqlx::postgres::PgPoolOptions;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{config::Config, rate_limit::FailureLimiter, state::AppState, store::UserStore};
+
+/// How long a request waits for a database connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest pause between attempts to set up the users table while Postgres is away.
+const MAX_SETUP_RETRY: Duration = Duration::from_secs(5);
+
+/// The auth service, bound to its address and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: Router,
+    state: AppState,
+    setup_task: Option<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects to Postgres, sets up the users table and binds `config.addr`.
+    ///
+    /// When Postgres cannot be reached the service starts anyway, answers `/readyz` with 503 and
+    /// sets the table up as soon as Postgres answers. A database that answers but refuses the
+    /// set-up (no permission, a table without the expected columns) is an error.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(config.database.clone());
+        let store = UserStore::new(pool, config.table.clone());
+        let schema_ready = Arc::new(AtomicBool::new(false));
+
+        let setup_task = match store.pool().acquire().await {
+            Ok(connection) => {
+                drop(connection);
+                let report = store
+                    .ensure_schema()
+                    .await
+                    .with_context(|| format!("setting up the users table {}", config.table))?;
+                tracing::info!(
+                    table = %config.table,
+                    unique_email_index = report.unique_email_index,
+                    "users table ready"
+                );
+                schema_ready.store(true, Ordering::Release);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "postgres is unreachable; starting anyway, not ready until it answers"
+                );
+                Some(tokio::spawn(set_up_when_reachable(
+                    store.clone(),
+                    schema_ready.clone(),
+                )))
+            }
+        };
+
+        let limits = config.rate_limit;
+        let state = AppState {
+            store,
+            keys: JwtKeys::new(config.jwt_secret.as_bytes()),
+            email_limiter: Arc::new(FailureLimiter::new(
+                limits.max_failures_per_email,
+                limits.window,
+            )),
+            ip_limiter: Arc::new(FailureLimiter::new(
+                limits.max_failures_per_ip,
+                limits.window,
+            )),
+            trusted_proxy_hops: config.trusted_proxy_hops,
+            schema_ready,
+        };
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on AUTH_ADDR {}", config.addr))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(addr = %config.addr, port, "auth listening");
+        Ok(Application {
+            listener,
+            port,
+            router: crate::routes::router(state.clone()),
+            state,
+            setup_task,
+        })
+    }
+
+    /// The port actually bound (useful with `AUTH_ADDR=...:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+            setup_task,
+            ..
+        } = self;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(common::shutdown::signal())
+        .await;
+        if let Some(task) = setup_task {
+            task.abort();
+        }
+        state.store.pool().close().await;
+        tracing::info!("auth stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// Retries the table set-up with growing pauses until it succeeds.
+async fn set_up_when_reachable(store: UserStore, ready: Arc<AtomicBool>) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(pause).await;
+        match store.ensure_schema().await {
+            Ok(report) => {
+                tracing::info!(
+                    unique_email_index = report.unique_email_index,
+                    "postgres answers; users table ready"
+                );
+                ready.store(true, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "users table set-up failed; will retry")
+            }
+        }
+        pause = (pause * 2).min(MAX_SETUP_RETRY);
+    }
+}

@@ -1,0 +1,34 @@
+//! What every handler shares.
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use common::jwt::JwtKeys;
+
+use crate::{rate_limit::FailureLimiter, store::UserStore};
+
+/// The shared state of the auth service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The users table.
+    pub store: UserStore,
+    /// HS256 keys from `JWT_SECRET`.
+    pub keys: JwtKeys,
+    /// Failed logins per (lower-cased) email.
+    pub email_limiter: Arc<FailureLimiter>,
+    /// Failed logins per client address.
+    pub ip_limiter: Arc<FailureLimiter>,
+    /// How many proxies' `X-Forwarded-For` entries to trust.
+    pub trusted_proxy_hops: usize,
+    /// Set once the users table is known to exist.
+    pub schema_ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Whether the schema set-up has completed.
+    pub fn is_schema_ready(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire)
+    }
+}
