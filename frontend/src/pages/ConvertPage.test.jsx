@@ -1,0 +1,122 @@
+import { act, fireEvent, screen, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FakeXhr, fakeGateway, json, makeToken, renderApp } from '../test/helpers.jsx';
+
+function sse(lines) {
+  const encoder = new TextEncoder();
+  const queue = [...lines];
+  return new Response(
+    new ReadableStream({
+      pull(controller) {
+        if (queue.length) controller.enqueue(encoder.encode(queue.shift()));
+        else controller.close();
+      },
+    }),
+    { status: 200, headers: { 'Content-Type': 'text/event-stream' } },
+  );
+}
+
+const video = () => new File([new Uint8Array(4096)], 'holiday.mp4', { type: 'video/mp4' });
+
+beforeEach(() => {
+  FakeXhr.last = null;
+  vi.stubGlobal('XMLHttpRequest', FakeXhr);
+});
+afterEach(() => vi.unstubAllGlobals());
+
+describe('convert page', () => {
+  it('refuses a file that is not an MP4', async () => {
+    fakeGateway({});
+    const user = userEvent.setup({ applyAccept: false });
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), new File(['x'], 'notes.txt', { type: 'text/plain' }));
+    expect(screen.getByRole('alert')).toHaveTextContent('"notes.txt" is not an MP4 video.');
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeDisabled();
+  });
+
+  it('accepts a dropped MP4', () => {
+    fakeGateway({});
+    renderApp('/convert', { token: makeToken() });
+    fireEvent.drop(screen.getByTestId('drop-zone'), { dataTransfer: { files: [video()] } });
+    expect(screen.getByText('holiday.mp4')).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeEnabled();
+  });
+
+  it('uploads with progress and speed, follows the conversion live, then offers the download', async () => {
+    const calls = fakeGateway({
+      'GET /events': () =>
+        sse([
+          'data: {"status":"processing","state":"queued","progress":0}\n\n',
+          'data: {"status":"processing","state":"processing","progress":55}\n\n',
+          'data: {"status":"completed","mp3_fid":"beef"}\n\n',
+        ]),
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.selectOptions(screen.getByLabelText(/MP3 quality/), '192 kb/s');
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+
+    const xhr = FakeXhr.last;
+    expect(xhr.method).toBe('POST');
+    expect(xhr.url).toBe('/api/upload');
+    expect(xhr.headers.Authorization).toMatch(/^Bearer /);
+    expect(xhr.body.get('bitrate')).toBe('192');
+    expect(xhr.body.get('vbr_quality')).toBeNull();
+    expect(xhr.body.get('file').name).toBe('holiday.mp4');
+
+    act(() => xhr.progress(2048, 4096));
+    const bar = screen.getByRole('progressbar', { name: 'Upload' });
+    expect(bar).toHaveAttribute('aria-valuenow', '50');
+    expect(bar.getAttribute('aria-valuetext')).toMatch(/^50% · 2.0 KB of 4.0 KB( · .+\/s)?$/);
+
+    act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
+    expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+    expect(within(screen.getByTestId('job-state')).getByText('Done')).toBeInTheDocument();
+    expect(calls.find((c) => c.path === '/events').query.get('fid')).toBe('cafe');
+  });
+
+  it('sends a VBR quality as vbr_quality', async () => {
+    fakeGateway({ 'GET /events': () => sse([]), 'GET /status': () => json({ status: 'processing', state: 'queued', progress: 0 }) });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.selectOptions(screen.getByLabelText(/MP3 quality/), 'vbr:2');
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    expect(FakeXhr.last.body.get('vbr_quality')).toBe('2');
+    expect(FakeXhr.last.body.get('bitrate')).toBeNull();
+  });
+
+  it('shows the gateway error when the upload is refused', async () => {
+    fakeGateway({});
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    act(() => FakeXhr.last.respond(400, { error: 'the file is not an MP4 video' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('The file is not an MP4 video.');
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeEnabled();
+  });
+
+  it('explains a failed conversion', async () => {
+    fakeGateway({ 'GET /events': () => sse(['data: {"status":"failed","error":"the video has no audio track"}\n\n']) });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'f00d' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('The conversion failed: the video has no audio track.');
+  });
+
+  it('a 401 during the upload sends the user to login with a message', async () => {
+    fakeGateway({});
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    act(() => FakeXhr.last.respond(401, { error: 'token expired' }));
+    expect(await screen.findByRole('heading', { name: 'Log in' })).toBeInTheDocument();
+    expect(screen.getByRole('status')).toHaveTextContent('Your session has expired.');
+  });
+});
