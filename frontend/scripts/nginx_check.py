@@ -147,9 +147,6 @@ def main():
     )
     with open(TEMPLATE) as f:
         site = subprocess.run(["envsubst", VARIABLES], input=f.read(), env=env, capture_output=True, text=True, check=True).stdout
-    # The image listens on IPv6 too; a machine without IPv6 cannot bind it, so drop that line here only.
-    if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
-        site = "\n".join(line for line in site.splitlines() if "listen [::]" not in line)
     with open(os.path.join(work, "site.conf"), "w") as f:
         f.write(site)
     with open(os.path.join(work, "nginx.conf"), "w") as f:
