@@ -463,6 +463,7 @@ service_env() {
       ;;
     converter)
       echo "CONVERTER_ADDR=$addr"
+      echo "CONVERTER_TMP_DIR=$STACK_DIR/converter-tmp"
       echo "MONGODB_URI=$(mongodb_uri)"
       echo "RABBITMQ_URL=$(rabbitmq_url)"
       ;;
@@ -497,6 +498,7 @@ start_service() {
   bin=$STACK_BIN_DIR/$svc
   [ -x "$bin" ] || die "$bin is not built (run: scripts/stack.sh up)"
   local envs=()
+  if [ "$svc" = converter ]; then mkdir -p "$STACK_DIR/converter-tmp"; fi
   mapfile -t envs < <(service_env "$svc"; service_passthrough "$svc")
   log "starting $svc on $(service_bind "$svc"):$port"
   echo "----- $(date -u +%FT%TZ) start $svc" >>"$LOGS/$svc.log"
