@@ -1,0 +1,138 @@
+//! Configuration from the environment. Every variable the converter reads is read here.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use common::{
+    config::{self, ConfigError, Env},
+    message::DEFAULT_VIDEO_QUEUE,
+    mongo::MongoLocations,
+};
+
+/// Default broker address, matching the k8s service name.
+pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@rabbitmq:5672/%2f";
+
+/// Everything the converter needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address of `/healthz`, `/readyz` and `/metrics` (`CONVERTER_ADDR`).
+    pub addr: SocketAddr,
+    /// AMQP URL of RabbitMQ (`RABBITMQ_URL`).
+    pub rabbitmq_url: String,
+    /// Queue to consume (`VIDEO_QUEUE`); dead letters go to `<queue>.dlq`.
+    pub queue: String,
+    /// Uploads, jobs and MP3s (`MONGODB_VIDEOS_URI`, `MONGODB_MP3S_URI`, `MONGODB_URI`).
+    pub mongo: MongoLocations,
+    /// Conversions at once, and the prefetch count (`CONVERTER_CONCURRENCY`, default: CPUs).
+    pub concurrency: u16,
+    /// Where the spooled input and the MP3 being written live (`CONVERTER_TMP_DIR`).
+    pub tmp_dir: PathBuf,
+    /// Attempts for a job failing transiently before it is dead-lettered (`CONVERTER_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt (`CONVERTER_RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// A conversion running longer is stopped and dead-lettered (`CONVERTER_JOB_TIMEOUT_SECS`);
+    /// kept below RabbitMQ's `consumer_timeout` (30 min) so the delivery is still ours to ack.
+    pub job_timeout: Duration,
+    /// On SIGTERM, in-flight jobs get this long before they are requeued
+    /// (`CONVERTER_SHUTDOWN_GRACE_SECS`); below Kubernetes' 30 s termination grace period.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads the configuration; the error names the offending variable.
+    pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
+        let default_addr = SocketAddr::from(([0, 0, 0, 0], 9090));
+        let concurrency: u16 = config::parsed_or(
+            env,
+            "CONVERTER_CONCURRENCY",
+            u16::try_from(num_cpus::get().max(1)).unwrap_or(u16::MAX),
+        )?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CONVERTER_CONCURRENCY",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let max_attempts: u32 = config::parsed_or(env, "CONVERTER_MAX_ATTEMPTS", 5)?;
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CONVERTER_MAX_ATTEMPTS",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(Config {
+            addr: config::parsed_or(env, "CONVERTER_ADDR", default_addr)?,
+            rabbitmq_url: config::or_default(env, "RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
+            queue: config::or_default(env, "VIDEO_QUEUE", DEFAULT_VIDEO_QUEUE),
+            mongo: MongoLocations::from_env(env)?,
+            concurrency,
+            tmp_dir: config::optional(env, "CONVERTER_TMP_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            max_attempts,
+            retry_base: Duration::from_millis(config::parsed_or(
+                env,
+                "CONVERTER_RETRY_BASE_MS",
+                1000,
+            )?),
+            job_timeout: Duration::from_secs(config::parsed_or(
+                env,
+                "CONVERTER_JOB_TIMEOUT_SECS",
+                25 * 60,
+            )?),
+            shutdown_grace: Duration::from_secs(config::parsed_or(
+                env,
+                "CONVERTER_SHUTDOWN_GRACE_SECS",
+                25,
+            )?),
+        })
+    }
+
+    /// Name of the dead-letter queue.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}{}", self.queue, common::jobs::DEAD_LETTER_QUEUE_SUFFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let env = [("MONGODB_URI", "mongodb://m:27017/")];
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.queue, "video");
+        assert_eq!(c.dead_letter_queue(), "video.dlq");
+        assert_eq!(c.rabbitmq_url, DEFAULT_RABBITMQ_URL);
+        assert!(c.concurrency >= 1);
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.mongo.videos.database, "videos");
+        assert_eq!(c.mongo.mp3s.database, "mp3s");
+    }
+
+    #[test]
+    fn values_and_errors_name_the_variable() {
+        let env = [
+            ("MONGODB_URI", "mongodb://m:27017/"),
+            ("VIDEO_QUEUE", "q1"),
+            ("CONVERTER_CONCURRENCY", "3"),
+            ("CONVERTER_TMP_DIR", "/x"),
+        ];
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(c.dead_letter_queue(), "q1.dlq");
+        assert_eq!(c.concurrency, 3);
+        assert_eq!(c.tmp_dir, PathBuf::from("/x"));
+
+        let env = [
+            ("MONGODB_URI", "mongodb://m:27017/"),
+            ("CONVERTER_CONCURRENCY", "0"),
+        ];
+        let err = Config::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("CONVERTER_CONCURRENCY"), "{err}");
+
+        let err = Config::from_env(&[("X", "y")]).unwrap_err().to_string();
+        assert!(err.contains("MONGODB_VIDEOS_URI"), "{err}");
+    }
+}

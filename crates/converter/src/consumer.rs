@@ -1,0 +1,278 @@
+//! The RabbitMQ side: consume the video queue, run each job, then ack, dead-letter or requeue.
+//!
+//! Reconnects with back-off whenever the broker goes away. Prefetch equals the concurrency, so
+//! the broker never hands us more messages than we run at once.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+    BasicProperties, Channel, Connection, ConnectionProperties,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::worker::{Outcome, Worker};
+
+/// Header of a dead letter giving the reason, in words for a person.
+pub const REASON_HEADER: &str = "x-converter-reason";
+/// Header of a dead letter naming the queue it came from.
+pub const ORIGINAL_QUEUE_HEADER: &str = "x-original-queue";
+/// Longest pause between reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+/// AMQP persistent delivery mode.
+const PERSISTENT: u8 = 2;
+
+/// Settings of the consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Broker URL.
+    pub url: String,
+    /// Queue to consume.
+    pub queue: String,
+    /// Dead-letter queue.
+    pub dead_letter_queue: String,
+    /// Prefetch count = conversions at once.
+    pub concurrency: u16,
+    /// How long in-flight jobs may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// Consumes until `stop` is cancelled, then drains in-flight jobs.
+pub struct Consumer {
+    /// Settings.
+    pub settings: ConsumerSettings,
+    /// The job runner.
+    pub worker: Arc<Worker>,
+    /// True while a consumer is registered with the broker (readiness).
+    pub consuming: Arc<AtomicBool>,
+}
+
+impl Consumer {
+    /// Runs until `stop` fires: consume, reconnect on failures, then let in-flight jobs finish
+    /// within the grace period and requeue those that would not.
+    pub async fn run(self, stop: CancellationToken) {
+        let abort_jobs = CancellationToken::new();
+        let mut jobs = JoinSet::new();
+        let mut delay = Duration::from_millis(250);
+        let mut connection: Option<Connection> = None;
+        while !stop.is_cancelled() {
+            match self
+                .session(&stop, &abort_jobs, &mut jobs, &mut connection)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    self.consuming.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, ?delay, "RabbitMQ unavailable, reconnecting");
+                    if let Some(conn) = connection.take() {
+                        let _ = conn.close(0, "reconnecting").await;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                }
+            }
+        }
+        self.consuming.store(false, Ordering::Relaxed);
+        if !jobs.is_empty() {
+            tracing::info!(in_flight = jobs.len(), grace = ?self.settings.shutdown_grace,
+                "waiting for in-flight conversions");
+            let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+                while jobs.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(in_flight = jobs.len(), "grace period over, requeueing");
+                abort_jobs.cancel();
+                while jobs.join_next().await.is_some() {}
+            }
+        }
+        if let Some(conn) = connection {
+            let _ = conn.close(200, "shutting down").await;
+        }
+        tracing::info!("consumer stopped");
+    }
+
+    /// One connection's life: returns Ok when asked to stop, Err when the connection failed.
+    async fn session(
+        &self,
+        stop: &CancellationToken,
+        abort_jobs: &CancellationToken,
+        jobs: &mut JoinSet<()>,
+        connection: &mut Option<Connection>,
+    ) -> Result<(), lapin::Error> {
+        let conn = Connection::connect(&self.settings.url, ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        *connection = Some(conn);
+        channel
+            .basic_qos(self.settings.concurrency, BasicQosOptions::default())
+            .await?;
+        for queue in [&self.settings.queue, &self.settings.dead_letter_queue] {
+            // Durable and without arguments, exactly as the original declares `video`.
+            channel
+                .queue_declare(
+                    queue,
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut deliveries = channel
+            .basic_consume(
+                &self.settings.queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let tag = deliveries.tag();
+        self.consuming.store(true, Ordering::Relaxed);
+        tracing::info!(queue = %self.settings.queue, prefetch = self.settings.concurrency,
+            "consuming");
+        loop {
+            tokio::select! {
+                delivery = deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => self.spawn_job(jobs, &channel, delivery, abort_jobs),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(lapin::Error::InvalidChannelState(channel.status().state())),
+                },
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+                () = stop.cancelled() => {
+                    // Stop taking messages; the channel stays open to settle in-flight ones.
+                    if let Err(e) = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await {
+                        tracing::warn!(error = %e, "could not cancel the consumer");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn spawn_job(
+        &self,
+        jobs: &mut JoinSet<()>,
+        channel: &Channel,
+        delivery: Delivery,
+        abort: &CancellationToken,
+    ) {
+        let span = tracing::info_span!(
+            "job",
+            delivery_tag = delivery.delivery_tag,
+            redelivered = delivery.redelivered,
+            video_fid = tracing::field::Empty,
+        );
+        let worker = self.worker.clone();
+        let channel = channel.clone();
+        let abort = abort.clone();
+        let settings = self.settings.clone();
+        jobs.spawn(
+            async move {
+                let outcome = worker.process(&delivery.data, &abort).await;
+                metrics::counter!("converter_jobs_total", "outcome" => outcome.label())
+                    .increment(1);
+                settle(&channel, &settings, &delivery, &outcome).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Acks, dead-letters (publish to the DLQ, await the confirm, then ack) or requeues a delivery.
+async fn settle(
+    channel: &Channel,
+    settings: &ConsumerSettings,
+    delivery: &Delivery,
+    outcome: &Outcome,
+) {
+    let result = match outcome {
+        Outcome::Completed { .. } => delivery.ack(BasicAckOptions::default()).await,
+        Outcome::Requeue => {
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+        Outcome::Failed { reason } => {
+            match dead_letter(channel, settings, delivery, reason).await {
+                Ok(()) => {
+                    tracing::warn!(%reason, queue = %settings.dead_letter_queue, "dead-lettered");
+                    delivery.ack(BasicAckOptions::default()).await
+                }
+                // Not stored in the DLQ: leave it to the broker; the job already says failed,
+                // so the redelivery only dead-letters it again.
+                Err(e) => {
+                    tracing::error!(error = %e, "could not dead-letter, requeueing");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        // The channel is gone: the broker redelivers the message, and the job is idempotent.
+        tracing::warn!(error = %e, "could not settle the delivery; it will be redelivered");
+    }
+}
+
+async fn dead_letter(
+    channel: &Channel,
+    settings: &ConsumerSettings,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<(), lapin::Error> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        ShortString::from(REASON_HEADER),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    headers.insert(
+        ShortString::from(ORIGINAL_QUEUE_HEADER),
+        AMQPValue::LongString(LongString::from(settings.queue.as_str())),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_content_type(ShortString::from("application/json"))
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            "",
+            &settings.dead_letter_queue,
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .await?;
+    if confirm.is_nack() {
+        return Err(lapin::Error::InvalidChannelState(channel.status().state()));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! The converter binary: configuration from the environment, then the service until SIGTERM.
+
+use std::process::ExitCode;
+
+use converter::{Application, Config};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init("converter");
+    let config = match Config::from_env(&common::config::ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match Application::build(config).await {
+        Ok(app) => {
+            tracing::info!(port = app.port(), "converter listening");
+            app.run_until_stopped().await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "converter stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! In-process audio extraction: the best audio stream of a media file to an MP3 file.
+//!
+//! decode (audio packets only) -> filter graph (resample, re-chunk to the encoder's frame size)
+//! -> libmp3lame -> mp3 muxer. The output is a seekable file, so the muxer writes the Xing/LAME
+//! header with the encoder delay and padding, and players trim them: the MP3 decodes to the
+//! source's sample count.
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Once,
+    },
+    time::{Duration, Instant},
+};
+
+use common::jobs::Mp3Quality;
+use ffmpeg::{codec, filter, format, frame, media, ChannelLayout, Dictionary, Rational};
+use ffmpeg_next as ffmpeg;
+
+/// LAME VBR quality is passed as `global_quality / FF_QP2LAMBDA` by FFmpeg's libmp3lame wrapper.
+const FF_QP2LAMBDA: usize = 118;
+/// Sample rates we keep from the source: MPEG-1 layer III, where every allowed bitrate is valid.
+const MPEG1_RATES: [u32; 3] = [32_000, 44_100, 48_000];
+/// Output rate for every other source rate, as the original produced.
+const DEFAULT_RATE: u32 = 44_100;
+/// Progress is reported at most this often.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What to produce.
+#[derive(Debug, Clone, Default)]
+pub struct TranscodeOptions {
+    /// Bitrate or VBR quality.
+    pub quality: Mp3Quality,
+    /// ID3 title; none when empty.
+    pub title: Option<String>,
+}
+
+/// What was produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscodeReport {
+    /// Samples per channel decoded from the source.
+    pub input_samples: u64,
+    /// Samples per channel given to the encoder (after resampling).
+    pub output_samples: u64,
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Output channels (1 or 2).
+    pub channels: u16,
+    /// Seconds of audio in the output.
+    pub duration_secs: f64,
+}
+
+/// Why a file could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// The file is not a container FFmpeg can open.
+    #[error("the file is not a video or audio file that can be read ({0})")]
+    Unreadable(ffmpeg::Error),
+    /// The container has no audio stream.
+    #[error("the video has no audio track")]
+    NoAudio,
+    /// The audio stream uses a codec we cannot decode.
+    #[error("the audio track uses a format that cannot be decoded ({0})")]
+    UnsupportedCodec(String),
+    /// Reading or decoding failed part way, or far less audio than declared was found.
+    #[error("the video file is damaged or incomplete ({0})")]
+    Damaged(String),
+    /// The caller asked us to stop.
+    #[error("the conversion was cancelled")]
+    Cancelled,
+    /// Anything else: the encoder, the muxer or the output file.
+    #[error("internal conversion error: {0}")]
+    Internal(String),
+}
+
+impl TranscodeError {
+    /// Whether retrying the same input can never help.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Cancelled | Self::Internal(_))
+    }
+}
+
+/// Initialises FFmpeg once per process and keeps its log quiet (we log outcomes ourselves).
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Err(e) = ffmpeg::init() {
+            tracing::error!(error = %e, "FFmpeg initialisation failed");
+        }
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// The output sample rate for a source rate: kept when MPEG-1 layer III supports it.
+pub fn output_rate(source_rate: u32) -> u32 {
+    if MPEG1_RATES.contains(&source_rate) {
+        source_rate
+    } else {
+        DEFAULT_RATE
+    }
+}
+
+/// The output channel layout: mono stays mono, anything wider becomes stereo.
+pub fn output_layout(source_channels: u16) -> ChannelLayout {
+    if source_channels <= 1 {
+        ChannelLayout::MONO
+    } else {
+        ChannelLayout::STEREO
+    }
+}
+
+/// The ID3 title for an upload's file name: its stem (`holiday.mp4` -> `holiday`).
+pub fn title_from_filename(filename: &str) -> Option<String> {
+    let name = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let stem = match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => name,
+    };
+    let stem = stem.trim();
+    (!stem.is_empty()).then(|| stem.to_owned())
+}
+
+/// Progress in percent (0..=100) of a timestamp within a duration.
+pub fn percent(position_secs: f64, duration_secs: Option<f64>) -> Option<f64> {
+    let duration = duration_secs.filter(|d| d.is_finite() && *d > 0.0)?;
+    Some((position_secs / duration * 100.0).clamp(0.0, 100.0))
+}
+
+/// Lets a call through at most once per interval (the first call always passes).
+#[derive(Debug)]
+pub struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    /// A throttle passing at most once per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Whether a call at `now` may pass; records it when it does.
+    pub fn ready(&mut self, now: Instant) -> bool {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// Converts the best audio stream of `input` into an MP3 at `output` (a seekable file).
+///
+/// `progress` receives percentages at most every [`PROGRESS_INTERVAL`]; setting `cancel` stops
+/// the work at the next packet with [`TranscodeError::Cancelled`].
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    options: &TranscodeOptions,
+    cancel: &AtomicBool,
+    mut progress: impl FnMut(f64),
+) -> Result<TranscodeReport, TranscodeError> {
+    init();
+    let mut ictx = format::input(&input).map_err(TranscodeError::Unreadable)?;
+    let stream = ictx
+        .streams()
+        .best(media::Type::Audio)
+        .ok_or(TranscodeError::NoAudio)?;
+    let stream_index = stream.index();
+    let stream_tb = stream.time_base();
+    let start_secs = if stream.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
+        0.0
+    } else {
+        seconds(stream.start_time(), stream_tb)
+    };
+    let stream_duration = (stream.duration() > 0).then(|| seconds(stream.duration(), stream_tb));
+    let duration = stream_duration.or_else(|| {
+        (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
+    });
+
+    let decoder_ctx = codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
+    let mut decoder = decoder_ctx
+        .decoder()
+        .audio()
+        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
+    decoder.set_packet_time_base(stream_tb);
+    discard_other_streams(&mut ictx, stream_index);
+
+    let mut octx = format::output_as(&output, "mp3").map_err(internal)?;
+    let codec = ffmpeg::encoder::find(codec::Id::MP3)
+        .ok_or_else(|| TranscodeError::Internal("no MP3 encoder (libmp3lame) in FFmpeg".into()))?
+        .audio()
+        .map_err(internal)?;
+    let rate = output_rate(decoder.rate());
+    let layout = output_layout(decoder.channels());
+    let mut encoder = codec::context::Context::new_with_codec(*codec)
+        .encoder()
+        .audio()
+        .map_err(internal)?;
+    encoder.set_rate(rate as i32);
+    encoder.set_channel_layout(layout);
+    encoder.set_channels(layout.channels());
+    encoder.set_format(pick_sample_format(&codec));
+    encoder.set_time_base((1, rate as i32));
+    match options.quality {
+        Mp3Quality::Cbr { bitrate_kbps } => encoder.set_bit_rate(bitrate_kbps as usize * 1000),
+        Mp3Quality::Vbr { quality } => {
+            // What `ffmpeg -q:a N` does: libmp3lame reads VBR quality from global_quality.
+            encoder.set_flags(codec::flag::Flags::QSCALE);
+            encoder.set_quality(usize::from(quality.min(9)) * FF_QP2LAMBDA);
+        }
+    }
+    let mut encoder = encoder.open_as(codec).map_err(internal)?;
+    {
+        let mut ost = octx.add_stream(codec).map_err(internal)?;
+        ost.set_time_base((1, rate as i32));
+        ost.set_parameters(&encoder);
+    }
+    let mut metadata = Dictionary::new();
+    if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty()) {
+        metadata.set("title", title);
+    }
+    octx.set_metadata(metadata);
+    octx.write_header().map_err(internal)?;
+    let out_tb = octx
+        .stream(0)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational::new(1, rate as i32));
+
+    let mut graph = build_filter(&decoder, stream_tb, &encoder)?;
+    let mut pump = Pump {
+        encoder_tb: Rational::new(1, rate as i32),
+        out_tb,
+        next_pts: 0,
+        input_samples: 0,
+    };
+
+    let mut throttle = Throttle::new(PROGRESS_INTERVAL);
+    let mut decoded = frame::Audio::empty();
+    let mut packet = ffmpeg::Packet::empty();
+    let mut audio_packets = 0u64;
+    let mut bad_packets = 0u64;
+    let mut last_position = 0.0f64;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TranscodeError::Cancelled);
+        }
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            // A demuxer resyncs past a corrupt packet; count it like a bad audio packet.
+            Err(ffmpeg::Error::InvalidData) => {
+                bad_packets += 1;
+                continue;
+            }
+            Err(e) => return Err(TranscodeError::Damaged(format!("reading failed: {e}"))),
+        }
+        if packet.stream() != stream_index {
+            continue;
+        }
+        audio_packets += 1;
+        match decoder.send_packet(&packet) {
+            Ok(()) => {}
+            // Like the ffmpeg CLI: skip a packet the decoder rejects, judge the total below.
+            Err(ffmpeg::Error::InvalidData) => {
+                bad_packets += 1;
+                continue;
+            }
+            Err(e) => return Err(TranscodeError::Damaged(format!("decoding failed: {e}"))),
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            if let Some(ts) = decoded.timestamp() {
+                last_position = seconds(ts, stream_tb) - start_secs
+                    + decoded.samples() as f64 / f64::from(decoded.rate().max(1));
+            }
+            pump.filter_frame(&mut graph, &mut decoded, &mut encoder, &mut octx)?;
+            if throttle.ready(Instant::now()) {
+                if let Some(p) = percent(last_position, duration) {
+                    progress(p);
+                }
+            }
+        }
+    }
+
+    // Flush order at EOF: decoder, then filter graph, then encoder.
+    decoder.send_eof().map_err(internal)?;
+    while decoder.receive_frame(&mut decoded).is_ok() {
+        pump.filter_frame(&mut graph, &mut decoded, &mut encoder, &mut octx)?;
+    }
+    source(&mut graph)?.source().flush().map_err(internal)?;
+    pump.drain_filter(&mut graph, &mut encoder, &mut octx)?;
+    encoder.send_eof().map_err(internal)?;
+    pump.drain_encoder(&mut encoder, &mut octx)?;
+    octx.write_trailer().map_err(internal)?;
+
+    if pump.input_samples == 0 {
+        return Err(TranscodeError::Damaged("no audio could be decoded".into()));
+    }
+    if bad_packets * 10 > audio_packets.max(1) {
+        return Err(TranscodeError::Damaged(format!(
+            "{bad_packets} of {audio_packets} audio packets are corrupt"
+        )));
+    }
+    let decoded_secs = pump.input_samples as f64 / f64::from(decoder.rate().max(1));
+    if let Some(declared) = stream_duration {
+        if is_truncated(decoded_secs, declared) {
+            return Err(TranscodeError::Damaged(format!(
+                "only {decoded_secs:.1} of {declared:.1} seconds of audio could be read"
+            )));
+        }
+    }
+    progress(100.0);
+    Ok(TranscodeReport {
+        input_samples: pump.input_samples,
+        output_samples: pump.next_pts as u64,
+        sample_rate: rate,
+        channels: layout.channels() as u16,
+        duration_secs: pump.next_pts as f64 / f64::from(rate),
+    })
+}
+
+/// Whether far less audio was decoded than the container declares (a cut-off upload).
+pub fn is_truncated(decoded_secs: f64, declared_secs: f64) -> bool {
+    decoded_secs < declared_secs * 0.9 - 1.0
+}
+
+/// Moves frames from the decoder through the filter graph into the encoder and the muxer.
+struct Pump {
+    encoder_tb: Rational,
+    out_tb: Rational,
+    /// Next output pts in samples: counting samples keeps the timeline gap- and drift-free.
+    next_pts: i64,
+    input_samples: u64,
+}
+
+impl Pump {
+    fn filter_frame(
+        &mut self,
+        graph: &mut filter::Graph,
+        decoded: &mut frame::Audio,
+        encoder: &mut ffmpeg::encoder::Audio,
+        octx: &mut format::context::Output,
+    ) -> Result<(), TranscodeError> {
+        self.input_samples += decoded.samples() as u64;
+        let ts = decoded.timestamp();
+        decoded.set_pts(ts);
+        source(graph)?.source().add(decoded).map_err(internal)?;
+        self.drain_filter(graph, encoder, octx)
+    }
+
+    fn drain_filter(
+        &mut self,
+        graph: &mut filter::Graph,
+        encoder: &mut ffmpeg::encoder::Audio,
+        octx: &mut format::context::Output,
+    ) -> Result<(), TranscodeError> {
+        let mut filtered = frame::Audio::empty();
+        loop {
+            let mut sink = graph
+                .get("out")
+                .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
+            if sink.sink().frame(&mut filtered).is_err() {
+                return Ok(());
+            }
+            filtered.set_pts(Some(self.next_pts));
+            self.next_pts += filtered.samples() as i64;
+            encoder.send_frame(&filtered).map_err(internal)?;
+            self.drain_encoder(encoder, octx)?;
+        }
+    }
+
+    fn drain_encoder(
+        &mut self,
+        encoder: &mut ffmpeg::encoder::Audio,
+        octx: &mut format::context::Output,
+    ) -> Result<(), TranscodeError> {
+        let mut encoded = ffmpeg::Packet::empty();
+        while encoder.receive_packet(&mut encoded).is_ok() {
+            encoded.set_stream(0);
+            encoded.rescale_ts(self.encoder_tb, self.out_tb);
+            encoded.write_interleaved(octx).map_err(internal)?;
+        }
+        Ok(())
+    }
+}
+
+fn source(graph: &mut filter::Graph) -> Result<filter::Context, TranscodeError> {
+    graph
+        .get("in")
+        .ok_or_else(|| TranscodeError::Internal("filter source missing".into()))
+}
+
+/// abuffer -> (auto-inserted aresample) -> abuffersink delivering the encoder's format in frames
+/// of exactly the encoder's frame size (1152 for MP3; the last one may be shorter).
+fn build_filter(
+    decoder: &ffmpeg::decoder::Audio,
+    time_base: Rational,
+    encoder: &ffmpeg::encoder::Audio,
+) -> Result<filter::Graph, TranscodeError> {
+    let mut graph = filter::Graph::new();
+    let layout = if decoder.channel_layout().bits() == 0 {
+        ChannelLayout::default(i32::from(decoder.channels()))
+    } else {
+        decoder.channel_layout()
+    };
+    let args = format!(
+        "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+        time_base,
+        decoder.rate(),
+        decoder.format().name(),
+        layout.bits()
+    );
+    let abuffer = filter::find("abuffer")
+        .ok_or_else(|| TranscodeError::Internal("abuffer filter missing".into()))?;
+    let abuffersink = filter::find("abuffersink")
+        .ok_or_else(|| TranscodeError::Internal("abuffersink filter missing".into()))?;
+    graph.add(&abuffer, "in", &args).map_err(internal)?;
+    graph.add(&abuffersink, "out", "").map_err(internal)?;
+    {
+        let mut out = graph
+            .get("out")
+            .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
+        out.set_sample_format(encoder.format());
+        out.set_channel_layout(encoder.channel_layout());
+        out.set_sample_rate(encoder.rate());
+    }
+    graph
+        .output("in", 0)
+        .and_then(|p| p.input("out", 0))
+        .and_then(|p| p.parse("anull"))
+        .map_err(internal)?;
+    graph.validate().map_err(internal)?;
+    if let Some(mut out) = graph.get("out") {
+        out.sink().set_frame_size(encoder.frame_size());
+    }
+    Ok(graph)
+}
+
+/// Planar float when the encoder takes it (what AAC and most decoders give: no conversion).
+fn pick_sample_format(codec: &ffmpeg::codec::Audio) -> format::Sample {
+    let wanted = format::Sample::F32(format::sample::Type::Planar);
+    let mut formats = codec.formats().into_iter().flatten().peekable();
+    let first = formats.peek().copied();
+    if formats.any(|f| f == wanted) {
+        wanted
+    } else {
+        first.unwrap_or(wanted)
+    }
+}
+
+fn seconds(ts: i64, tb: Rational) -> f64 {
+    ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1))
+}
+
+fn internal(e: ffmpeg::Error) -> TranscodeError {
+    TranscodeError::Internal(e.to_string())
+}
+
+/// Tells the demuxer to skip every stream but the audio one: their packets are never read into
+/// memory nor decoded (what the ffmpeg CLI does for streams no output uses).
+#[allow(unsafe_code)]
+fn discard_other_streams(ictx: &mut format::context::Input, keep: usize) {
+    for index in 0..ictx.nb_streams() as usize {
+        if index == keep {
+            continue;
+        }
+        if let Some(mut stream) = ictx.stream_mut(index) {
+            // SAFETY: ffmpeg-next has no setter for AVStream.discard. The pointer comes from a
+            // live, open input context we borrow mutably, and `discard` is a plain enum field
+            // the demuxer reads on its next av_read_frame.
+            unsafe {
+                (*stream.as_mut_ptr()).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_kept_only_when_mpeg1() {
+        assert_eq!(output_rate(48_000), 48_000);
+        assert_eq!(output_rate(44_100), 44_100);
+        assert_eq!(output_rate(32_000), 32_000);
+        assert_eq!(output_rate(22_050), 44_100);
+        assert_eq!(output_rate(96_000), 44_100);
+        assert_eq!(output_rate(8_000), 44_100);
+    }
+
+    #[test]
+    fn layouts_up_to_stereo() {
+        assert_eq!(output_layout(1), ChannelLayout::MONO);
+        assert_eq!(output_layout(2), ChannelLayout::STEREO);
+        assert_eq!(output_layout(6), ChannelLayout::STEREO);
+    }
+
+    #[test]
+    fn titles_from_filenames() {
+        assert_eq!(
+            title_from_filename("holiday.mp4").as_deref(),
+            Some("holiday")
+        );
+        assert_eq!(title_from_filename("a.b.mov").as_deref(), Some("a.b"));
+        assert_eq!(
+            title_from_filename("C:\\x\\talk.mp4").as_deref(),
+            Some("talk")
+        );
+        assert_eq!(title_from_filename("noext").as_deref(), Some("noext"));
+        assert_eq!(title_from_filename(".hidden").as_deref(), Some(".hidden"));
+        assert_eq!(title_from_filename("").as_deref(), None);
+    }
+
+    #[test]
+    fn percent_is_clamped_and_needs_a_duration() {
+        assert_eq!(percent(5.0, Some(10.0)), Some(50.0));
+        assert_eq!(percent(12.0, Some(10.0)), Some(100.0));
+        assert_eq!(percent(-1.0, Some(10.0)), Some(0.0));
+        assert_eq!(percent(5.0, None), None);
+        assert_eq!(percent(5.0, Some(0.0)), None);
+    }
+
+    #[test]
+    fn throttle_passes_once_per_interval() {
+        let mut t = Throttle::new(Duration::from_millis(100));
+        let start = Instant::now();
+        assert!(t.ready(start));
+        assert!(!t.ready(start + Duration::from_millis(50)));
+        assert!(t.ready(start + Duration::from_millis(100)));
+        assert!(!t.ready(start + Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn truncation_threshold() {
+        assert!(!is_truncated(9.98, 10.0));
+        assert!(!is_truncated(8.5, 10.0));
+        assert!(is_truncated(5.0, 10.0));
+        assert!(is_truncated(100.0, 600.0));
+    }
+
+    #[test]
+    fn permanence() {
+        assert!(TranscodeError::NoAudio.is_permanent());
+        assert!(TranscodeError::Damaged("x".into()).is_permanent());
+        assert!(!TranscodeError::Cancelled.is_permanent());
+        assert!(!TranscodeError::Internal("x".into()).is_permanent());
+    }
+}

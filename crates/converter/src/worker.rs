@@ -1,0 +1,420 @@
+//! One conversion job, from the queue message to the stored MP3 and the job's final state.
+//!
+//! Idempotent, because RabbitMQ delivers at least once: an MP3 already stored for the upload is
+//! reused, and after storing ours only the oldest MP3 for the upload is kept, so a redelivered or
+//! concurrently processed message ends with exactly one MP3.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::{
+    jobs::{Job, JobState},
+    message::VideoMessage,
+};
+use mongodb::bson::oid::ObjectId;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    storage::{Storage, StorageError},
+    transcode::{self, title_from_filename, TranscodeError, TranscodeOptions},
+};
+
+/// How a message ended; the consumer acks, dead-letters or requeues accordingly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The MP3 and the job's `completed` state are stored.
+    Completed {
+        /// The MP3 kept for the upload.
+        mp3_fid: ObjectId,
+        /// True when an MP3 from an earlier delivery was reused instead of converting again.
+        reused: bool,
+    },
+    /// It can never succeed: dead-letter it with this reason.
+    Failed {
+        /// For the user, stored in the job and in the dead letter's header.
+        reason: String,
+    },
+    /// Interrupted by shutdown: requeue for another converter.
+    Requeue,
+}
+
+impl Outcome {
+    /// Label for `converter_jobs_total{outcome}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Completed { reused: false, .. } => "completed",
+            Self::Completed { reused: true, .. } => "duplicate",
+            Self::Failed { .. } => "failed",
+            Self::Requeue => "requeued",
+        }
+    }
+}
+
+/// Why one attempt did not complete.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("{0}")]
+    Permanent(String),
+    #[error(transparent)]
+    Transient(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a job needs besides the message: storage, scratch space and limits.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// Mongo access.
+    pub storage: Storage,
+    /// Directory for the spooled input and the MP3 being written.
+    pub tmp_dir: PathBuf,
+    /// Attempts before a transient failure becomes permanent.
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt.
+    pub retry_base: Duration,
+    /// Longest a single conversion may run.
+    pub job_timeout: Duration,
+}
+
+/// Parses a queue message: the original's JSON with a valid ObjectId, or a reason it is unusable.
+pub fn parse_message(payload: &[u8]) -> Result<(VideoMessage, ObjectId), String> {
+    let message: VideoMessage = serde_json::from_slice(payload)
+        .map_err(|e| format!("the queue message is not valid JSON for a conversion: {e}"))?;
+    let id = ObjectId::parse_str(message.video_fid.trim())
+        .map_err(|_| format!("video_fid {:?} is not a valid file id", message.video_fid))?;
+    Ok((message, id))
+}
+
+/// Delay before retry number `attempt` (1-based): base, 2x base, 4x base, ... capped at a minute.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(Duration::from_secs(60))
+}
+
+impl Worker {
+    /// Processes one message, retrying transient failures with back-off. `abort` interrupts
+    /// the work (shutdown grace period over): the outcome is then [`Outcome::Requeue`].
+    pub async fn process(&self, payload: &[u8], abort: &CancellationToken) -> Outcome {
+        let (message, id) = match parse_message(payload) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                tracing::warn!(%reason, "unusable message");
+                return Outcome::Failed { reason };
+            }
+        };
+        tracing::Span::current().record("video_fid", id.to_hex());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.attempt(&message, id, abort).await {
+                Ok(outcome) => return outcome,
+                Err(e) => e,
+            };
+            match error {
+                JobError::Cancelled => {
+                    if let Err(e) = self.storage.requeue_job(id).await {
+                        tracing::warn!(error = %e, "could not mark the interrupted job queued");
+                    }
+                    return Outcome::Requeue;
+                }
+                JobError::Permanent(reason) => return self.fail(id, reason).await,
+                JobError::Transient(_) | JobError::Internal(_) if attempt < self.max_attempts => {
+                    let delay = backoff(self.retry_base, attempt);
+                    tracing::warn!(error = %error, attempt, ?delay, "attempt failed, retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = abort.cancelled() => return Outcome::Requeue,
+                    }
+                }
+                JobError::Transient(_) | JobError::Internal(_) => {
+                    tracing::error!(error = %error, attempt, "giving up");
+                    let reason = format!(
+                        "the conversion failed {attempt} times because of a temporary problem ({error})"
+                    );
+                    return self.fail(id, reason).await;
+                }
+            }
+        }
+    }
+
+    async fn fail(&self, id: ObjectId, reason: String) -> Outcome {
+        if let Err(e) = self.storage.fail_job(id, &reason).await {
+            tracing::error!(error = %e, "could not record the failure in the job");
+        }
+        Outcome::Failed { reason }
+    }
+
+    async fn attempt(
+        &self,
+        message: &VideoMessage,
+        id: ObjectId,
+        abort: &CancellationToken,
+    ) -> Result<Outcome, JobError> {
+        let job = self.storage.job(id).await?;
+        match &job {
+            Some(job) if job.state == JobState::Completed => {
+                if let Some(mp3_fid) = job.mp3_fid {
+                    tracing::info!(%mp3_fid, "job already completed");
+                    return Ok(Outcome::Completed {
+                        mp3_fid,
+                        reused: true,
+                    });
+                }
+            }
+            // Failed before (perhaps killed before dead-lettering): dead-letter again, never retry.
+            Some(job) if job.state == JobState::Failed => {
+                return Ok(Outcome::Failed {
+                    reason: job
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "the conversion failed".to_owned()),
+                });
+            }
+            _ => {}
+        }
+        let Some(upload) = self.storage.upload(id).await? else {
+            if job.is_none() {
+                let owner = owner_of(message);
+                let job = Job::queued(
+                    id,
+                    owner,
+                    format!("{}.mp4", id.to_hex()),
+                    Default::default(),
+                    None,
+                );
+                self.storage.create_job(&job).await?;
+            }
+            return Err(JobError::Permanent(
+                "the uploaded video was not found".to_owned(),
+            ));
+        };
+        let job = match job {
+            Some(job) => job,
+            None => {
+                // A message from the original gateway: no job document yet.
+                let filename = upload
+                    .filename
+                    .clone()
+                    .or_else(|| {
+                        upload
+                            .metadata
+                            .as_ref()
+                            .and_then(|m| m.get_str("filename").ok().map(str::to_owned))
+                    })
+                    .unwrap_or_else(|| format!("{}.mp4", id.to_hex()));
+                let job = Job::queued(
+                    id,
+                    owner_of(message),
+                    filename,
+                    Default::default(),
+                    i64::try_from(upload.length).ok(),
+                );
+                self.storage.create_job(&job).await?;
+                tracing::info!("created the job for a message without one");
+                job
+            }
+        };
+
+        // An MP3 stored by an earlier delivery that died before recording it: reuse it.
+        if let Some(mp3_fid) = self.keep_one_mp3(id).await? {
+            self.storage
+                .complete_job(id, mp3_fid, job.duration_secs)
+                .await?;
+            tracing::info!(%mp3_fid, "reused the MP3 of an earlier delivery");
+            return Ok(Outcome::Completed {
+                mp3_fid,
+                reused: true,
+            });
+        }
+
+        self.storage.start_job(id).await?;
+        let started = Instant::now();
+        let input = tempfile::Builder::new()
+            .prefix("converter-in-")
+            .tempfile_in(&self.tmp_dir)
+            .map_err(StorageError::from)?;
+        tokio::select! {
+            spooled = self.storage.spool_upload(id, input.path()) => { spooled?; }
+            () = abort.cancelled() => return Err(JobError::Cancelled),
+        }
+        let output = tempfile::Builder::new()
+            .prefix("converter-out-")
+            .suffix(".mp3")
+            .tempfile_in(&self.tmp_dir)
+            .map_err(StorageError::from)?;
+
+        let report = self
+            .convert(&job, input.path().into(), output.path().into(), abort)
+            .await?;
+        drop(input);
+        let title = title_from_filename(&job.filename);
+        let mp3_name = format!("{}.mp3", title.as_deref().unwrap_or("audio"));
+        let ours = self
+            .storage
+            .store_mp3(output.path(), &mp3_name, id, job.owner.as_deref())
+            .await?;
+        drop(output);
+        let kept = self.keep_one_mp3(id).await?.unwrap_or(ours);
+        self.storage
+            .complete_job(id, kept, Some(report.duration_secs))
+            .await?;
+        metrics::histogram!("converter_conversion_seconds").record(started.elapsed().as_secs_f64());
+        crate::record_media_seconds(report.duration_secs);
+        tracing::info!(mp3_fid = %kept, media_secs = report.duration_secs,
+            secs = started.elapsed().as_secs_f64(), "converted");
+        Ok(Outcome::Completed {
+            mp3_fid: kept,
+            reused: kept != ours,
+        })
+    }
+
+    /// Keeps the oldest MP3 of the upload, deletes any other; returns the one kept.
+    async fn keep_one_mp3(&self, id: ObjectId) -> Result<Option<ObjectId>, StorageError> {
+        let mp3s = self.storage.mp3s_for(id).await?;
+        let Some((&first, rest)) = mp3s.split_first() else {
+            return Ok(None);
+        };
+        for extra in rest {
+            tracing::info!(mp3_fid = %extra, "removing a duplicate MP3");
+            self.storage.delete_mp3(*extra).await?;
+        }
+        Ok(Some(first))
+    }
+
+    /// Runs the transcoder on a blocking thread, reporting progress and honouring the timeout
+    /// and `abort`.
+    async fn convert(
+        &self,
+        job: &Job,
+        input: PathBuf,
+        output: PathBuf,
+        abort: &CancellationToken,
+    ) -> Result<transcode::TranscodeReport, JobError> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0.0f64);
+        let options = TranscodeOptions {
+            quality: job.quality,
+            title: title_from_filename(&job.filename),
+        };
+        let flag = cancel.clone();
+        let mut conversion = tokio::task::spawn_blocking(move || {
+            transcode::transcode(&input, &output, &options, &flag, |p| {
+                // The receiver only goes away when the job is over.
+                let _ = progress_tx.send(p);
+            })
+        });
+        let storage = self.storage.clone();
+        let id = job.id;
+        let reporter = tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let p = *progress_rx.borrow_and_update();
+                if p < 100.0 {
+                    if let Err(e) = storage.set_progress(id, (p * 10.0).round() / 10.0).await {
+                        tracing::debug!(error = %e, "progress not recorded");
+                    }
+                }
+            }
+        });
+        let deadline = tokio::time::sleep(self.job_timeout);
+        tokio::pin!(deadline);
+        let mut timed_out = false;
+        let result = loop {
+            tokio::select! {
+                joined = &mut conversion => break joined,
+                () = &mut deadline, if !timed_out => {
+                    timed_out = true;
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                () = abort.cancelled(), if !cancel.load(Ordering::Relaxed) => {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        // The sender went away with the closure: the reporter ends after its last update.
+        if let Err(e) = reporter.await {
+            tracing::debug!(error = %e, "progress reporter ended abnormally");
+        }
+        match result {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(TranscodeError::Cancelled)) if timed_out => Err(JobError::Permanent(format!(
+                "the conversion took longer than {} minutes",
+                self.job_timeout.as_secs().div_ceil(60)
+            ))),
+            Ok(Err(TranscodeError::Cancelled)) => Err(JobError::Cancelled),
+            Ok(Err(e)) if e.is_permanent() => Err(JobError::Permanent(e.to_string())),
+            Ok(Err(e)) => Err(JobError::Internal(e.to_string())),
+            Err(join) => Err(JobError::Internal(format!(
+                "the conversion thread failed: {join}"
+            ))),
+        }
+    }
+}
+
+fn owner_of(message: &VideoMessage) -> Option<String> {
+    let owner = message.username.trim();
+    (!owner.is_empty()).then(|| owner.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_original_message() {
+        let (m, id) = parse_message(
+            br#"{"video_fid":"65a1b2c3d4e5f60718293a4b","mp3_fid":null,"username":"a@b.c"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.username, "a@b.c");
+        assert_eq!(id.to_hex(), "65a1b2c3d4e5f60718293a4b");
+    }
+
+    #[test]
+    fn rejects_bad_messages_with_reasons() {
+        let e = parse_message(b"not json").unwrap_err();
+        assert!(e.contains("not valid JSON"), "{e}");
+        let e = parse_message(br#"{"video_fid":"xyz","mp3_fid":null,"username":"u"}"#).unwrap_err();
+        assert!(e.contains("not a valid file id"), "{e}");
+        assert!(parse_message(br#"{"mp3_fid":null}"#).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_millis(500);
+        assert_eq!(backoff(base, 1), Duration::from_millis(500));
+        assert_eq!(backoff(base, 2), Duration::from_secs(1));
+        assert_eq!(backoff(base, 3), Duration::from_secs(2));
+        assert_eq!(backoff(base, 30), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn outcome_labels() {
+        let id = ObjectId::new();
+        assert_eq!(
+            Outcome::Completed {
+                mp3_fid: id,
+                reused: false
+            }
+            .label(),
+            "completed"
+        );
+        assert_eq!(
+            Outcome::Completed {
+                mp3_fid: id,
+                reused: true
+            }
+            .label(),
+            "duplicate"
+        );
+        assert_eq!(Outcome::Failed { reason: "x".into() }.label(), "failed");
+        assert_eq!(Outcome::Requeue.label(), "requeued");
+    }
+}
