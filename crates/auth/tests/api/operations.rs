@@ -1,0 +1,228 @@
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, test_env, TestDb};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200_with_postgres_up() {
+    let app = spawn_app().await;
+
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_logins_by_outcome_and_requests_by_route() {
+    let app = spawn_app().await;
+    let email = crate::helpers::email();
+    app.token_for(&email, "correct horse").await;
+    assert_eq!(app.login(&email, "wrong horse").await.status(), 401);
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"auth_logins_total{outcome="success"}"#,
+        r#"auth_logins_total{outcome="invalid_credentials"}"#,
+        r#"http_requests_total{method="POST",route="/login",status="200"}"#,
+        r#"http_requests_total{method="POST",route="/register",status="201"}"#,
+        "http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_endpoints() {
+    let app = spawn_app().await;
+
+    let response = app.get("/openapi.json").await;
+
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    for path in ["/login", "/register", "/validate", "/readyz"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["paths"]["/login"]["post"]["responses"]["429"].is_object());
+    assert!(doc["components"]["securitySchemes"]["basic"].is_object());
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/login", None, &[("x-request-id", "trace-me")])
+        .await;
+    assert_eq!(response.headers()["x-request-id"], "trace-me");
+}
+
+/// A TCP port nothing listens on: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn with_postgres_down_the_service_starts_alive_but_not_ready() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/authdb", closed_port());
+    let config = auth::Config::from_env(&test_env(&url, &[])).unwrap();
+    let app = auth::Application::build(config)
+        .await
+        .expect("starts without postgres");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    let health = client
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "not ready");
+    assert!(body["error"].as_str().unwrap().contains("postgres"));
+
+    // A login cannot be checked: 503 with a JSON error, not a 500 or a hang.
+    let login = client
+        .post(format!("{address}/login"))
+        .basic_auth("a@example.com", Some("whatever1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 503);
+    let body: serde_json::Value = login.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("database"));
+    server.abort();
+}
+
+#[tokio::test]
+async fn becomes_ready_and_sets_up_the_table_once_the_database_appears() {
+    // The server answers but the database does not exist yet (e.g. still being initialised).
+    let db = TestDb::not_created();
+    let config = auth::Config::from_env(&test_env(&db.url, &[])).unwrap();
+    let app = auth::Application::build(config).await.expect("starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    db.create_now().await;
+
+    let mut status = 0;
+    for _ in 0..120 {
+        status = client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, 200, "never became ready");
+    let registered = client
+        .post(format!("{address}/register"))
+        .basic_auth("late@example.com", Some("long enough"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    server.abort();
+}
+
+#[tokio::test]
+async fn missing_jwt_secret_refuses_to_start_naming_it() {
+    // The library says which variable...
+    let env = [("DATABASE_URL", "postgres://postgres@127.0.0.1/x")];
+    let error = auth::Config::from_env(&env).unwrap_err().to_string();
+    assert!(error.contains("JWT_SECRET"), "{error}");
+
+    // ...and the binary exits non-zero with that message.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1/x")
+        .env("AUTH_ADDR", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(logs.contains("JWT_SECRET"), "{logs}");
+}
+
+#[tokio::test]
+async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let db = TestDb::create().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("JWT_SECRET", "binary-test-secret")
+        .env("AUTH_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut port = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "auth listening" {
+            port = event["port"].as_u64();
+            break;
+        }
+    }
+    let port = port.expect("the binary logged its port");
+    // Keep reading the logs so the pipe never fills.
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stopped after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    drain.abort();
+}
