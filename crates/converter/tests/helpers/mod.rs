@@ -84,10 +84,19 @@ impl TestEnv {
             ("CONVERTER_ADDR".into(), "127.0.0.1:0".into()),
             ("RABBITMQ_URL".into(), self.amqp_url.clone()),
             ("VIDEO_QUEUE".into(), self.queue.clone()),
-            ("MONGODB_VIDEOS_URI".into(), uri_with_db(&self.mongo_uri, &self.videos_db)),
-            ("MONGODB_MP3S_URI".into(), uri_with_db(&self.mongo_uri, &self.mp3s_db)),
+            (
+                "MONGODB_VIDEOS_URI".into(),
+                uri_with_db(&self.mongo_uri, &self.videos_db),
+            ),
+            (
+                "MONGODB_MP3S_URI".into(),
+                uri_with_db(&self.mongo_uri, &self.mp3s_db),
+            ),
             ("CONVERTER_CONCURRENCY".into(), "2".into()),
-            ("CONVERTER_TMP_DIR".into(), self.tmp.path().display().to_string()),
+            (
+                "CONVERTER_TMP_DIR".into(),
+                self.tmp.path().display().to_string(),
+            ),
             ("CONVERTER_RETRY_BASE_MS".into(), "100".into()),
         ])
     }
@@ -124,7 +133,10 @@ impl TestEnv {
             .metadata(doc! { "owner": owner, "filename": filename, "content_type": "video/mp4" })
             .await
             .unwrap();
-        stream.write_all(&std::fs::read(path).unwrap()).await.unwrap();
+        stream
+            .write_all(&std::fs::read(path).unwrap())
+            .await
+            .unwrap();
         stream.close().await.unwrap();
         stream.id().as_object_id().unwrap()
     }
@@ -172,7 +184,10 @@ impl TestEnv {
         self.channel
             .queue_declare(
                 queue,
-                QueueDeclareOptions { durable: true, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -210,7 +225,12 @@ impl TestEnv {
     }
 
     /// Waits until the job satisfies `done`, or panics with the last state seen.
-    pub async fn wait_job(&self, id: ObjectId, timeout: Duration, done: impl Fn(&Job) -> bool) -> Job {
+    pub async fn wait_job(
+        &self,
+        id: ObjectId,
+        timeout: Duration,
+        done: impl Fn(&Job) -> bool,
+    ) -> Job {
         let start = Instant::now();
         loop {
             let job = self.job(id).await;
@@ -219,13 +239,17 @@ impl TestEnv {
                     return job.clone();
                 }
             }
-            assert!(start.elapsed() < timeout, "job {id} never reached the expected state: {job:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} never reached the expected state: {job:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn wait_final(&self, id: ObjectId) -> Job {
-        self.wait_job(id, Duration::from_secs(120), |j| j.state.is_final()).await
+        self.wait_job(id, Duration::from_secs(120), |j| j.state.is_final())
+            .await
     }
 
     pub async fn mp3_files(&self, video_fid: ObjectId) -> Vec<FilesCollectionDocument> {
@@ -240,9 +264,15 @@ impl TestEnv {
 
     /// Downloads an MP3 to a file in the media directory.
     pub async fn download_mp3(&self, id: ObjectId) -> PathBuf {
-        let mut stream = self.mp3_bucket().open_download_stream(Bson::ObjectId(id)).await.unwrap();
+        let mut stream = self
+            .mp3_bucket()
+            .open_download_stream(Bson::ObjectId(id))
+            .await
+            .unwrap();
         let mut bytes = Vec::new();
-        futures::AsyncReadExt::read_to_end(&mut stream, &mut bytes).await.unwrap();
+        futures::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+            .await
+            .unwrap();
         let path = self.media.path().join(format!("{}.mp3", id.to_hex()));
         std::fs::write(&path, bytes).unwrap();
         path
@@ -267,7 +297,10 @@ impl TestEnv {
     /// Deletes the queues and databases.
     pub async fn cleanup(self) {
         for q in [self.queue.clone(), self.dlq()] {
-            let _ = self.channel.queue_delete(&q, QueueDeleteOptions::default()).await;
+            let _ = self
+                .channel
+                .queue_delete(&q, QueueDeleteOptions::default())
+                .await;
         }
         let _ = self.videos().drop().await;
         let _ = self.mp3s().drop().await;
@@ -289,7 +322,9 @@ impl RunningApp {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let res = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port)).await.unwrap();
+        let res = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .unwrap();
         (res.status().as_u16(), res.text().await.unwrap())
     }
 
@@ -300,7 +335,10 @@ impl RunningApp {
             if self.get("/readyz").await.0 == 200 {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "converter never became ready");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "converter never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -320,14 +358,40 @@ pub fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 }
 
 /// A video with a test pattern and a sine tone: `secs` long, `rate` Hz, `channels`, audio codec.
-pub fn video_with_audio(dir: &Path, name: &str, secs: u32, rate: u32, channels: u32, acodec: &str) -> PathBuf {
+pub fn video_with_audio(
+    dir: &Path,
+    name: &str,
+    secs: u32,
+    rate: u32,
+    channels: u32,
+    acodec: &str,
+) -> PathBuf {
     let v = format!("testsrc=size=160x120:rate=25:duration={secs}");
     let a = format!("sine=frequency=440:sample_rate={rate}:duration={secs}");
     let ac = channels.to_string();
-    ffmpeg(dir, name, &[
-        "-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a, "-ac", &ac,
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", acodec, "-shortest",
-    ])
+    ffmpeg(
+        dir,
+        name,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &v,
+            "-f",
+            "lavfi",
+            "-i",
+            &a,
+            "-ac",
+            &ac,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            acodec,
+            "-shortest",
+        ],
+    )
 }
 
 /// What ffprobe and a full decode say about an audio file.
@@ -344,8 +408,16 @@ pub struct Probe {
 
 pub fn probe(path: &Path) -> Probe {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries",
-            "stream=codec_name,sample_rate,channels,bit_rate:format_tags=title", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels,bit_rate:format_tags=title",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");
@@ -354,10 +426,19 @@ pub fn probe(path: &Path) -> Probe {
     let channels = s["channels"].as_u64().unwrap_or(0) as u32;
     Probe {
         codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
-        sample_rate: s["sample_rate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0),
+        sample_rate: s["sample_rate"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
         channels,
-        bit_rate: s["bit_rate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0),
-        title: json["format"]["tags"]["title"].as_str().unwrap_or_default().to_owned(),
+        bit_rate: s["bit_rate"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        title: json["format"]["tags"]["title"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         samples: decoded_samples(path, channels.max(1), None),
     }
 }
@@ -365,16 +446,26 @@ pub fn probe(path: &Path) -> Probe {
 /// Samples per channel of the first audio stream, decoded by the ffmpeg CLI (optionally resampled).
 pub fn decoded_samples(path: &Path, channels: u32, rate: Option<u32>) -> u64 {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error", "-i"]).arg(path).args(["-vn", "-map", "0:a:0"]);
+    cmd.args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-map", "0:a:0"]);
     if let Some(rate) = rate {
         cmd.args(["-ar", &rate.to_string()]);
     }
-    let out = cmd.args(["-ac", &channels.to_string(), "-f", "s16le", "-"]).output().expect("ffmpeg");
+    let out = cmd
+        .args(["-ac", &channels.to_string(), "-f", "s16le", "-"])
+        .output()
+        .expect("ffmpeg");
     assert!(out.status.success(), "decoding {} failed", path.display());
     out.stdout.len() as u64 / (2 * u64::from(channels))
 }
 
-pub fn job_with_quality(id: ObjectId, owner: &str, filename: &str, quality: common::jobs::Mp3Quality) -> Job {
+pub fn job_with_quality(
+    id: ObjectId,
+    owner: &str,
+    filename: &str,
+    quality: common::jobs::Mp3Quality,
+) -> Job {
     Job::queued(id, Some(owner.into()), filename.into(), quality, None)
 }
 

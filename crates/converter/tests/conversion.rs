@@ -1,0 +1,201 @@
+//! Conversions end to end: real RabbitMQ, the Mongo stand-in, media made with the ffmpeg CLI.
+
+mod helpers;
+
+use common::jobs::{JobState, Mp3Quality};
+use helpers::*;
+
+#[tokio::test]
+async fn original_gateway_message_converts_stereo_aac_48k_sample_exact() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "holiday clip.mp4", 6, 48_000, 2, "aac");
+    let fid = env
+        .upload(&src, "holiday clip.mp4", "ann@example.com")
+        .await;
+    let app = env.spawn_app().await;
+
+    // Exactly what the original gateway publishes, and no job document.
+    env.publish(fid, "ann@example.com").await;
+    let job = env.wait_final(fid).await;
+
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(job.progress, 100.0);
+    assert_eq!(job.owner.as_deref(), Some("ann@example.com"));
+    assert_eq!(job.filename, "holiday clip.mp4");
+    assert_eq!(job.attempts, 1);
+    let files = env.mp3_files(fid).await;
+    assert_eq!(files.len(), 1);
+    let file = &files[0];
+    assert_eq!(Some(file.id.clone()), job.mp3_fid.map(Into::into));
+    assert_eq!(file.filename.as_deref(), Some("holiday clip.mp3"));
+    let meta = metadata(file);
+    assert_eq!(meta.get_str("video_fid").unwrap(), fid.to_hex());
+    assert_eq!(meta.get_str("owner").unwrap(), "ann@example.com");
+    assert_eq!(meta.get_str("content_type").unwrap(), "audio/mpeg");
+
+    let mp3 = env.download_mp3(job.mp3_fid.unwrap()).await;
+    let p = probe(&mp3);
+    assert_eq!(p.codec, "mp3");
+    assert_eq!(p.sample_rate, 48_000, "MP3 supports 48 kHz: kept");
+    assert_eq!(p.channels, 2);
+    assert_eq!(p.bit_rate, 128_000);
+    assert_eq!(p.title, "holiday clip");
+    // The LAME header carries delay and padding, so the decode is exactly the source's length.
+    let source_samples = decoded_samples(&src, 2, None);
+    assert_eq!(p.samples, source_samples);
+    let duration = job.duration_secs.unwrap();
+    assert!(
+        (duration - source_samples as f64 / 48_000.0).abs() < 1e-6,
+        "{duration}"
+    );
+
+    assert_eq!(env.declare(&env.queue).await, 0, "message acked");
+    assert_eq!(env.declare(&env.dlq()).await, 0, "nothing dead-lettered");
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"converter_jobs_total{outcome="completed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("converter_conversion_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("converter_media_seconds_total"),
+        "{metrics}"
+    );
+    assert!(
+        env.leftover_files().is_empty(),
+        "{:?}",
+        env.leftover_files()
+    );
+    app.stop().await;
+    assert!(env.leftover_files().is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn mono_mp3_in_mp4_with_moov_at_the_end_honours_the_requested_bitrate() {
+    let env = TestEnv::new().await;
+    // The MP4 muxer writes the moov atom at the end unless told otherwise (+faststart).
+    let src = video_with_audio(env.media.path(), "talk.mp4", 5, 44_100, 1, "libmp3lame");
+    let fid = env.upload(&src, "talk.mp4", "bob@example.com").await;
+    env.insert_job(&job_with_quality(
+        fid,
+        "bob@example.com",
+        "talk.mp4",
+        Mp3Quality::Cbr { bitrate_kbps: 192 },
+    ))
+    .await;
+    let app = env.spawn_app().await;
+    env.publish(fid, "bob@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+
+    let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);
+    assert_eq!(
+        (p.sample_rate, p.channels, p.bit_rate),
+        (44_100, 1, 192_000)
+    );
+    assert_eq!(p.title, "talk");
+    assert_eq!(p.samples, decoded_samples(&src, 1, None));
+    app.stop().await;
+    assert!(env.leftover_files().is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn odd_source_rate_is_resampled_to_44100_with_the_same_duration() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "odd.mp4", 4, 22_050, 2, "aac");
+    let fid = env.upload(&src, "odd.mp4", "c@example.com").await;
+    let app = env.spawn_app().await;
+    env.publish(fid, "c@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);
+    assert_eq!(
+        (p.sample_rate, p.channels, p.bit_rate),
+        (44_100, 2, 128_000)
+    );
+    let source = decoded_samples(&src, 2, None);
+    // 22050 -> 44100 doubles the count; the resampler may differ by a few samples at the end.
+    assert!(
+        p.samples.abs_diff(source * 2) <= 64,
+        "{} vs {}",
+        p.samples,
+        source * 2
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn vbr_quality_changes_the_bitrate() {
+    let env = TestEnv::new().await;
+    // Noise makes the VBR encoder's choices visible in the average bitrate.
+    let src = ffmpeg(
+        env.media.path(),
+        "noise.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "anoisesrc=d=5:c=pink:r=44100:a=0.5",
+            "-ac",
+            "2",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "256k",
+        ],
+    );
+    let mut fids = Vec::new();
+    for quality in [0u8, 9] {
+        let fid = env.upload(&src, "noise.mp4", "d@example.com").await;
+        env.insert_job(&job_with_quality(
+            fid,
+            "d@example.com",
+            "noise.mp4",
+            Mp3Quality::Vbr { quality },
+        ))
+        .await;
+        fids.push(fid);
+    }
+    let app = env.spawn_app().await;
+    for fid in &fids {
+        env.publish(*fid, "d@example.com").await;
+    }
+    let mut rates = Vec::new();
+    for fid in &fids {
+        let job = env.wait_final(*fid).await;
+        assert_eq!(job.state, JobState::Completed, "{job:?}");
+        let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);
+        assert_eq!(p.samples, decoded_samples(&src, 2, None));
+        rates.push(p.bit_rate);
+    }
+    // V0 is LAME's best (~245 kb/s average), V9 its smallest (~65 kb/s).
+    assert!(
+        rates[0] > rates[1] * 2,
+        "V0 {} vs V9 {}",
+        rates[0],
+        rates[1]
+    );
+    assert!(rates[0] != 128_000 && rates[1] != 128_000, "{rates:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_consumer_and_health_is_always_up() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_app().await;
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.wait_ready().await;
+    let (_, body) = app.get("/readyz").await;
+    assert!(body.contains(r#""rabbitmq":"consuming""#), "{body}");
+    assert!(body.contains(r#""mongodb":"ok""#), "{body}");
+    app.stop().await;
+    env.cleanup().await;
+}
