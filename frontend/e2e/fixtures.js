@@ -95,3 +95,8 @@ export async function logIn(page, email, password = PASSWORD) {
   await page.getByRole('button', { name: 'Log in' }).click();
   await expect(page.getByRole('heading', { name: 'Convert a video to MP3' })).toBeVisible();
 }
+
+/** A link of the main navigation (the page text links to History too). */
+export function nav(page, name) {
+  return page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name });
+}

@@ -1,5 +1,5 @@
 // One user's conversions are invisible to another, in the page and in the API.
-import { PASSWORD, expect, logIn, makeVideo, registerByApi, snap, test, uniqueEmail } from './fixtures.js';
+import { PASSWORD, expect, nav, logIn, makeVideo, registerByApi, snap, test, uniqueEmail } from './fixtures.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -23,7 +23,7 @@ test('a second user does not see the first user\'s jobs', async ({ page, request
 
   // The other user does not: not in the page, not by id.
   await logIn(page, second);
-  await page.getByRole('link', { name: 'History' }).click();
+  await nav(page, 'History').click();
   await expect(page.getByText('No conversions yet.')).toBeVisible();
   await expect(page.getByText(path.basename(video))).toHaveCount(0);
   await snap(page, 'history-page-empty');

@@ -3,7 +3,7 @@
 // find it in the history, delete it.
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PASSWORD, expect, logIn, makeVideo, probe, snap, test, uniqueEmail } from './fixtures.js';
+import { PASSWORD, expect, nav, logIn, makeVideo, probe, snap, test, uniqueEmail } from './fixtures.js';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -76,12 +76,22 @@ test('log in, convert a video with live progress, download the MP3', async ({ pa
   await page.getByLabel('Choose an MP4 video').setInputFiles(video);
   await expect(page.getByText(`${stem}.mp4`)).toBeVisible();
   await page.getByLabel(/MP3 quality/).selectOption('cbr:192');
+
+  // Slow the browser's uploads down (Chrome's network emulation) so the progress bar can be seen.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 8 * 1024 });
   await page.getByRole('button', { name: 'Upload and convert' }).click();
+  const uploadBar = page.getByRole('progressbar', { name: 'Upload' });
+  await expect(uploadBar).toHaveAttribute('aria-valuetext', /^\d+% · [\d.]+ KB of [\d.]+ KB · [\d.]+ (B|KB)\/s$/);
+  await expect(page.getByRole('button', { name: 'Cancel upload' })).toBeVisible();
+  await snap(page, 'convert-page', { docs: true });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 
   const download = page.getByRole('button', { name: `Download ${stem}.mp3` });
   await expect(download).toBeVisible({ timeout: 120_000 });
   await expect(page.getByTestId('job-state')).toHaveText('Done');
-  await snap(page, 'convert-page', { docs: true });
+  await snap(page, 'convert-page-done');
 
   // Live status came over Server-Sent Events through nginx.
   expect(events.length).toBeGreaterThan(0);
@@ -108,7 +118,7 @@ test('log in, convert a video with live progress, download the MP3', async ({ pa
 
 test('the conversion is in the history; delete it', async ({ page }) => {
   await logIn(page, email);
-  await page.getByRole('link', { name: 'History' }).click();
+  await nav(page, 'History').click();
   await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
   const row = page.getByTestId('job-row').filter({ hasText: `${stem}.mp4` });
   await expect(row).toHaveCount(1);
@@ -119,9 +129,9 @@ test('the conversion is in the history; delete it', async ({ page }) => {
   // Phone-sized views of the two main pages.
   await page.setViewportSize({ width: 390, height: 844 });
   await snap(page, 'history-page-phone');
-  await page.getByRole('link', { name: 'Convert' }).click();
+  await nav(page, 'Convert').click();
   await snap(page, 'convert-page-phone');
-  await page.getByRole('link', { name: 'History' }).click();
+  await nav(page, 'History').click();
   await page.setViewportSize({ width: 1280, height: 800 });
 
   await row.getByRole('button', { name: `Delete ${stem}.mp4` }).click();
@@ -148,9 +158,9 @@ test('the whole journey works with the keyboard alone', async ({ page }) => {
   await page.keyboard.press('Tab');
   await expect(page.getByRole('link', { name: 'Skip to content' })).toBeFocused();
   await page.keyboard.press('Tab');
-  await expect(page.getByRole('link', { name: 'Convert' })).toBeFocused();
+  await expect(nav(page, 'Convert')).toBeFocused();
   await page.keyboard.press('Tab');
-  await expect(page.getByRole('link', { name: 'History' })).toBeFocused();
+  await expect(nav(page, 'History')).toBeFocused();
   await page.keyboard.press('Enter');
   await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
 });

@@ -2,7 +2,8 @@ const VARIANTS = {
   primary: 'bg-indigo-600 text-white hover:bg-indigo-700 disabled:bg-indigo-300',
   secondary: 'bg-white text-slate-800 ring-1 ring-inset ring-slate-300 hover:bg-slate-50 disabled:text-slate-400',
   danger: 'bg-red-600 text-white hover:bg-red-700 disabled:bg-red-300',
-  ghost: 'text-slate-700 hover:bg-slate-100 disabled:text-slate-400',
+  ghost: 'text-slate-700 shadow-none hover:bg-slate-100 disabled:text-slate-400',
+  'ghost-danger': 'text-red-700 shadow-none hover:bg-red-50 disabled:text-red-300',
 };
 
 /** The app's button; `type` defaults to "button" so nothing submits a form by accident. */

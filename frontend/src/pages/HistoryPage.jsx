@@ -65,7 +65,7 @@ function JobRow({ job, onDelete }) {
             </Button>
           </>
         ) : (
-          <Button variant="ghost" onClick={() => setConfirming(true)} className="min-h-9 px-3 py-1.5 text-red-700" aria-label={`Delete ${job.filename}`}>
+          <Button variant="ghost-danger" onClick={() => setConfirming(true)} className="min-h-9 px-3 py-1.5" aria-label={`Delete ${job.filename}`}>
             Delete
           </Button>
         )}
