@@ -27,6 +27,6 @@ ENV LISTEN_PORT=8080 \
     GATEWAY_UPSTREAM=gateway:8080 \
     MAX_UPLOAD_SIZE=210m
 EXPOSE 8080
-# Kubernetes probes GET / on the same port; this is for docker and docker compose.
+# Kubernetes probes /healthz (answered by nginx itself) and /; this is for docker and docker compose.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["sh", "-c", "wget -q -O /dev/null http://127.0.0.1:${LISTEN_PORT}/ || exit 1"]
+    CMD ["sh", "-c", "wget -q -O /dev/null http://127.0.0.1:${LISTEN_PORT}/healthz || exit 1"]

@@ -1,0 +1,599 @@
+#!/usr/bin/env python3
+"""Consistency checks of the deployment files that no schema can make.
+
+Run by scripts/test-deploy.sh after the charts are rendered:
+    check_deploy.py --repo . --rendered DIR [--compose-config FILE]
+
+Each check group prints "ok" or the problems it found; the exit code is the number of failed
+groups (0 when everything holds). Groups:
+  env         every variable the k8s manifests and docker-compose.yml give a service is one that
+              service reads (crates/<svc>/src/config.rs, common's mongo.rs and telemetry.rs), and
+              every variable it requires is given; the nginx template's variables likewise;
+              Jenkins' generated Secrets carry the same keys as k8s/*/secret.yaml
+  k8s         Deployments and Services as the deployment contract wants them (rolling update
+              0/1, ecr-secret, probes on the health endpoints, resources, non-root, read-only
+              root, ports, selectors, NodePorts 30001/30002, grace periods)
+  charts      rendered charts: ClusterIP by default, opt-in NodePorts, PVCs, init SQL, RabbitMQ
+              definitions (durable video and video.dlq without arguments), supported MongoDB
+  wiring      host names, ports, users and databases in the services' settings match the charts
+  placeholders no real credential in the repository: every secret value is a change-me placeholder
+  dockerfiles non-root numeric USER, HEALTHCHECK, EXPOSE = containerPort, crate exists, FFmpeg libs
+  jenkins     the seed's stages in order, make test before the image build, paths that exist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+RUST_SERVICES = ("auth", "gateway", "converter")
+SERVICES = RUST_SERVICES + ("frontend",)
+# Ports each service listens on (containerPort) and its Service's contract.
+CONTAINER_PORTS = {"auth": 5000, "gateway": 8080, "converter": 9090, "frontend": 8080}
+SERVICE_CONTRACT = {
+    "frontend": ("NodePort", 30001),
+    "gateway": ("NodePort", 30002),
+    "auth": ("ClusterIP", 5000),
+    "converter": ("ClusterIP", 9090),
+}
+# Variables read outside config.rs by design: common::telemetry (RUST_LOG through
+# tracing_subscriber's EnvFilter::try_from_default_env, LOG_FORMAT explicitly).
+TELEMETRY_VARS = {"RUST_LOG", "LOG_FORMAT"}
+MONGO_VARS = {"MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI", "MONGODB_URI"}
+CONFIG_HELPERS = r"(?:required|optional|or_default|parsed_or|parsed_optional|positive|[a-z_]+)"
+FFMPEG_RUNTIME_LIBS = (
+    "libavcodec59",
+    "libavformat59",
+    "libavutil57",
+    "libswresample4",
+    "libavfilter8",
+    "libavdevice59",
+    "libswscale6",
+)
+PLACEHOLDER = "change-me"
+
+
+class Group:
+    """A named check group collecting problems."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.problems: list[str] = []
+        self.checks = 0
+
+    def check(self, condition: bool, message: str) -> bool:
+        self.checks += 1
+        if not condition:
+            self.problems.append(message)
+        return condition
+
+
+def load_docs(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+
+
+def strip_rust_tests(source: str) -> str:
+    """The part of a Rust file before its `#[cfg(test)]` module."""
+    cut = source.find("#[cfg(test)]")
+    return source if cut < 0 else source[:cut]
+
+
+def rust_env_vars(repo: Path, service: str) -> tuple[set[str], set[str], bool]:
+    """(variables read, variables required, uses MongoLocations) of a service's config.rs."""
+    source = strip_rust_tests((repo / "crates" / service / "src" / "config.rs").read_text())
+    # Any UPPER_CASE string literal with an underscore, plus any literal handed to a helper.
+    names = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', source))
+    names |= set(re.findall(CONFIG_HELPERS + r'\(\s*[a-z_&]+\s*,\s*"([A-Z][A-Z0-9_]*)"', source))
+    required = set(re.findall(r'required\(\s*[a-z_&]+\s*,\s*"([A-Z][A-Z0-9_]*)"', source))
+    uses_mongo = "MongoLocations" in source
+    if uses_mongo:
+        mongo_source = strip_rust_tests((repo / "crates/common/src/mongo.rs").read_text())
+        names |= set(re.findall(r'"(MONGODB_[A-Z0-9_]+)"', mongo_source))
+    telemetry = (repo / "crates/common/src/telemetry.rs").read_text()
+    names |= {v for v in TELEMETRY_VARS if v == "RUST_LOG" or f'"{v}"' in telemetry}
+    return names, required, uses_mongo
+
+
+def k8s_objects(repo: Path) -> dict[str, list[tuple[Path, dict]]]:
+    """Every object under k8s/, by service folder."""
+    out: dict[str, list[tuple[Path, dict]]] = {}
+    for path in sorted((repo / "k8s").rglob("*.yaml")):
+        service = path.relative_to(repo / "k8s").parts[0]
+        for doc in load_docs(path):
+            out.setdefault(service, []).append((path, doc))
+    return out
+
+
+def find(objs: list[tuple[Path, dict]], kind: str, name: str | None = None) -> dict | None:
+    for _, doc in objs:
+        if doc.get("kind") == kind and (name is None or doc["metadata"]["name"] == name):
+            return doc
+    return None
+
+
+def all_of(objs: list[tuple[Path, dict]], kind: str) -> list[dict]:
+    return [doc for _, doc in objs if doc.get("kind") == kind]
+
+
+def secret_values(doc: dict) -> dict[str, str]:
+    import base64
+
+    values = dict(doc.get("stringData") or {})
+    for key, value in (doc.get("data") or {}).items():
+        values[key] = base64.b64decode(value).decode()
+    return values
+
+
+def deployment_env(objs: list[tuple[Path, dict]], deployment: dict) -> dict[str, str]:
+    """Variables the first container of a Deployment gets, with their values where known."""
+    env: dict[str, str] = {}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            cm = find(objs, "ConfigMap", source["configMapRef"]["name"])
+            env.update({k: str(v) for k, v in ((cm or {}).get("data") or {}).items()})
+        if "secretRef" in source:
+            secret = find(objs, "Secret", source["secretRef"]["name"])
+            env.update(secret_values(secret or {}))
+    for item in container.get("env", []):
+        env[item["name"]] = str(item.get("value", "<from reference>"))
+    return env
+
+
+def check_env_set(g: Group, where: str, service: str, given: set[str], repo: Path) -> None:
+    reads, required, uses_mongo = rust_env_vars(repo, service)
+    for name in sorted(given - reads):
+        g.check(False, f"{where}: {name} is given to {service}, which never reads it")
+    for name in sorted(required - given):
+        # DATABASE_HOST/NAME/USER are required only when DATABASE_URL is not given.
+        if name.startswith("DATABASE_") and "DATABASE_URL" in given:
+            continue
+        g.check(False, f"{where}: {service} requires {name}, which is not given")
+    if uses_mongo:
+        both = {"MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI"} <= given
+        g.check(both or "MONGODB_URI" in given,
+                f"{where}: {service} needs MONGODB_VIDEOS_URI and MONGODB_MP3S_URI, or MONGODB_URI")
+    g.checks += 1
+
+
+def nginx_template_vars(repo: Path) -> set[str]:
+    text = (repo / "frontend/nginx.conf").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text))
+
+
+def jenkins_secrets(repo: Path) -> dict[str, set[str]]:
+    """Secrets the Jenkinsfile creates with kubectl create secret generic, and their keys."""
+    text = (repo / "Jenkinsfile").read_text().replace("\\\n", " ")
+    out: dict[str, set[str]] = {}
+    for m in re.finditer(r"kubectl create secret generic (\S+)(.*?)--dry-run", text, re.S):
+        out[m.group(1)] = set(re.findall(r"--from-literal=([A-Z0-9_]+)=", m.group(2)))
+    return out
+
+
+def check_env(repo: Path, k8s: dict, compose: dict | None) -> Group:
+    g = Group("env")
+    for service in RUST_SERVICES:
+        objs = k8s.get(service, [])
+        deployment = find(objs, "Deployment", service)
+        if not g.check(deployment is not None, f"k8s/{service}: no Deployment named {service}"):
+            continue
+        check_env_set(g, f"k8s/{service}", service, set(deployment_env(objs, deployment)), repo)
+        if compose is not None:
+            env = compose["services"].get(service, {}).get("environment") or {}
+            check_env_set(g, f"docker-compose.yml {service}", service, set(env), repo)
+    # The nginx template: exactly its variables are given.
+    wanted = nginx_template_vars(repo)
+    g.check(bool(wanted), "frontend/nginx.conf: no ${VARIABLE} found (template moved?)")
+    objs = k8s.get("frontend", [])
+    deployment = find(objs, "Deployment", "frontend")
+    if g.check(deployment is not None, "k8s/frontend: no Deployment named frontend"):
+        given = set(deployment_env(objs, deployment))
+        g.check(given == wanted, f"k8s/frontend gives {sorted(given)}, nginx.conf uses {sorted(wanted)}")
+    if compose is not None:
+        given = set(compose["services"].get("frontend", {}).get("environment") or {})
+        g.check(given == wanted, f"docker-compose.yml frontend gives {sorted(given)}, nginx.conf uses {sorted(wanted)}")
+    dockerfile = (repo / "Dockerfiles/frontend.Dockerfile").read_text()
+    for name in sorted(wanted):
+        g.check(re.search(rf"\b{name}=", dockerfile) is not None,
+                f"Dockerfiles/frontend.Dockerfile: no default for {name}")
+    # Jenkins makes the real Secrets: same names and keys as the placeholders in k8s/.
+    made = jenkins_secrets(repo)
+    for service in RUST_SERVICES:
+        for doc in all_of(k8s.get(service, []), "Secret"):
+            name = doc["metadata"]["name"]
+            keys = set(secret_values(doc))
+            g.check(made.get(name) == keys,
+                    f"Jenkinsfile creates {name} with {sorted(made.get(name, set()))}, k8s has {sorted(keys)}")
+    return g
+
+
+def probe_port_ok(container: dict, probe: dict) -> bool:
+    port = (probe.get("httpGet") or probe.get("tcpSocket") or {}).get("port")
+    names = {p.get("name") for p in container.get("ports", [])}
+    numbers = {p.get("containerPort") for p in container.get("ports", [])}
+    return port in names or port in numbers
+
+
+def check_k8s(repo: Path, k8s: dict) -> Group:
+    g = Group("k8s")
+    jenkins_image = re.compile(r"^[^ ]+/(auth|gateway|converter|frontend):[^ ]+$")
+    for service in SERVICES:
+        objs = k8s.get(service, [])
+        d = find(objs, "Deployment", service)
+        where = f"k8s/{service}"
+        if not g.check(d is not None, f"{where}: no Deployment named {service}"):
+            continue
+        spec = d["spec"]
+        pod = spec["template"]["spec"]
+        labels = spec["template"]["metadata"].get("labels", {})
+        g.check(all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()),
+                f"{where}: selector does not match the pod labels")
+        strategy = spec.get("strategy", {})
+        rolling = strategy.get("rollingUpdate", {})
+        g.check(strategy.get("type") == "RollingUpdate" and rolling.get("maxSurge") == 0
+                and rolling.get("maxUnavailable") == 1,
+                f"{where}: strategy must be RollingUpdate with maxSurge 0, maxUnavailable 1")
+        g.check({"name": "ecr-secret"} in pod.get("imagePullSecrets", []), f"{where}: no imagePullSecrets ecr-secret")
+        containers = pod["containers"]
+        g.check(len(containers) == 1 and containers[0]["name"] == service,
+                f"{where}: one container named {service} (Jenkins runs kubectl set image {service}={service}=...)")
+        c = containers[0]
+        g.check(jenkins_image.match(c.get("image", "")) and c["image"].split("/")[-1].startswith(f"{service}:"),
+                f"{where}: image {c.get('image')!r} is not <registry>/{service}:<tag> (Jenkins rewrites that form)")
+        ports = {p.get("containerPort") for p in c.get("ports", [])}
+        g.check(CONTAINER_PORTS[service] in ports, f"{where}: containerPort {CONTAINER_PORTS[service]} missing")
+        live, ready = c.get("livenessProbe"), c.get("readinessProbe")
+        if g.check(bool(live and ready), f"{where}: liveness and readiness probes are required"):
+            g.check(probe_port_ok(c, live) and probe_port_ok(c, ready), f"{where}: a probe names an undeclared port")
+            if service in RUST_SERVICES:
+                g.check(live.get("httpGet", {}).get("path") == "/healthz", f"{where}: liveness must GET /healthz")
+                g.check(ready.get("httpGet", {}).get("path") == "/readyz", f"{where}: readiness must GET /readyz")
+        res = c.get("resources", {})
+        g.check(all(k in res.get(kind, {}) for kind in ("requests", "limits") for k in ("cpu", "memory")),
+                f"{where}: cpu and memory requests and limits are required")
+        pod_sc, c_sc = pod.get("securityContext", {}), c.get("securityContext", {})
+        g.check(pod_sc.get("runAsNonRoot") is True or c_sc.get("runAsNonRoot") is True, f"{where}: runAsNonRoot")
+        g.check(c_sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem")
+        g.check(c_sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation false")
+        g.check("ALL" in c_sc.get("capabilities", {}).get("drop", []), f"{where}: drop ALL capabilities")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for path, name in mounts.items():
+            g.check(name in volumes, f"{where}: volumeMount {path} names no volume {name}")
+        env = deployment_env(objs, d)
+        if service == "converter":
+            tmp = env.get("CONVERTER_TMP_DIR", "/tmp")
+            vol = volumes.get(mounts.get(tmp, ""), {})
+            g.check("sizeLimit" in vol.get("emptyDir", {}),
+                    f"{where}: CONVERTER_TMP_DIR {tmp} must be a sized emptyDir (read-only root)")
+            grace = int(env.get("CONVERTER_SHUTDOWN_GRACE_SECS", "25"))
+            g.check(pod.get("terminationGracePeriodSeconds", 30) > grace,
+                    f"{where}: terminationGracePeriodSeconds must exceed CONVERTER_SHUTDOWN_GRACE_SECS ({grace})")
+            job = int(env.get("CONVERTER_JOB_TIMEOUT_SECS", "1500"))
+            g.check(job < 1800, f"{where}: CONVERTER_JOB_TIMEOUT_SECS must stay below RabbitMQ's consumer_timeout")
+        if service == "frontend":
+            g.check("/tmp" in mounts and "/etc/nginx/conf.d" in mounts,
+                    f"{where}: nginx needs writable /tmp and /etc/nginx/conf.d with a read-only root")
+            g.check(env.get("LISTEN_PORT") == str(CONTAINER_PORTS["frontend"]),
+                    f"{where}: LISTEN_PORT must equal the containerPort")
+        # The Service.
+        svc = find(objs, "Service", service)
+        if not g.check(svc is not None, f"{where}: no Service named {service}"):
+            continue
+        kind, port = SERVICE_CONTRACT[service]
+        sspec = svc["spec"]
+        g.check(sspec.get("type", "ClusterIP") == kind, f"{where}: Service type must be {kind}")
+        g.check(all(labels.get(k) == v for k, v in sspec.get("selector", {}).items()),
+                f"{where}: Service selector does not match the pods")
+        sport = sspec["ports"][0]
+        if kind == "NodePort":
+            g.check(sport.get("nodePort") == port, f"{where}: nodePort must be {port}")
+        else:
+            g.check(sport.get("port") == port, f"{where}: Service port must be {port}")
+        target = sport.get("targetPort", sport.get("port"))
+        g.check(target in {p.get("name") for p in c.get("ports", [])} | ports,
+                f"{where}: Service targetPort {target} is no container port")
+    return g
+
+
+def rendered(dir_: Path, name: str) -> list[dict]:
+    return load_docs(dir_ / f"{name}.yaml")
+
+
+def check_charts(rendered_dir: Path) -> Group:
+    g = Group("charts")
+    for chart, nodeport in (("postgres", 30003), ("mongodb", 30005), ("rabbitmq", 30004)):
+        docs = rendered(rendered_dir, chart)
+        services = [d for d in docs if d["kind"] == "Service"]
+        g.check(bool(services), f"{chart}: no Service rendered")
+        for s in services:
+            g.check(s["spec"].get("type", "ClusterIP") == "ClusterIP",
+                    f"{chart}: Service {s['metadata']['name']} must be ClusterIP by default")
+        sts = [d for d in docs if d["kind"] == "StatefulSet"]
+        if g.check(len(sts) == 1, f"{chart}: one StatefulSet expected"):
+            g.check(bool(sts[0]["spec"].get("volumeClaimTemplates")), f"{chart}: no volumeClaimTemplates")
+            pod = sts[0]["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            g.check(bool(c.get("readinessProbe") and c.get("livenessProbe")), f"{chart}: probes missing")
+            g.check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{chart}: runAsNonRoot")
+            refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
+            refs += [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+            names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+            for ref in refs:
+                g.check(ref in names, f"{chart}: Secret {ref} is referenced but not rendered")
+        opened = rendered(rendered_dir, f"{chart}-nodeport")
+        ports = [p.get("nodePort") for d in opened if d["kind"] == "Service" for p in d["spec"]["ports"]]
+        g.check(nodeport in ports, f"{chart}: service.nodePort.enabled=true must expose {nodeport}")
+    # Postgres: init.sql mounted at /docker-entrypoint-initdb.d, the original's table.
+    docs = rendered(rendered_dir, "postgres")
+    cms = [d for d in docs if d["kind"] == "ConfigMap"]
+    sql = "".join(v for d in cms for v in (d.get("data") or {}).values())
+    g.check(re.search(r"CREATE TABLE IF NOT EXISTS auth_user \(\s*id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                      r"\s*email VARCHAR\(255\) NOT NULL,\s*password VARCHAR\(255\) NOT NULL\s*\);", sql) is not None,
+            "postgres: init SQL does not create the original's auth_user table")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    mounts = {m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    g.check("/docker-entrypoint-initdb.d" in mounts, "postgres: init scripts not mounted at /docker-entrypoint-initdb.d")
+    seeded = rendered(rendered_dir, "postgres-seed")
+    seed = [d for d in seeded if d["kind"] == "Secret" and "02-seed-user.sql" in (d.get("stringData") or {})]
+    if g.check(len(seed) == 1, "postgres: initdb.seedUser does not render a seed script Secret"):
+        script = seed[0]["stringData"]["02-seed-user.sql"]
+        g.check("INSERT INTO auth_user" in script and "o''brien@example.com" in script,
+                "postgres: seed script must insert into auth_user with quotes escaped")
+    g.check(not any(d["kind"] == "Secret" and "seed" in d["metadata"]["name"] for d in docs),
+            "postgres: no seed user unless asked for")
+    # RabbitMQ: definitions with the durable queues, no arguments; loaded at boot.
+    docs = rendered(rendered_dir, "rabbitmq")
+    defs_secret = [d for d in docs if d["kind"] == "Secret" and "definitions.json" in (d.get("stringData") or {})]
+    if g.check(len(defs_secret) == 1, "rabbitmq: no definitions.json Secret"):
+        defs = json.loads(defs_secret[0]["stringData"]["definitions.json"])
+        queues = {q["name"]: q for q in defs.get("queues", [])}
+        for name in ("video", "video.dlq"):
+            q = queues.get(name)
+            g.check(q is not None and q["durable"] is True and q.get("arguments") == {} and not q.get("auto_delete"),
+                    f"rabbitmq: queue {name} must be durable with no arguments")
+        users = {u["name"] for u in defs.get("users", [])}
+        perms = {(p["user"], p["vhost"]) for p in defs.get("permissions", [])}
+        g.check(bool(users) and all((u, "/") in perms for u in users), "rabbitmq: every user needs permissions on /")
+    conf = "".join(v for d in docs if d["kind"] == "ConfigMap" for v in (d.get("data") or {}).values())
+    g.check("load_definitions = /etc/rabbitmq/definitions.json" in conf, "rabbitmq: definitions not loaded at boot")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    image = sts["spec"]["template"]["spec"]["containers"][0]["image"]
+    g.check("management" in image, "rabbitmq: image without the management plugin")
+    mounts = {m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    g.check("/etc/rabbitmq/definitions.json" in mounts, "rabbitmq: definitions.json not mounted")
+    # MongoDB: a supported release line.
+    docs = rendered(rendered_dir, "mongodb")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    tag = sts["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[-1]
+    major = int(re.match(r"(\d+)", tag).group(1)) if re.match(r"\d+", tag) else 0
+    g.check(major >= 7, f"mongodb: image tag {tag} is not a supported release (7.0 or later)")
+    return g
+
+
+def chart_values(rendered_dir: Path) -> dict:
+    """Facts of the rendered charts the services depend on."""
+    pg = rendered(rendered_dir, "postgres")
+    mongo = rendered(rendered_dir, "mongodb")
+    rabbit = rendered(rendered_dir, "rabbitmq")
+
+    def svc(docs: list[dict]) -> dict:
+        return next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") != "None")
+
+    pg_secret = next(secret_values(d) for d in pg if d["kind"] == "Secret" and "POSTGRES_USER" in secret_values(d))
+    mongo_secret = next(secret_values(d) for d in mongo if d["kind"] == "Secret")
+    defs = json.loads(next(d["stringData"]["definitions.json"] for d in rabbit
+                           if d["kind"] == "Secret" and "definitions.json" in (d.get("stringData") or {})))
+    return {
+        "postgres": (svc(pg)["metadata"]["name"], svc(pg)["spec"]["ports"][0]["port"], pg_secret),
+        "mongodb": (svc(mongo)["metadata"]["name"], svc(mongo)["spec"]["ports"][0]["port"], mongo_secret),
+        "rabbitmq": (svc(rabbit)["metadata"]["name"],
+                     next(p["port"] for p in svc(rabbit)["spec"]["ports"] if p["name"] == "amqp"), defs),
+    }
+
+
+def check_wiring(k8s: dict, rendered_dir: Path, compose: dict | None) -> Group:
+    g = Group("wiring")
+    facts = chart_values(rendered_dir)
+    pg_host, pg_port, pg_secret = facts["postgres"]
+    mongo_host, mongo_port, mongo_secret = facts["mongodb"]
+    rabbit_host, rabbit_port, defs = facts["rabbitmq"]
+    rabbit_users = {u["name"] for u in defs["users"]}
+    rabbit_vhost = defs["vhosts"][0]["name"]
+    sources = []
+    for service in SERVICES:
+        objs = k8s.get(service, [])
+        d = find(objs, "Deployment", service)
+        if d is not None:
+            sources.append((f"k8s/{service}", service, deployment_env(objs, d), True))
+    if compose is not None:
+        for service in SERVICES:
+            env = compose["services"].get(service, {}).get("environment") or {}
+            sources.append((f"docker-compose.yml {service}", service, {k: str(v) for k, v in env.items()}, False))
+    for where, service, env, is_k8s in sources:
+        if service == "auth":
+            if is_k8s:
+                g.check(env.get("DATABASE_HOST") == pg_host, f"{where}: DATABASE_HOST must be {pg_host}")
+            g.check(env.get("DATABASE_PORT", "5432") == str(pg_port), f"{where}: DATABASE_PORT must be {pg_port}")
+            g.check(env.get("DATABASE_USER") == pg_secret["POSTGRES_USER"], f"{where}: DATABASE_USER != chart user")
+            g.check(env.get("DATABASE_NAME") == pg_secret["POSTGRES_DB"], f"{where}: DATABASE_NAME != chart db")
+            g.check(env.get("AUTH_TABLE", "auth_user") == "auth_user", f"{where}: AUTH_TABLE != init.sql's auth_user")
+        if service == "gateway":
+            addr = env.get("AUTH_SVC_ADDRESS", "auth:5000")
+            g.check(addr.split("//")[-1].rstrip("/") == "auth:5000", f"{where}: AUTH_SVC_ADDRESS must be auth:5000")
+        if service in ("gateway", "converter"):
+            for var, db in (("MONGODB_VIDEOS_URI", "videos"), ("MONGODB_MP3S_URI", "mp3s")):
+                uri = urlsplit(env.get(var, ""))
+                ok = uri.scheme == "mongodb" and uri.path == f"/{db}" and uri.port == mongo_port
+                if is_k8s:
+                    ok = ok and uri.hostname == mongo_host and unquote(uri.username or "") == \
+                        mongo_secret["MONGO_INITDB_ROOT_USERNAME"] and "authSource=admin" in uri.query
+                g.check(ok, f"{where}: {var} must be mongodb://<root>:<pw>@{mongo_host}:{mongo_port}/{db}?authSource=admin")
+            amqp = urlsplit(env.get("RABBITMQ_URL", ""))
+            ok = amqp.scheme == "amqp" and amqp.port == rabbit_port and unquote(amqp.path.lstrip("/")) == rabbit_vhost
+            if is_k8s:
+                ok = ok and amqp.hostname == rabbit_host and unquote(amqp.username or "") in rabbit_users
+            g.check(ok, f"{where}: RABBITMQ_URL must be amqp://<user>:<pw>@{rabbit_host}:{rabbit_port}/%2f")
+            g.check(env.get("VIDEO_QUEUE", "video") == "video", f"{where}: VIDEO_QUEUE must be the chart's video")
+        if service == "frontend":
+            g.check(env.get("GATEWAY_UPSTREAM") == "gateway:8080", f"{where}: GATEWAY_UPSTREAM must be gateway:8080")
+    return g
+
+
+def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
+    g = Group("placeholders")
+    for service, objs in k8s.items():
+        for path, doc in objs:
+            if doc.get("kind") != "Secret":
+                continue
+            for key, value in secret_values(doc).items():
+                g.check(PLACEHOLDER in value, f"{path.relative_to(repo)}: {key} is not a {PLACEHOLDER} placeholder")
+    for chart in ("postgres", "mongodb", "rabbitmq"):
+        for doc in rendered(rendered_dir, chart):
+            if doc["kind"] != "Secret":
+                continue
+            for key, value in secret_values(doc).items():
+                if "PASSWORD" in key:
+                    g.check(value == PLACEHOLDER, f"{chart} chart: default {key} must be the {PLACEHOLDER} placeholder")
+                if key == "definitions.json":
+                    users = json.loads(value)["users"]
+                    g.check(all(u.get("password") == PLACEHOLDER for u in users),
+                            f"{chart} chart: default user password must be the {PLACEHOLDER} placeholder")
+    compose = (repo / "docker-compose.yml").read_text()
+    for m in re.finditer(r"(PASSWORD|PASS|SECRET)[A-Z_]*:\s*(\S+)", compose):
+        g.check(PLACEHOLDER in m.group(2), f"docker-compose.yml: {m.group(0)} is not a placeholder default")
+    for dockerfile in sorted((repo / "Dockerfiles").glob("*.Dockerfile")):
+        text = dockerfile.read_text()
+        g.check(re.search(r"^\s*(ENV|ARG)\s+\S*(PASSWORD|SECRET|TOKEN)", text, re.M | re.I) is None,
+                f"{dockerfile.name}: a secret must not be baked into the image")
+    return g
+
+
+def dockerfile_stages(text: str) -> list[str]:
+    return re.findall(r"^FROM\s+(\S+)", text, re.M)
+
+
+def check_dockerfiles(repo: Path, k8s: dict) -> Group:
+    g = Group("dockerfiles")
+    for service in SERVICES:
+        path = repo / "Dockerfiles" / f"{service}.Dockerfile"
+        if not g.check(path.exists(), f"Dockerfiles/{service}.Dockerfile missing"):
+            continue
+        text = path.read_text()
+        user = re.findall(r"^USER\s+(\S+)", text, re.M)
+        g.check(bool(user) and re.match(r"^[1-9]\d*(:\d+)?$", user[-1]) is not None,
+                f"{path.name}: the last USER must be a numeric non-root uid (runAsNonRoot checks it)")
+        g.check(re.search(r"^HEALTHCHECK\s", text, re.M) is not None, f"{path.name}: no HEALTHCHECK")
+        expose = {int(p) for p in re.findall(r"^EXPOSE\s+(\d+)", text, re.M)}
+        g.check(CONTAINER_PORTS[service] in expose, f"{path.name}: EXPOSE {CONTAINER_PORTS[service]} missing")
+        stages = dockerfile_stages(text)
+        g.check(len(stages) >= 2, f"{path.name}: multi-stage build expected")
+        if service in RUST_SERVICES:
+            g.check((repo / "crates" / service / "Cargo.toml").exists(), f"{path.name}: crates/{service} missing")
+            g.check(f"--package {service} --bin {service}" in text, f"{path.name}: must build --package {service} --bin {service}")
+            g.check("cargo chef cook --release" in text, f"{path.name}: dependency layer must use cargo chef cook")
+            g.check(stages[0].startswith("rust:") and stages[0].endswith("-bookworm"), f"{path.name}: build on rust:*-bookworm")
+            g.check(stages[-1] == "debian:bookworm-slim", f"{path.name}: run on debian:bookworm-slim (same Debian as the build)")
+            g.check(f"/target/release/{service} " in text, f"{path.name}: copy the release binary")
+        if service == "converter":
+            runtime = text[text.rindex("FROM "):]
+            for lib in FFMPEG_RUNTIME_LIBS:
+                g.check(lib in runtime, f"{path.name}: runtime lacks {lib}")
+            g.check(re.search(r"\b[a-z0-9.+]+-dev\b|\bclang\b", runtime) is None,
+                    f"{path.name}: runtime stage must not install -dev packages or clang")
+        if service == "frontend":
+            g.check("frontend/nginx.conf /etc/nginx/templates/" in text and ".template" in text,
+                    f"{path.name}: nginx.conf must be installed as an /etc/nginx/templates/*.template")
+            g.check("npm ci" in text and "npm run build" in text, f"{path.name}: build with npm ci && npm run build")
+    return g
+
+
+def check_jenkins(repo: Path, k8s: dict) -> Group:
+    g = Group("jenkins")
+    text = (repo / "Jenkinsfile").read_text()
+    stages = re.findall(r"stage\('([^']+)'\)", text)
+    wanted = [
+        ("Test", r"^Test$"),
+        ("kubeconfig", r"kubeconfig"),
+        ("Helm MongoDB", r"Helm.*MongoDB"),
+        ("Helm Postgres", r"Helm.*Postgres"),
+        ("Helm RabbitMQ", r"Helm.*RabbitMQ"),
+        ("ecr-secret", r"ecr-secret"),
+        ("ECR login", r"ECR login"),
+        ("build and push", r"[Bb]uild.*push"),
+        ("apply manifests", r"[Aa]pply manifests"),
+        ("set images", r"[Ss]et deployments"),
+        ("rollout status", r"[Rr]ollout status"),
+        ("cleanup", r"[Cc]leanup old ReplicaSets"),
+    ]
+    positions = []
+    for label, pattern in wanted:
+        index = next((i for i, s in enumerate(stages) if re.search(pattern, s)), None)
+        g.check(index is not None, f"Jenkinsfile: no stage for {label}")
+        positions.append(index if index is not None else -1)
+    g.check(positions == sorted(positions), f"Jenkinsfile: stages out of order: {stages}")
+    g.check("sh 'make test'" in text, "Jenkinsfile: the Test stage must run make test")
+    for chart, folder in (("mongodb", "MongoDB"), ("postgres", "Postgres"), ("rabbitmq", "RabbitMQ")):
+        g.check(f"helm upgrade --install {chart} ./Helm_charts/{folder}" in text,
+                f"Jenkinsfile: helm upgrade --install {chart} ./Helm_charts/{folder} missing")
+        g.check((repo / "Helm_charts" / folder / "Chart.yaml").exists(), f"Helm_charts/{folder} missing")
+    services = re.search(r"SERVICES = '([^']+)'", text)
+    if g.check(services is not None, "Jenkinsfile: SERVICES list missing"):
+        listed = services.group(1).split()
+        g.check(sorted(listed) == sorted(SERVICES), f"Jenkinsfile: SERVICES {listed} != {list(SERVICES)}")
+        g.check('"Dockerfiles/${svc}.Dockerfile"' in text, "Jenkinsfile: images must be built from Dockerfiles/<svc>.Dockerfile")
+    for name in ("AWS_DEFAULT_REGION", "AWS_ACCOUNT_ID", "CLUSTER_NAME", "ECR_REGISTRY"):
+        g.check(f"name: '{name}'" in text, f"Jenkinsfile: {name} must be a parameter")
+    g.check(re.search(r"\d{12}\.dkr\.ecr", text) is None, "Jenkinsfile: no hard-coded account id")
+    g.check("kubectl create secret docker-registry ecr-secret" in text, "Jenkinsfile: ecr-secret not created")
+    g.check("git rev-parse" in text and "IMAGE_TAG" in text, "Jenkinsfile: images must be tagged with the commit")
+    return g
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--rendered", type=Path, required=True, help="folder of <chart>.yaml renders")
+    parser.add_argument("--compose-config", type=Path, help="output of docker-compose config")
+    args = parser.parse_args()
+    repo = args.repo.resolve()
+    k8s = k8s_objects(repo)
+    compose = yaml.safe_load(args.compose_config.read_text()) if args.compose_config else None
+    groups = []
+    for name, run in (
+        ("env", lambda: check_env(repo, k8s, compose)),
+        ("k8s", lambda: check_k8s(repo, k8s)),
+        ("charts", lambda: check_charts(args.rendered)),
+        ("wiring", lambda: check_wiring(k8s, args.rendered, compose)),
+        ("placeholders", lambda: check_placeholders(repo, k8s, args.rendered)),
+        ("dockerfiles", lambda: check_dockerfiles(repo, k8s)),
+        ("jenkins", lambda: check_jenkins(repo, k8s)),
+    ):
+        try:
+            groups.append(run())
+        except Exception as e:  # a file that is not shaped as expected is a failure, not a crash
+            g = Group(name)
+            g.problems.append(f"could not check: {type(e).__name__}: {e}")
+            groups.append(g)
+    failed = 0
+    for g in groups:
+        if g.problems:
+            failed += 1
+            print(f"  FAIL {g.name}: {len(g.problems)} problem(s) in {g.checks} checks")
+            for p in g.problems:
+                print(f"       - {p}")
+        else:
+            print(f"  ok   {g.name}: {g.checks} checks")
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

