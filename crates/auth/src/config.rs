@@ -25,6 +25,9 @@ pub struct Config {
     pub jwt_secret: String,
     /// When failed logins are limited.
     pub rate_limit: RateLimitConfig,
+    /// Most password hashes computed at once (`PASSWORD_HASH_CONCURRENCY`, default: the number
+    /// of CPUs); each takes 19 MiB while it runs.
+    pub password_hash_concurrency: usize,
     /// How many proxies in front of auth append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`);
     /// 0 ignores the header and uses the connection's peer address.
     pub trusted_proxy_hops: usize,
@@ -64,6 +67,7 @@ impl fmt::Debug for Config {
             .field("table", &self.table)
             .field("jwt_secret", &"<redacted>")
             .field("rate_limit", &self.rate_limit)
+            .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .finish()
     }
@@ -102,6 +106,11 @@ impl Config {
             table,
             jwt_secret,
             rate_limit,
+            password_hash_concurrency: positive(
+                env,
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            )? as usize,
             trusted_proxy_hops: config::parsed_or(env, "TRUSTED_PROXY_HOPS", 0)?,
         })
     }

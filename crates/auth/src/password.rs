@@ -2,15 +2,16 @@
 //! plaintext rows.
 //!
 //! Hashing costs ~19 MiB and tens of milliseconds of CPU: callers run it on the blocking pool
-//! (see [`spawn_blocking_in_span`]) so the async workers keep serving.
+//! through a [`Hasher`], so the async workers keep serving.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Algorithm, Argon2, Params, Version,
 };
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 /// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -115,14 +116,48 @@ fn burn_dummy(candidate: &str) {
     }
 }
 
-/// Runs `f` on the blocking pool inside the caller's tracing span.
-pub async fn spawn_blocking_in_span<F, R>(f: F) -> Result<R, tokio::task::JoinError>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f)).await
+/// Runs hashing and verification on the blocking pool, inside the caller's tracing span, at
+/// most `max_concurrent` at a time: each one holds 19 MiB, so a flood of logins queues here
+/// instead of growing memory by 19 MiB per request.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+}
+
+impl Hasher {
+    /// A hasher running at most `max_concurrent` (at least 1) operations at once.
+    pub fn new(max_concurrent: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
+    }
+
+    /// [`verify`] off the async workers.
+    pub async fn verify(
+        &self,
+        stored: Option<String>,
+        candidate: String,
+    ) -> anyhow::Result<Verdict> {
+        self.run(move || verify(stored.as_deref(), &candidate))
+            .await
+    }
+
+    /// [`hash`] off the async workers.
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        self.run(move || hash(&password))
+            .await?
+            .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+    }
+
+    async fn run<F, R>(&self, f: F) -> anyhow::Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let _permit = self.permits.acquire().await?;
+        let span = tracing::Span::current();
+        Ok(tokio::task::spawn_blocking(move || span.in_scope(f)).await?)
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +213,20 @@ mod tests {
             verify(Some(&argon2i), "pw123456"),
             Verdict::ValidNeedsRehash
         );
+    }
+
+    #[tokio::test]
+    async fn hasher_with_one_permit_serves_concurrent_callers() {
+        let hasher = Hasher::new(1);
+        let stored = hash("pw-12345").unwrap();
+        let (a, b, c) = tokio::join!(
+            hasher.verify(Some(stored.clone()), "pw-12345".into()),
+            hasher.verify(Some(stored), "nope".into()),
+            hasher.hash("another-pw".into()),
+        );
+        assert_eq!(a.unwrap(), Verdict::Valid);
+        assert_eq!(b.unwrap(), Verdict::Invalid);
+        assert!(c.unwrap().starts_with("$argon2id$"));
     }
 
     #[test]

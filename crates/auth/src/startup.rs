@@ -15,7 +15,9 @@ use common::jwt::JwtKeys;
 use sqlx::postgres::PgPoolOptions;
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::{config::Config, rate_limit::FailureLimiter, state::AppState, store::UserStore};
+use crate::{
+    config::Config, password::Hasher, rate_limit::FailureLimiter, state::AppState, store::UserStore,
+};
 
 /// How long a request waits for a database connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -75,6 +77,7 @@ impl Application {
         let limits = config.rate_limit;
         let state = AppState {
             store,
+            hasher: Hasher::new(config.password_hash_concurrency),
             keys: JwtKeys::new(config.jwt_secret.as_bytes()),
             email_limiter: Arc::new(FailureLimiter::new(
                 limits.max_failures_per_email,

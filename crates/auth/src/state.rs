@@ -7,13 +7,15 @@ use std::sync::{
 
 use common::jwt::JwtKeys;
 
-use crate::{rate_limit::FailureLimiter, store::UserStore};
+use crate::{password::Hasher, rate_limit::FailureLimiter, store::UserStore};
 
 /// The shared state of the auth service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The users table.
     pub store: UserStore,
+    /// Password hashing and verification, bounded in concurrency.
+    pub hasher: Hasher,
     /// HS256 keys from `JWT_SECRET`.
     pub keys: JwtKeys,
     /// Failed logins per (lower-cased) email.

@@ -8,10 +8,7 @@ use axum::{
 };
 
 use crate::{
-    client_addr::client_ip,
-    credentials::BasicCredentials,
-    error::AuthError,
-    password::{self, spawn_blocking_in_span, Verdict},
+    client_addr::client_ip, credentials::BasicCredentials, error::AuthError, password::Verdict,
     state::AppState,
 };
 
@@ -67,10 +64,10 @@ async fn attempt(
 
     let user = state.store.find_by_email(&credentials.email).await?;
     let stored = user.as_ref().map(|u| u.password.clone());
-    let candidate = credentials.password.clone();
-    let verdict = spawn_blocking_in_span(move || password::verify(stored.as_deref(), &candidate))
-        .await
-        .map_err(|e| AuthError::Internal(e.into()))?;
+    let verdict = state
+        .hasher
+        .verify(stored, credentials.password.clone())
+        .await?;
 
     let user = match (verdict, user) {
         (Verdict::Valid | Verdict::ValidNeedsRehash, Some(user)) => user,
@@ -99,14 +96,10 @@ async fn attempt(
 /// Stores an argon2id hash in place of a plaintext (or weaker) password. A failure here is
 /// logged and does not fail the login: the old value still works and is upgraded next time.
 async fn upgrade_password(state: &AppState, user: &crate::store::User, password: String) {
-    let hashed = match spawn_blocking_in_span(move || password::hash(&password)).await {
-        Ok(Ok(hashed)) => hashed,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot hash password for upgrade");
-            return;
-        }
+    let hashed = match state.hasher.hash(password).await {
+        Ok(hashed) => hashed,
         Err(e) => {
-            tracing::error!(error = %e, "password hashing task failed");
+            tracing::error!(error = %format!("{e:#}"), "cannot hash password for upgrade");
             return;
         }
     };

@@ -1,6 +1,9 @@
 //! The HTTP routes, one module each, merged here.
 
-use axum::{routing::get, routing::post, Router};
+use std::time::Duration;
+
+use axum::{http::StatusCode, routing::get, routing::post, Router};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 
@@ -8,6 +11,9 @@ pub mod health;
 pub mod login;
 pub mod register;
 pub mod validate;
+
+/// Longest a request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// All routes of the auth service, with request ids, spans and metrics.
 pub fn router(state: AppState) -> Router {
@@ -18,6 +24,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(common::http::ops_router())
-        .with_state(state);
+        .with_state(state)
+        // A request queued behind a flood of password hashes gives up instead of piling up.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ));
     common::http::instrument(app)
 }

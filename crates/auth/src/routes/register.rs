@@ -6,7 +6,6 @@ use serde::Serialize;
 use crate::{
     credentials::{check_new_email, check_new_password, BasicCredentials},
     error::AuthError,
-    password::{self, spawn_blocking_in_span},
     state::AppState,
 };
 
@@ -60,10 +59,7 @@ async fn create(
     if state.store.find_by_email(&email).await?.is_some() {
         return Err(AuthError::Conflict);
     }
-    let hashed = spawn_blocking_in_span(move || password::hash(&password))
-        .await
-        .map_err(|e| AuthError::Internal(e.into()))?
-        .map_err(|e| AuthError::Internal(anyhow::anyhow!("hashing failed: {e}")))?;
+    let hashed = state.hasher.hash(password).await?;
     match state.store.insert(&email, &hashed).await? {
         Some(id) => {
             tracing::info!(user_id = id, %email, "user registered");
