@@ -1,0 +1,197 @@
+//! At-least-once delivery, exactly one MP3: crashes, redeliveries and shutdowns.
+
+mod helpers;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::jobs::JobState;
+use futures::AsyncWriteExt;
+use helpers::*;
+use mongodb::bson::doc;
+
+/// A 10-minute mono AAC track: long enough to interrupt mid-conversion.
+fn long_audio(env: &TestEnv) -> std::path::PathBuf {
+    ffmpeg(
+        env.media.path(),
+        "lecture.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=220:sample_rate=44100:duration=600",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "48k",
+        ],
+    )
+}
+
+fn start_binary(env: &TestEnv, extra: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_converter"));
+    cmd.envs(env.env())
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().expect("converter binary")
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < timeout, "converter did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn mp3s_stored_by_earlier_deliveries_are_reused_and_duplicates_removed() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "clip.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "clip.mp4", "g@example.com").await;
+    // A converter died after storing its MP3 (twice, even), before recording the job.
+    let mp3 = ffmpeg(
+        env.media.path(),
+        "old.mp3",
+        &["-i", src.to_str().unwrap(), "-vn", "-c:a", "libmp3lame"],
+    );
+    let mut stored = Vec::new();
+    for _ in 0..2 {
+        let mut up = env
+            .mp3_bucket()
+            .open_upload_stream("clip.mp3")
+            .metadata(doc! { "video_fid": fid.to_hex(), "owner": "g@example.com", "content_type": "audio/mpeg" })
+            .await
+            .unwrap();
+        up.write_all(&std::fs::read(&mp3).unwrap()).await.unwrap();
+        up.close().await.unwrap();
+        stored.push(up.id().as_object_id().unwrap());
+    }
+    let app = env.spawn_app().await;
+    env.publish(fid, "g@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(job.mp3_fid, Some(stored[0]), "the oldest MP3 is kept");
+    let files = env.mp3_files(fid).await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(job.attempts, 0, "nothing converted again");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"converter_jobs_total{outcome="duplicate"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn killed_mid_conversion_then_restarted_yields_exactly_one_mp3() {
+    let env = TestEnv::new().await;
+    let src = long_audio(&env);
+    let fid = env.upload(&src, "lecture.m4a", "h@example.com").await;
+    env.publish(fid, "h@example.com").await;
+
+    let mut first = start_binary(&env, &[]);
+    let job = env
+        .wait_job(fid, Duration::from_secs(60), |j| {
+            j.state == JobState::Processing && j.progress > 0.0
+        })
+        .await;
+    assert!(job.progress < 100.0, "{job:?}");
+    first.kill().unwrap(); // SIGKILL: no chance to clean up or requeue
+    first.wait().unwrap();
+    assert!(
+        !env.leftover_files().is_empty(),
+        "the killed process left its scratch files"
+    );
+
+    let mut second = start_binary(&env, &[]);
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(job.attempts, 2, "redelivered once");
+    let files = env.mp3_files(fid).await;
+    assert_eq!(files.len(), 1, "exactly one MP3");
+    let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);
+    assert_eq!(p.samples, decoded_samples(&src, 1, None));
+    assert_eq!(env.declare(&env.queue).await, 0);
+
+    signal(&second, "TERM");
+    assert!(wait_exit(&mut second, Duration::from_secs(30)).success());
+    assert!(
+        env.leftover_files().is_empty(),
+        "{:?}",
+        env.leftover_files()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_conversion_in_flight_finish() {
+    let env = TestEnv::new().await;
+    let src = long_audio(&env);
+    let fid = env.upload(&src, "lecture.m4a", "i@example.com").await;
+    env.publish(fid, "i@example.com").await;
+    let mut child = start_binary(&env, &[]);
+    env.wait_job(fid, Duration::from_secs(60), |j| {
+        j.state == JobState::Processing && j.progress > 0.0
+    })
+    .await;
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+    let job = env.job(fid).await.unwrap();
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(env.mp3_files(fid).await.len(), 1);
+    assert_eq!(env.declare(&env.queue).await, 0);
+    assert!(env.leftover_files().is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_requeues_work_that_would_outlast_the_grace_period() {
+    let env = TestEnv::new().await;
+    let src = long_audio(&env);
+    let fid = env.upload(&src, "lecture.m4a", "j@example.com").await;
+    env.publish(fid, "j@example.com").await;
+    let mut child = start_binary(&env, &[("CONVERTER_SHUTDOWN_GRACE_SECS", "0")]);
+    env.wait_job(fid, Duration::from_secs(60), |j| {
+        j.state == JobState::Processing && j.progress > 0.0
+    })
+    .await;
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let job = env.job(fid).await.unwrap();
+    assert_eq!(job.state, JobState::Queued, "{job:?}");
+    assert!(env.mp3_files(fid).await.is_empty());
+    assert_eq!(
+        env.declare(&env.queue).await,
+        1,
+        "the message is back in the queue"
+    );
+    assert!(
+        env.leftover_files().is_empty(),
+        "{:?}",
+        env.leftover_files()
+    );
+
+    // The next converter picks it up.
+    let app = env.spawn_app().await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(env.mp3_files(fid).await.len(), 1);
+    app.stop().await;
+    env.cleanup().await;
+}
