@@ -1,4 +1,8 @@
-//! `transcode IN OUT [bitrate_kbps|vN]`: our transcoder on one file, for the benchmark and by hand.
+//! `transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N]`: our transcoder on one file.
+//!
+//! Used by the benchmark (run as a child process so its peak RSS is measured alone). With
+//! `--parallel N` it converts the input N times at once on N threads (OUT-0.mp3, OUT-1.mp3, ...),
+//! like a converter running N jobs.
 
 use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool};
 
@@ -7,9 +11,18 @@ use converter::transcode::{title_from_filename, transcode, TranscodeOptions};
 
 fn main() -> ExitCode {
     common::telemetry::init("transcode");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(input), Some(output)) = (args.first(), args.get(1)) else {
-        tracing::error!("usage: transcode IN OUT [bitrate_kbps | vQUALITY]");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut parallel = 1usize;
+    if let Some(i) = args.iter().position(|a| a == "--parallel") {
+        parallel = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    let (Some(input), Some(output)) = (args.first().cloned(), args.get(1).cloned()) else {
+        tracing::error!("usage: transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N]");
         return ExitCode::from(2);
     };
     let quality = match args.get(2).map(String::as_str) {
@@ -25,23 +38,48 @@ fn main() -> ExitCode {
     };
     let options = TranscodeOptions {
         quality,
-        title: title_from_filename(input),
+        title: title_from_filename(&input),
     };
-    let cancel = AtomicBool::new(false);
-    match transcode(
-        &PathBuf::from(input),
-        &PathBuf::from(output),
-        &options,
-        &cancel,
-        |_| {},
-    ) {
-        Ok(report) => {
-            tracing::info!(?report, "converted");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "conversion failed");
-            ExitCode::FAILURE
-        }
+    let outputs: Vec<PathBuf> = if parallel == 1 {
+        vec![PathBuf::from(&output)]
+    } else {
+        let stem = output.strip_suffix(".mp3").unwrap_or(&output);
+        (0..parallel)
+            .map(|i| PathBuf::from(format!("{stem}-{i}.mp3")))
+            .collect()
+    };
+    let failed = std::thread::scope(|scope| {
+        let handles: Vec<_> = outputs
+            .iter()
+            .map(|out| {
+                let (input, options) = (PathBuf::from(&input), options.clone());
+                scope.spawn(move || {
+                    let cancel = AtomicBool::new(false);
+                    transcode(&input, out, &options, &cancel, |_| {})
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(Ok(report)) => {
+                    tracing::info!(?report, "converted");
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "conversion failed");
+                    true
+                }
+                Err(_) => {
+                    tracing::error!("conversion thread panicked");
+                    true
+                }
+            })
+            .fold(false, |acc, f| acc | f)
+    });
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
