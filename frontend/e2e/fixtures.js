@@ -19,14 +19,18 @@ export function uniqueEmail(label) {
 
 export const PASSWORD = 'correct horse battery';
 
-/** A 3-second MP4 (H.264 + AAC, 440 Hz tone) made now with the ffmpeg CLI; returns its path. */
-export function makeVideo(stem) {
+/**
+ * An MP4 (H.264 + AAC, 440 Hz tone) of `seconds` made now with the ffmpeg CLI; returns its path.
+ * Long ones use one video frame per second: only the audio matters to the converter.
+ */
+export function makeVideo(stem, seconds = 3) {
   const dir = mkdtempSync(path.join(tmpdir(), 'vidconv-e2e-'));
   const file = path.join(dir, `${stem}.mp4`);
+  const rate = seconds > 10 ? 1 : 25;
   execFileSync('ffmpeg', [
     '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3',
-    '-f', 'lavfi', '-i', 'color=size=160x120:duration=3',
+    '-f', 'lavfi', '-i', `sine=frequency=440:duration=${seconds}`,
+    '-f', 'lavfi', '-i', `color=size=160x120:rate=${rate}:duration=${seconds}`,
     '-shortest', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', file,
   ]);
   return file;
