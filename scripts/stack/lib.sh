@@ -503,7 +503,7 @@ start_service() {
   log "starting $svc on $(service_bind "$svc"):$port"
   echo "----- $(date -u +%FT%TZ) start $svc" >>"$LOGS/$svc.log"
   spawn "$LOGS/$svc.log" "$RUN/$svc.pid" env -i PATH="$PATH" HOME="${HOME:-/}" \
-    RUST_LOG="$RUST_LOG" ${LOG_FORMAT:+LOG_FORMAT=$LOG_FORMAT} "${envs[@]}" "$bin"
+    RUST_LOG="$RUST_LOG" NO_COLOR=1 ${LOG_FORMAT:+LOG_FORMAT=$LOG_FORMAT} "${envs[@]}" "$bin"
   if ! wait_for 60 health_service "$svc"; then
     log "$svc did not become ready on port $port; last lines of $LOGS/$svc.log:"
     tail -n 20 "$LOGS/$svc.log" >&2
@@ -542,8 +542,13 @@ write_nginx_config() {
       user_line="user root;"
     fi
   fi
+  # The template's `listen ${LISTEN_PORT};` takes host:port, so nginx binds STACK_BIND like the
+  # gateway; a template that also listens on [::] gets the bare port.
+  local listen=$STACK_BIND:$STACK_FRONTEND_PORT
+  # shellcheck disable=SC2016 # a literal of the template
+  grep -qF '[::]:${LISTEN_PORT}' "$FRONTEND/nginx.conf" && listen=$STACK_FRONTEND_PORT
   # shellcheck disable=SC2016 # envsubst takes the variable names literally
-  LISTEN_PORT="$STACK_FRONTEND_PORT" STATIC_ROOT="$FRONTEND/dist" \
+  LISTEN_PORT="$listen" STATIC_ROOT="$FRONTEND/dist" \
     GATEWAY_UPSTREAM="127.0.0.1:$STACK_GATEWAY_PORT" MAX_UPLOAD_SIZE="$(max_upload_size)" \
     envsubst '${LISTEN_PORT} ${STATIC_ROOT} ${GATEWAY_UPSTREAM} ${MAX_UPLOAD_SIZE}' \
     <"$FRONTEND/nginx.conf" >"$NGX/server.conf"
@@ -583,7 +588,7 @@ start_nginx() {
   port_open "$STACK_FRONTEND_PORT" && die "port $STACK_FRONTEND_PORT is taken by something else: set STACK_FRONTEND_PORT"
   write_nginx_config
   nginx_ -t -q 2>>"$LOGS/nginx-error.log" || die "nginx rejects the configuration in $NGX; see $LOGS/nginx-error.log"
-  log "starting nginx on port $STACK_FRONTEND_PORT (all interfaces, as the frontend's server block says)"
+  log "starting nginx on $STACK_BIND:$STACK_FRONTEND_PORT"
   nginx_ || die "nginx did not start; see $LOGS/nginx-error.log"
   wait_for 20 health_nginx || die "nginx does not answer on $STACK_FRONTEND_PORT; see $LOGS/nginx-error.log"
 }
@@ -631,7 +636,7 @@ component_address() {
     postgres) echo "127.0.0.1:$STACK_POSTGRES_PORT" ;;
     rabbitmq) echo "127.0.0.1:$STACK_RABBITMQ_PORT" ;;
     mongo) echo "127.0.0.1:$STACK_MONGO_PORT" ;;
-    nginx) echo "*:$STACK_FRONTEND_PORT" ;;
+    nginx) echo "$STACK_BIND:$STACK_FRONTEND_PORT" ;;
     *) echo "$(service_bind "$1"):$(service_port "$1")" ;;
   esac
 }

@@ -21,7 +21,7 @@ async fn seed_workflow_converts_an_mp4_into_an_mp3_of_the_same_length() -> Resul
     let again = stack
         .http()
         .post(format!("{}/register", stack.gateway))
-        .basic_auth(&user.email, Some("another"))
+        .basic_auth(&user.email, Some("another-password"))
         .send()
         .await?;
     assert_eq!(again.status(), StatusCode::CONFLICT);
