@@ -14,6 +14,8 @@
 #   8. scripts/deploy-checks/check_deploy.py: env vars against crates/*/src/config.rs, the
 #      Deployments' contract, the charts' content, the wiring between them, placeholders only,
 #      the Dockerfiles and the Jenkinsfile's stages
+#   9. scripts/deploy-checks/selftest.py: injects 30 faults, one at a time, into a copy of the
+#      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -144,6 +146,11 @@ deploy_checks() {
     --compose-config "$OUT/compose-config.yaml"
 }
 
+self_test() {
+  # Injects one fault at a time into a copy of the files; the checker must notice each.
+  "$VENV/bin/python" scripts/deploy-checks/selftest.py --repo . --helm "$TOOLS/bin/helm"
+}
+
 main() {
   local started=$SECONDS
   if ! install_tools; then
@@ -162,6 +169,8 @@ main() {
   step "deployment checks" deploy_checks
   # The checker's own report is worth seeing when it passes too (a failure printed it already).
   [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/deployment_checks.log"
+  step "checker self-test" self_test
+  [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/checker_self-test.log"
 
   echo
   echo "test-deploy summary ($((SECONDS - started)) s):"

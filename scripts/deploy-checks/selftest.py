@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Proves that check_deploy.py catches what it is meant to catch.
+
+Each case copies the deployment files into a temporary folder, breaks one thing (a text
+replacement that must apply), re-renders the charts when a chart changed, and runs the checks:
+the named group must fail. A case whose mutation goes unnoticed fails this self-test.
+    selftest.py --repo . --helm PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_deploy as cd  # noqa: E402
+
+COPIED = ["k8s", "Helm_charts", "Dockerfiles", "Jenkinsfile", "docker-compose.yml", "frontend/nginx.conf",
+          "crates/auth/src/config.rs", "crates/gateway/src/config.rs", "crates/converter/src/config.rs",
+          "crates/common/src/mongo.rs", "crates/common/src/telemetry.rs",
+          "crates/auth/Cargo.toml", "crates/gateway/Cargo.toml", "crates/converter/Cargo.toml"]
+
+# (group that must fail, file, text to replace, replacement)
+CASES = [
+    ("env", "k8s/auth/configmap.yaml", "  AUTH_TABLE: auth_user\n", "  AUTH_TABLE: auth_user\n  AUTH_TABEL: x\n"),
+    ("env", "k8s/gateway/secret.yaml", "  JWT_SECRET: change-me-to-a-long-random-string\n", ""),
+    ("env", "k8s/converter/secret.yaml", '  MONGODB_MP3S_URI: "mongodb://root:change-me@mongodb:27017/mp3s?authSource=admin"\n', ""),
+    ("env", "k8s/frontend/configmap.yaml", "  MAX_UPLOAD_SIZE: 210m\n", ""),
+    ("env", "docker-compose.yml", "      CONVERTER_CONCURRENCY: \"2\"\n", "      CONVERTER_THREADS: \"2\"\n"),
+    ("env", "Jenkinsfile", '--from-literal=JWT_SECRET="$JWT_SECRET" \\\n                          --from-literal=MONGODB', '--from-literal=MONGODB'),
+    ("k8s", "k8s/gateway/deployment.yaml", "maxSurge: 0", "maxSurge: 1"),
+    ("k8s", "k8s/converter/deployment.yaml", "path: /readyz", "path: /healthz"),
+    ("k8s", "k8s/frontend/service.yaml", "nodePort: 30001", "nodePort: 30011"),
+    ("k8s", "k8s/auth/deployment.yaml", "- name: ecr-secret", "- name: registry-secret"),
+    ("k8s", "k8s/auth/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
+    ("k8s", "k8s/converter/deployment.yaml", "terminationGracePeriodSeconds: 150", "terminationGracePeriodSeconds: 30"),
+    ("k8s", "k8s/gateway/deployment.yaml", "            limits:\n              cpu: \"1\"\n", "            limits:\n"),
+    ("k8s", "k8s/auth/deployment.yaml", "image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/auth:latest", "image: auth"),
+    ("charts", "Helm_charts/Postgres/files/init.sql", "email VARCHAR(255) NOT NULL", "email TEXT NOT NULL"),
+    ("charts", "Helm_charts/RabbitMQ/templates/_helpers.tpl",
+     '.Values.queues.deadLetterSuffix) "vhost" $vhost "durable" true "auto_delete" false "arguments" $noArgs',
+     '.Values.queues.deadLetterSuffix) "vhost" $vhost "durable" true "auto_delete" false "arguments" (dict "x-queue-type" "quorum")'),
+    ("charts", "Helm_charts/MongoDB/values.yaml", 'tag: "8.0"', 'tag: "4.4"'),
+    ("charts", "Helm_charts/Postgres/values.yaml", "  type: ClusterIP", "  type: LoadBalancer"),
+    ("charts", "Helm_charts/RabbitMQ/templates/configmap.yaml", "    load_definitions = /etc/rabbitmq/definitions.json\n", ""),
+    ("wiring", "k8s/auth/configmap.yaml", "DATABASE_HOST: postgres", "DATABASE_HOST: postgresql"),
+    ("wiring", "k8s/gateway/secret.yaml", "@rabbitmq:5672/%2f", "@rabbit:5672/%2f"),
+    ("wiring", "k8s/converter/secret.yaml", "@mongodb:27017/videos?authSource=admin", "@mongodb:27017/video?authSource=admin"),
+    ("wiring", "docker-compose.yml", "      DATABASE_NAME: authdb\n", "      DATABASE_NAME: users\n"),
+    ("placeholders", "k8s/auth/secret.yaml", "JWT_SECRET: change-me-to-a-long-random-string", "JWT_SECRET: 9f8e7d6c5b4a39281706"),
+    ("placeholders", "Helm_charts/MongoDB/values.yaml", "rootPassword: change-me", "rootPassword: s3cr3t"),
+    ("dockerfiles", "Dockerfiles/converter.Dockerfile", " libswscale6", ""),
+    ("dockerfiles", "Dockerfiles/auth.Dockerfile", "USER 10001:10001\n", ""),
+    ("dockerfiles", "Dockerfiles/gateway.Dockerfile", "EXPOSE 8080", "EXPOSE 8000"),
+    ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
+    ("jenkins", "Jenkinsfile", "helm upgrade --install postgres ./Helm_charts/Postgres", "helm upgrade --install pg ./Helm_charts/Postgres"),
+]
+
+CHART_RENDERS = [
+    ("mongodb", "mongodb", "MongoDB", []),
+    ("postgres", "postgres", "Postgres", []),
+    ("rabbitmq", "rabbitmq", "RabbitMQ", []),
+    ("mongodb-nodeport", "mongodb", "MongoDB", ["--set", "service.nodePort.enabled=true"]),
+    ("postgres-nodeport", "postgres", "Postgres", ["--set", "service.nodePort.enabled=true"]),
+    ("rabbitmq-nodeport", "rabbitmq", "RabbitMQ", ["--set", "service.nodePort.enabled=true"]),
+    ("postgres-seed", "postgres", "Postgres", ["--set-string", "initdb.seedUser.email=o'brien@example.com",
+                                               "--set-string", "initdb.seedUser.password=change-me"]),
+]
+
+
+def render(helm: str, root: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for file, release, chart, extra in CHART_RENDERS:
+        text = subprocess.run([helm, "template", release, str(root / "Helm_charts" / chart), *extra],
+                              check=True, capture_output=True, text=True).stdout
+        (out / f"{file}.yaml").write_text(text)
+
+
+def compose_config(root: Path) -> dict:
+    text = subprocess.run(["docker-compose", "-f", str(root / "docker-compose.yml"), "config"],
+                          check=True, capture_output=True, text=True, cwd=root).stdout
+    return yaml.safe_load(text)
+
+
+def failing_groups(root: Path, rendered: Path, compose: dict) -> set[str]:
+    k8s = cd.k8s_objects(root)
+    groups = {
+        "env": lambda: cd.check_env(root, k8s, compose),
+        "k8s": lambda: cd.check_k8s(root, k8s),
+        "charts": lambda: cd.check_charts(rendered),
+        "wiring": lambda: cd.check_wiring(k8s, rendered, compose),
+        "placeholders": lambda: cd.check_placeholders(root, k8s, rendered),
+        "dockerfiles": lambda: cd.check_dockerfiles(root, k8s),
+        "jenkins": lambda: cd.check_jenkins(root, k8s),
+    }
+    failed = set()
+    for name, run in groups.items():
+        try:
+            if run().problems:
+                failed.add(name)
+        except Exception:  # noqa: BLE001 - a crash on a broken file counts as caught
+            failed.add(name)
+    return failed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--helm", required=True)
+    args = parser.parse_args()
+    repo = args.repo.resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        for rel in COPIED:
+            src, dst = repo / rel, base / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+        base_render = Path(tmp) / "render-base"
+        render(args.helm, base, base_render)
+        base_compose = compose_config(base)
+        unexpected = failing_groups(base, base_render, base_compose)
+        if unexpected:
+            print(f"selftest: the unmodified files already fail {sorted(unexpected)}; fix those first")
+            return 1
+        missed = 0
+        for i, (group, rel, old, new) in enumerate(CASES):
+            work = Path(tmp) / f"case{i}"
+            shutil.copytree(base, work)
+            path = work / rel
+            text = path.read_text()
+            if old not in text:
+                print(f"  STALE case {i} ({group}): {rel} no longer contains {old[:60]!r}")
+                missed += 1
+                continue
+            path.write_text(text.replace(old, new, 1))
+            rendered = base_render
+            if rel.startswith("Helm_charts/"):
+                rendered = work / "render"
+                try:
+                    render(args.helm, work, rendered)
+                except subprocess.CalledProcessError:
+                    continue  # the chart no longer renders: helm template catches it
+            compose = compose_config(work) if rel == "docker-compose.yml" else base_compose
+            failed = failing_groups(work, rendered, compose)
+            if group not in failed:
+                print(f"  MISSED case {i}: {rel}: {old[:50]!r} -> {new[:50]!r} should fail {group}")
+                missed += 1
+            shutil.rmtree(work)
+        print(f"selftest: {len(CASES) - missed} of {len(CASES)} injected faults caught")
+        return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
