@@ -25,6 +25,8 @@ export default defineConfig(({ mode }) => {
       setupFiles: ['./src/test/setup.js'],
       include: ['src/**/*.test.{js,jsx}'],
       restoreMocks: true,
+      // Two shared cores, often busy compiling Rust: generous limits, never a reason to fail.
+      testTimeout: 30_000,
     },
   };
 });

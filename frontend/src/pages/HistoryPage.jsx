@@ -10,6 +10,7 @@ import { formatBytes, formatDate } from '../lib/format.js';
 
 const PER_PAGE = 20;
 const REFRESH_MS = 3000;
+const ACTIVE = new Set(['queued', 'processing']);
 
 function JobRow({ job, onDelete }) {
   const [confirming, setConfirming] = useState(false);
@@ -79,7 +80,7 @@ function JobRow({ job, onDelete }) {
   );
 }
 
-/** The user's conversions, newest first: status, download, delete; refreshes while any is running. */
+/** The user's conversions, newest first: status, download, delete; refreshes every 3 s while any is running. */
 export default function HistoryPage() {
   const { api } = useAuth();
   const [page, setPage] = useState(1);
@@ -88,14 +89,17 @@ export default function HistoryPage() {
   const [notice, setNotice] = useState(null);
   const timer = useRef(null);
 
+  /** Loads the page; resolves to whether it should be loaded again soon (a job still running, or an error). */
   const load = useCallback(async () => {
-    if (!api) return;
+    if (!api) return false;
     try {
       const body = await api.jobs(page, PER_PAGE);
       setData(body);
       setError(null);
+      return (body.jobs ?? []).some((job) => ACTIVE.has(job.state || job.status));
     } catch (caught) {
       setError(caught.message);
+      return caught.status !== 401;
     }
   }, [api, page]);
 
@@ -106,8 +110,8 @@ export default function HistoryPage() {
   useEffect(() => {
     let cancelled = false;
     const tick = async () => {
-      await load();
-      if (!cancelled) timer.current = setTimeout(tick, REFRESH_MS);
+      const again = await load();
+      if (again && !cancelled) timer.current = setTimeout(tick, REFRESH_MS);
     };
     tick();
     return () => {
@@ -138,7 +142,7 @@ export default function HistoryPage() {
           <h1 className="text-2xl font-bold tracking-tight">History</h1>
           <p className="mt-1 text-sm text-slate-600">Your conversions, newest first.</p>
         </div>
-        <Button variant="secondary" onClick={load}>
+        <Button variant="secondary" onClick={() => load()}>
           Refresh
         </Button>
       </div>

@@ -70,3 +70,27 @@ describe('history page', () => {
     expect(calls.at(-1).query.get('page')).toBe('2');
   });
 });
+
+describe('history refresh', () => {
+  it('reloads while a job is running and stops once none is', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      let calls = 0;
+      fakeGateway({
+        'GET /jobs': () => {
+          calls += 1;
+          const job = calls < 2 ? JOBS[2] : { ...JOBS[2], state: 'completed', status: 'completed', progress: 100, mp3_fid: 'm3' };
+          return json({ jobs: [job], page: 1, per_page: 20, total: 1 });
+        },
+      });
+      renderApp('/history', { token: makeToken() });
+      expect(await screen.findByRole('progressbar')).toHaveAttribute('aria-valuenow', '42');
+      await vi.advanceTimersByTimeAsync(3000);
+      expect(await screen.findByText('Done')).toBeInTheDocument();
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(calls).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
