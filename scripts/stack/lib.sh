@@ -690,8 +690,13 @@ stack_up() {
     echo "  mongo        $(mongodb_uri)"
     echo "Demo account:  $STACK_DEMO_EMAIL / $DEMO_PASSWORD"
     echo "  TOKEN=\$(curl -s -X POST -u '$STACK_DEMO_EMAIL:$DEMO_PASSWORD' http://$host:$STACK_GATEWAY_PORT/login)"
-    echo "Logs:          $LOGS/  (make logs), secrets in $STACK_DIR/secrets.env"
-    echo "Stop:          make down    status: make status    wipe: make clean"
+    if [ "$STACK_DIR" = "$ROOT/.stack" ]; then
+      echo "Logs:          $LOGS/  (make logs), secrets in $STACK_DIR/secrets.env"
+      echo "Stop:          make down    status: make status    wipe: make clean"
+    else
+      echo "Logs:          $LOGS/, secrets in $STACK_DIR/secrets.env"
+      echo "Stop:          STACK_DIR=$STACK_DIR scripts/stack.sh down   (or status, logs, clean)"
+    fi
   }
 }
 
