@@ -36,6 +36,15 @@ pub enum AuthError {
     /// Postgres cannot be reached right now.
     #[error("service unavailable: the user database cannot be reached")]
     Unavailable(#[source] sqlx::Error),
+    /// Postgres answers but the users table is not set up yet (see `/readyz`).
+    #[error("service unavailable: the user database is not ready yet")]
+    NotReady,
+    /// No such endpoint.
+    #[error("not found: this service has POST /login, /register, /validate")]
+    NotFound,
+    /// The endpoint exists, with another method.
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
     /// Anything else; logged, never shown.
     #[error("internal server error")]
     Internal(#[from] anyhow::Error),
@@ -48,12 +57,31 @@ fn retry_after_secs(d: &Duration) -> u64 {
 
 impl From<sqlx::Error> for AuthError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::Unavailable(e)
-            }
-            other => Self::Internal(other.into()),
+        if is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e.into())
         }
+    }
+}
+
+/// Whether `e` means "Postgres cannot serve us now" rather than a bug: no connection, or a
+/// server refusing connections (SQLSTATE class 08 connection exception, 57P0x shutting down or
+/// starting, 3D000 no such database yet, 28 login refused).
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("28")
+                || code == "3D000"
+        }),
+        _ => false,
     }
 }
 
@@ -74,7 +102,9 @@ impl AuthError {
             Self::MissingRegisterCredentials | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,5 +168,7 @@ mod tests {
             AuthError::Internal(anyhow::anyhow!("secret detail")).to_string(),
             "internal server error"
         );
+        assert_eq!(AuthError::from(sqlx::Error::PoolTimedOut).status(), 503);
+        assert_eq!(AuthError::from(sqlx::Error::RowNotFound).status(), 500);
     }
 }

@@ -104,14 +104,25 @@ fn is_current(parsed: &PasswordHash<'_>) -> bool {
     params.m_cost() >= MEMORY_KIB && params.t_cost() >= PASSES && params.p_cost() >= LANES
 }
 
-/// Verifies `candidate` against a hash of a random password, for the cost alone.
-fn burn_dummy(candidate: &str) {
+/// A hash of a random password with our parameters, made once.
+fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| {
-        let random = SaltString::generate(&mut OsRng);
-        hash(random.as_str()).ok()
-    });
-    if let Some(parsed) = dummy.as_deref().and_then(|d| PasswordHash::new(d).ok()) {
+    DUMMY
+        .get_or_init(|| {
+            let random = SaltString::generate(&mut OsRng);
+            hash(random.as_str()).ok()
+        })
+        .as_deref()
+}
+
+/// Makes the dummy hash now (blocking), so no request pays for it.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}
+
+/// Verifies `candidate` against the dummy hash, for the cost alone.
+fn burn_dummy(candidate: &str) {
+    if let Some(parsed) = dummy_hash().and_then(|d| PasswordHash::new(d).ok()) {
         let _ = Argon2::default().verify_password(candidate.as_bytes(), &parsed);
     }
 }

@@ -40,6 +40,15 @@ impl Application {
     /// sets the table up as soon as Postgres answers. A database that answers but refuses the
     /// set-up (no permission, a table without the expected columns) is an error.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // Bind first: a taken port should fail at once, not after waiting for Postgres.
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on AUTH_ADDR {}", config.addr))?;
+        let port = listener.local_addr()?.port();
+        // The dummy hash for unknown emails, made now so the first such login costs no more
+        // than the others.
+        tokio::task::spawn_blocking(crate::password::warm_up).await?;
+
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -91,10 +100,6 @@ impl Application {
             schema_ready,
         };
 
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("cannot listen on AUTH_ADDR {}", config.addr))?;
-        let port = listener.local_addr()?.port();
         tracing::info!(addr = %config.addr, port, "auth listening");
         Ok(Application {
             listener,

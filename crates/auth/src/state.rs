@@ -7,7 +7,7 @@ use std::sync::{
 
 use common::jwt::JwtKeys;
 
-use crate::{password::Hasher, rate_limit::FailureLimiter, store::UserStore};
+use crate::{error::AuthError, password::Hasher, rate_limit::FailureLimiter, store::UserStore};
 
 /// The shared state of the auth service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -32,5 +32,15 @@ impl AppState {
     /// Whether the schema set-up has completed.
     pub fn is_schema_ready(&self) -> bool {
         self.schema_ready.load(Ordering::Acquire)
+    }
+
+    /// `Err(NotReady)` until the users table is set up, so that requests arriving while
+    /// Postgres was away get a 503 rather than a query on a missing table.
+    pub fn require_schema(&self) -> Result<(), AuthError> {
+        if self.is_schema_ready() {
+            Ok(())
+        } else {
+            Err(AuthError::NotReady)
+        }
     }
 }

@@ -62,6 +62,7 @@ async fn attempt(
         return Err(AuthError::RateLimited(wait));
     }
 
+    state.require_schema()?;
     let user = state.store.find_by_email(&credentials.email).await?;
     let stored = user.as_ref().map(|u| u.password.clone());
     let verdict = state

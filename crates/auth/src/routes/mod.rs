@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::{http::StatusCode, routing::get, routing::post, Router};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::state::AppState;
+use crate::{error::AuthError, state::AppState};
 
 pub mod health;
 pub mod login;
@@ -24,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(common::http::ops_router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         // A request queued behind a flood of password hashes gives up instead of piling up.
         .layer(TimeoutLayer::with_status_code(
@@ -31,4 +33,12 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ));
     common::http::instrument(app)
+}
+
+async fn not_found() -> AuthError {
+    AuthError::NotFound
+}
+
+async fn method_not_allowed() -> AuthError {
+    AuthError::MethodNotAllowed
 }

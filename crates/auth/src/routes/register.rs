@@ -55,6 +55,7 @@ async fn create(
     check_new_email(&email).map_err(AuthError::Invalid)?;
     check_new_password(&password).map_err(AuthError::Invalid)?;
 
+    state.require_schema()?;
     // Answer a taken email before paying for a hash; the insert checks again under a lock.
     if state.store.find_by_email(&email).await?.is_some() {
         return Err(AuthError::Conflict);

@@ -52,6 +52,23 @@ async fn openapi_document_lists_the_endpoints() {
 }
 
 #[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_json_errors() {
+    let app = spawn_app().await;
+
+    let missing = app.get("/nope").await;
+    assert_eq!(missing.status(), 404);
+    assert!(crate::helpers::error_message(missing)
+        .await
+        .contains("not found"));
+
+    let wrong_method = app.get("/login").await;
+    assert_eq!(wrong_method.status(), 405);
+    assert!(crate::helpers::error_message(wrong_method)
+        .await
+        .contains("method not allowed"));
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
     let response = app
@@ -122,6 +139,18 @@ async fn becomes_ready_and_sets_up_the_table_once_the_database_appears() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    let early = client
+        .post(format!("{address}/register"))
+        .basic_auth("early@example.com", Some("long enough"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 503);
+    let body: serde_json::Value = early.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("service unavailable"));
 
     db.create_now().await;
 
