@@ -117,7 +117,11 @@ impl Consumer {
         jobs: &mut JoinSet<()>,
         connection: &mut Option<Connection>,
     ) -> Result<(), lapin::Error> {
-        let conn = Connection::connect(&self.settings.url, ConnectionProperties::default()).await?;
+        // Named so operators (and tests) can tell our connection apart in `rabbitmqctl`.
+        let properties = ConnectionProperties::default().with_connection_name(LongString::from(
+            format!("converter:{}", self.settings.queue),
+        ));
+        let conn = Connection::connect(&self.settings.url, properties).await?;
         let channel = conn.create_channel().await?;
         *connection = Some(conn);
         channel

@@ -195,3 +195,59 @@ async fn sigterm_requeues_work_that_would_outlast_the_grace_period() {
     app.stop().await;
     env.cleanup().await;
 }
+
+/// Closes our broker connection from the server side, as a broker restart does.
+fn close_broker_connection(queue: &str) -> bool {
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = format!("\"converter:{queue}\"");
+    let Some(pid) = text
+        .lines()
+        .find(|l| l.contains(&name))
+        .and_then(|l| l.split_whitespace().next())
+    else {
+        return false;
+    };
+    Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "close_connection",
+            pid,
+            "closed by the reconnect test",
+        ])
+        .status()
+        .expect("rabbitmqctl")
+        .success()
+}
+
+#[tokio::test]
+async fn consumer_reconnects_after_the_broker_drops_the_connection() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    assert!(
+        close_broker_connection(&env.queue),
+        "our connection was not listed"
+    );
+    // Not ready while disconnected, ready again once reconnected.
+    let start = Instant::now();
+    while app.get("/readyz").await.0 == 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the loss was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.wait_ready().await;
+
+    let src = video_with_audio(env.media.path(), "after.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "after.mp4", "k@example.com").await;
+    env.publish(fid, "k@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
