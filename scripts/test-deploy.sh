@@ -14,7 +14,10 @@
 #   8. scripts/deploy-checks/check_deploy.py: env vars against crates/*/src/config.rs, the
 #      Deployments' contract, the charts' content, the wiring between them, placeholders only,
 #      the Dockerfiles and the Jenkinsfile's stages
-#   9. scripts/deploy-checks/selftest.py: injects 30 faults, one at a time, into a copy of the
+#   9. scripts/deploy-checks/bootstrap_check.sh: the Postgres chart's init scripts on this
+#      machine's PostgreSQL, and a throwaway RabbitMQ node booted with the chart's config and
+#      definitions.json (the queues, the user, consumer_timeout)
+#  10. scripts/deploy-checks/selftest.py: injects 30 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail
@@ -146,6 +149,16 @@ deploy_checks() {
     --compose-config "$OUT/compose-config.yaml"
 }
 
+data_bootstrap() {
+  # Needs this machine's PostgreSQL and RabbitMQ; scripts/test-deps.sh starts them (make test has
+  # already run it for the Rust tests).
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null \
+     || ! command -v psql >/dev/null || ! command -v rabbitmq-server >/dev/null; then
+    eval "$(bash scripts/test-deps.sh)" || return 1
+  fi
+  bash scripts/deploy-checks/bootstrap_check.sh "$TOOLS/bin/helm"
+}
+
 self_test() {
   # Injects one fault at a time into a copy of the files; the checker must notice each.
   "$VENV/bin/python" scripts/deploy-checks/selftest.py --repo . --helm "$TOOLS/bin/helm"
@@ -166,6 +179,8 @@ main() {
   step "hadolint" hadolint_all
   step "groovy lint (Jenkinsfile)" groovy_lint
   step "docker-compose config" compose_config
+  step "data bootstrap" data_bootstrap
+  [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/data_bootstrap.log"
   step "deployment checks" deploy_checks
   # The checker's own report is worth seeing when it passes too (a failure printed it already).
   [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/deployment_checks.log"

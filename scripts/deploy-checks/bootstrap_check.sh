@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The charts' data bootstrap against real servers of this machine (Debian's PostgreSQL and
+# RabbitMQ, which scripts/test-deps.sh provides):
+#   Postgres: the rendered /docker-entrypoint-initdb.d scripts (init.sql and the optional seed
+#     user) run in file order with ON_ERROR_STOP, as the postgres image runs them, in a fresh
+#     database; the table has the original's columns and identity; a second run changes nothing.
+#   RabbitMQ: a throwaway second broker node boots with the chart's rendered rabbitmq.conf
+#     snippet and definitions.json (management plugin on), on free ports; the user logs in, the
+#     queues video and video.dlq are durable with no arguments, consumer_timeout is applied, and
+#     no default guest user was made.
+# Usage: bootstrap_check.sh HELM; prints what it checked; exit 1 on the first failure.
+set -euo pipefail
+HELM=$1
+cd "$(dirname "$0")/../.."
+WORK=$(mktemp -d /tmp/vidconv-bootstrap.XXXXXX)
+chmod 755 "$WORK"
+NODE="vidconv-deploycheck-$$@localhost"
+DB="deploycheck_$$_$RANDOM"
+PY=${PYTHON:-.stack/deploy-tools/venv/bin/python}
+PG_URL_BASE=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+# The second run of CREATE TABLE IF NOT EXISTS notices that the table exists: expected, not shown.
+export PGOPTIONS="--client-min-messages=warning"
+
+cleanup() {
+  rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1 || true
+  psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# --- Postgres -----------------------------------------------------------------------------
+"$HELM" template postgres Helm_charts/Postgres --set-string "initdb.seedUser.email=o'brien@example.com" \
+  --set-string initdb.seedUser.password=change-me > "$WORK/pg.yaml"
+"$PY" - "$WORK" <<'EOF'
+import sys, yaml
+work = sys.argv[1]
+for doc in yaml.safe_load_all(open(f"{work}/pg.yaml")):
+    if doc and doc["kind"] in ("ConfigMap", "Secret"):
+        for name, text in (doc.get("data") or {}).items() | (doc.get("stringData") or {}).items():
+            if name.endswith(".sql"):
+                open(f"{work}/initdb-{name}", "w").write(text)
+EOF
+ls "$WORK"/initdb-*.sql >/dev/null 2>&1 || fail "postgres chart rendered no init scripts"
+psql -q -v ON_ERROR_STOP=1 "$PG_URL_BASE" -c "CREATE DATABASE $DB" >/dev/null
+PG_URL="${PG_URL_BASE%/*}/$DB"
+for run in 1 2; do
+  for f in $(ls "$WORK"/initdb-*.sql | sort); do
+    psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f "$f" >/dev/null || fail "postgres: $(basename "$f") failed (run $run)"
+  done
+done
+columns=$(psql -At "$PG_URL" -c "SELECT string_agg(column_name || ' ' || data_type || ' ' || coalesce(character_maximum_length::text, '-') || ' ' || is_nullable || ' ' || is_identity || ' ' || coalesce(identity_generation, '-'), ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'auth_user'")
+want="id integer - NO YES ALWAYS, email character varying 255 NO NO -, password character varying 255 NO NO -"
+[[ $columns == "$want" ]] || fail "postgres: auth_user is ($columns), want ($want)"
+seeded=$(psql -At "$PG_URL" -c "SELECT count(*) FROM auth_user WHERE email = 'o''brien@example.com'")
+[[ $seeded == 1 ]] || fail "postgres: seed user rows after two runs: $seeded, want 1"
+echo "postgres: init scripts $(cd "$WORK" && ls initdb-*.sql | sed 's/initdb-//' | tr '\n' ' ')ran twice: auth_user ($columns), one seed row"
+
+# --- RabbitMQ -----------------------------------------------------------------------------
+read -r AMQP MGMT DIST < <("$PY" -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+"$HELM" template rabbitmq Helm_charts/RabbitMQ --set service.amqpPort="$AMQP" \
+  --set service.managementPort="$MGMT" > "$WORK/rabbit.yaml"
+"$PY" - "$WORK" <<'EOF'
+import sys, yaml
+work = sys.argv[1]
+for doc in yaml.safe_load_all(open(f"{work}/rabbit.yaml")):
+    if doc and doc["kind"] == "ConfigMap":
+        conf = doc["data"]["20-vidconv.conf"]
+        # The path the StatefulSet mounts the Secret at, moved to this throwaway node's folder.
+        assert "/etc/rabbitmq/definitions.json" in conf
+        open(f"{work}/rabbitmq.conf", "w").write(conf.replace("/etc/rabbitmq/definitions.json", f"{work}/definitions.json"))
+    if doc and doc["kind"] == "Secret" and "definitions.json" in (doc.get("stringData") or {}):
+        open(f"{work}/definitions.json", "w").write(doc["stringData"]["definitions.json"])
+EOF
+# The -management image enables this plugin; the rendered config sets its port.
+echo "[rabbitmq_management]." > "$WORK/enabled_plugins"
+: > "$WORK/rabbitmq-env.conf"
+mkdir -p "$WORK/mnesia" "$WORK/log"
+id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq "$WORK"
+export RABBITMQ_NODENAME=$NODE RABBITMQ_CONFIG_FILE=$WORK/rabbitmq.conf RABBITMQ_MNESIA_BASE=$WORK/mnesia \
+  RABBITMQ_LOG_BASE=$WORK/log RABBITMQ_ENABLED_PLUGINS_FILE=$WORK/enabled_plugins RABBITMQ_DIST_PORT=$DIST \
+  RABBITMQ_CONF_ENV_FILE=$WORK/rabbitmq-env.conf RABBITMQ_ADVANCED_CONFIG_FILE=$WORK/advanced.config \
+  RABBITMQ_PID_FILE=$WORK/rabbit.pid
+rabbitmq-server > "$WORK/server.out" 2>&1 &
+booted=""
+for _ in $(seq 1 60); do
+  if rabbitmqctl -q -n "$NODE" await_startup --timeout 5 >/dev/null 2>&1; then booted=1; break; fi
+  sleep 1
+done
+if [[ -z $booted ]]; then
+  tail -20 "$WORK/server.out" >&2
+  grep -h -m5 -E "\[error\]" "$WORK"/log/*.log >&2 || true
+  fail "rabbitmq: a node with the chart's configuration did not boot"
+fi
+rabbitmqctl -q -n "$NODE" authenticate_user vidconv change-me >/dev/null || fail "rabbitmq: user vidconv cannot log in"
+queues=""
+for _ in $(seq 1 20); do  # definitions are imported right after boot
+  queues=$(rabbitmqctl -q -n "$NODE" list_queues --vhost / --no-table-headers name durable auto_delete arguments | sort | tr '\t\n' ' ;')
+  [[ $queues == *"video.dlq"* ]] && break
+  sleep 0.5
+done
+[[ $queues == "video true false [];video.dlq true false [];" ]] || fail "rabbitmq: queues are ($queues)"
+users=$(rabbitmqctl -q -n "$NODE" list_users --no-table-headers | awk '{print $1}' | sort | tr '\n' ' ')
+[[ $users == "vidconv " ]] || fail "rabbitmq: users are ($users), want only vidconv"
+timeout=$(rabbitmqctl -q -n "$NODE" eval 'application:get_env(rabbit, consumer_timeout).')
+[[ $timeout == "{ok,1800000}" ]] || fail "rabbitmq: consumer_timeout is $timeout"
+listeners=$(rabbitmq-diagnostics -q -n "$NODE" listeners | grep -cE "port: ($AMQP|$MGMT), protocol: (amqp|http)")
+[[ $listeners == 2 ]] || fail "rabbitmq: AMQP and management listeners not both up"
+echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) consumer_timeout $timeout, AMQP and management listening"
