@@ -30,7 +30,16 @@ pub struct Application {
     port: u16,
     router: Router,
     state: AppState,
-    setup_task: Option<JoinHandle<()>>,
+    setup_task: Option<AbortOnDrop>,
+}
+
+/// Stops the background table set-up when the application goes away unrun (tests).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Application {
@@ -76,13 +85,16 @@ impl Application {
                     error = %e,
                     "postgres is unreachable; starting anyway, not ready until it answers"
                 );
-                Some(tokio::spawn(set_up_when_reachable(
+                Some(AbortOnDrop(tokio::spawn(set_up_when_reachable(
                     store.clone(),
                     schema_ready.clone(),
-                )))
+                ))))
             }
         };
 
+        if config.jwt_secret.len() < 32 {
+            tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
+        }
         let limits = config.rate_limit;
         let state = AppState {
             store,
@@ -130,9 +142,7 @@ impl Application {
         )
         .with_graceful_shutdown(common::shutdown::signal())
         .await;
-        if let Some(task) = setup_task {
-            task.abort();
-        }
+        drop(setup_task);
         state.store.pool().close().await;
         tracing::info!("auth stopped");
         served.context("serving HTTP")
