@@ -242,6 +242,7 @@ def check_k8s(repo: Path, k8s: dict) -> Group:
                 and rolling.get("maxUnavailable") == 1,
                 f"{where}: strategy must be RollingUpdate with maxSurge 0, maxUnavailable 1")
         g.check({"name": "ecr-secret"} in pod.get("imagePullSecrets", []), f"{where}: no imagePullSecrets ecr-secret")
+        g.check(pod.get("enableServiceLinks") is False, f"{where}: enableServiceLinks must be false (DNS names only)")
         containers = pod["containers"]
         g.check(len(containers) == 1 and containers[0]["name"] == service,
                 f"{where}: one container named {service} (Jenkins runs kubectl set image {service}={service}=...)")
