@@ -74,9 +74,7 @@ load_settings() {
     export "$key"
   done
   case "$STACK_PROFILE" in release | debug) ;; *) die "STACK_PROFILE must be release or debug, not '$STACK_PROFILE'" ;; esac
-  # Where cargo builds: CARGO_TARGET_DIR when set (the Makefile sets it), else what `up` used.
-  STACK_TARGET_DIR=${CARGO_TARGET_DIR:-${STACK_TARGET_DIR:-/var/tmp/vidconv-target}}
-  STACK_BIN_DIR=$STACK_TARGET_DIR/$STACK_PROFILE
+  STACK_BIN_DIR=${STACK_BIN_DIR:-${CARGO_TARGET_DIR:-/var/tmp/vidconv-target}/$STACK_PROFILE}
   SECANTUS_VENV=${STACK_SECANTUS_VENV:-$ROOT/.stack/secantus}
   LOGS=$STACK_DIR/logs
   RUN=$STACK_DIR/run
@@ -98,7 +96,7 @@ record_settings() {
       key=${pair%%=*}
       echo "$key=${!key}"
     done
-    echo "STACK_TARGET_DIR=$STACK_TARGET_DIR"
+    echo "STACK_BIN_DIR=$STACK_BIN_DIR"
     echo "STACK_POSTGRES_DIR=$PGDIR"
   } >"$STACK_DIR/stack.env"
 }
@@ -236,7 +234,7 @@ build_services() {
   local args=(build --locked --bin auth --bin gateway --bin converter)
   [ "$STACK_PROFILE" = release ] && args+=(--release)
   log "cargo ${args[*]} (profile $STACK_PROFILE)"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$STACK_TARGET_DIR cargo "${args[@]}") >&2
+  (cd "$ROOT" && CARGO_TARGET_DIR=$(dirname "$STACK_BIN_DIR") cargo "${args[@]}") >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -482,8 +480,7 @@ service_passthrough() {
   done
 }
 
-# Any build profile: a stack started as debug is still found when STACK_PROFILE says release.
-pid_service() { pid_from_file "$RUN/$1.pid" "/$1"; }
+pid_service() { pid_from_file "$RUN/$1.pid" "$STACK_BIN_DIR/$1"; }
 health_service() { http_ok "http://127.0.0.1:$(service_port "$1")/readyz"; }
 
 start_service() {
