@@ -119,7 +119,11 @@ impl Application {
 }
 
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
-    let mongo = ready.storage.ping().await;
+    // Bounded, so a probe gets an answer before its own timeout while Mongo is unreachable.
+    let mongo = tokio::time::timeout(std::time::Duration::from_secs(2), ready.storage.ping())
+        .await
+        .map_err(|_| ())
+        .and_then(|r| r.map_err(|_| ()));
     let consuming = ready.consuming.load(Ordering::Relaxed);
     let body = Json(serde_json::json!({
         "mongodb": if mongo.is_ok() { "ok" } else { "unavailable" },

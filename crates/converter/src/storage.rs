@@ -88,8 +88,10 @@ impl Storage {
 
     /// Inserts a job unless one with its id exists (another converter may race us).
     pub async fn create_job(&self, job: &Job) -> Result<(), StorageError> {
-        let doc = mongodb::bson::to_document(job)
+        let mut doc = mongodb::bson::to_document(job)
             .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+        // The upsert takes `_id` from the filter; naming it in the update is not allowed.
+        doc.remove("_id");
         self.jobs
             .clone_with_type::<Document>()
             .update_one(doc! { "_id": job.id }, doc! { "$setOnInsert": doc })

@@ -244,7 +244,6 @@ pub fn transcode(
 
     let mut throttle = Throttle::new(PROGRESS_INTERVAL);
     let mut decoded = frame::Audio::empty();
-    let mut packet = ffmpeg::Packet::empty();
     let mut audio_packets = 0u64;
     let mut bad_packets = 0u64;
     let mut last_position = 0.0f64;
@@ -252,6 +251,9 @@ pub fn transcode(
         if cancel.load(Ordering::Relaxed) {
             return Err(TranscodeError::Cancelled);
         }
+        // A fresh packet per read: av_read_frame overwrites without unreferencing, so reusing
+        // one would leak every packet's buffer (memory growing with the file's length).
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
@@ -361,8 +363,9 @@ impl Pump {
         encoder: &mut ffmpeg::encoder::Audio,
         octx: &mut format::context::Output,
     ) -> Result<(), TranscodeError> {
-        let mut filtered = frame::Audio::empty();
         loop {
+            // A fresh frame each time: the sink moves its frame in without unreferencing ours.
+            let mut filtered = frame::Audio::empty();
             let mut sink = graph
                 .get("out")
                 .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
