@@ -12,7 +12,10 @@ use std::{
 use anyhow::Context as _;
 use axum::Router;
 use common::jwt::JwtKeys;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions as _, Connection as _,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
@@ -65,9 +68,8 @@ impl Application {
         let store = UserStore::new(pool, config.table.clone());
         let schema_ready = Arc::new(AtomicBool::new(false));
 
-        let setup_task = match store.pool().acquire().await {
-            Ok(connection) => {
-                drop(connection);
+        let setup_task = match probe(&config.database).await {
+            Ok(()) => {
                 let report = store
                     .ensure_schema()
                     .await
@@ -86,6 +88,7 @@ impl Application {
                     "postgres is unreachable; starting anyway, not ready until it answers"
                 );
                 Some(AbortOnDrop(tokio::spawn(set_up_when_reachable(
+                    config.database.clone(),
                     store.clone(),
                     schema_ready.clone(),
                 ))))
@@ -149,11 +152,30 @@ impl Application {
     }
 }
 
+/// Opens (and closes) one connection, for an error that says why Postgres cannot be reached;
+/// the pool would only say that it timed out.
+async fn probe(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let connection = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {ACQUIRE_TIMEOUT:?}"))??;
+    connection.close().await?;
+    Ok(())
+}
+
 /// Retries the table set-up with growing pauses until it succeeds.
-async fn set_up_when_reachable(store: UserStore, ready: Arc<AtomicBool>) {
+async fn set_up_when_reachable(
+    options: PgConnectOptions,
+    store: UserStore,
+    ready: Arc<AtomicBool>,
+) {
     let mut pause = Duration::from_millis(500);
     loop {
         tokio::time::sleep(pause).await;
+        if let Err(e) = probe(&options).await {
+            tracing::warn!(error = %e, "postgres still unreachable; will retry");
+            pause = (pause * 2).min(MAX_SETUP_RETRY);
+            continue;
+        }
         match store.ensure_schema().await {
             Ok(report) => {
                 tracing::info!(
