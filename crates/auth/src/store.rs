@@ -162,6 +162,10 @@ impl UserStore {
 
     /// The user whose email matches, ignoring letter case.
     pub async fn find_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {
+        // Postgres text cannot hold NUL, and the query would fail; no stored email has one.
+        if email.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(&self.find_by_email)
             .bind(email)
             .fetch_optional(&self.pool)

@@ -192,3 +192,40 @@ async fn a_table_without_the_expected_columns_refuses_to_start() {
     };
     assert!(error.contains("no column email"), "{error}");
 }
+
+#[tokio::test]
+async fn the_upgrade_never_overwrites_a_password_changed_meanwhile() {
+    let db = original_database("").await;
+    let pool = db.pool().await;
+    let store = auth::store::UserStore::new(pool.clone(), "auth_user".parse().unwrap());
+    let user = store
+        .find_by_email("MOHAMED@EMAIL.COM")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.email, SEED_EMAIL);
+
+    // Someone changes the password between our read and our write.
+    sqlx::query("UPDATE auth_user SET password = 'changed-elsewhere' WHERE id = $1")
+        .bind(user.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let replaced = store
+        .replace_password(user.id, &user.password, "$argon2id$new")
+        .await
+        .unwrap();
+
+    assert!(!replaced);
+    let stored: String = sqlx::query_scalar("SELECT password FROM auth_user WHERE id = $1")
+        .bind(user.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "changed-elsewhere");
+    assert!(store
+        .replace_password(user.id, "changed-elsewhere", "$argon2id$new")
+        .await
+        .unwrap());
+    pool.close().await;
+}

@@ -98,3 +98,19 @@ async fn a_login_token_validates() {
     let iat = claims["iat"].as_i64().unwrap();
     assert_eq!(exp - iat, TOKEN_LIFETIME_SECS);
 }
+
+#[tokio::test]
+async fn odd_bytes_in_credentials_are_a_401_not_a_500() {
+    let app = spawn_app().await;
+    for (email, password) in [
+        ("nul\0@example.com", "password1"),
+        ("a@example.com", "nul\0password"),
+        ("\u{1F600}@example.com", "\u{1F600}\u{1F600}"),
+    ] {
+        let response = app.login(email, password).await;
+        assert_eq!(response.status(), 401, "{email:?}");
+        assert_eq!(error_message(response).await, "invalid credentials");
+    }
+    let response = app.register("nul\0@example.com", "password1").await;
+    assert_eq!(response.status(), 400);
+}
