@@ -1,5 +1,6 @@
 // Shared pieces of the browser suite: a page that fails the test on console errors, unique
 // users, a test video made with the ffmpeg CLI, and screenshots saved as artifacts.
+import AxeBuilder from '@axe-core/playwright';
 import { test as base, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -49,8 +50,19 @@ export function probe(file) {
   };
 }
 
-/** Saves a full-page screenshot as test-results/screenshots/NAME.png (and into docs/images when asked). */
+/** Fails on any WCAG 2.1 A/AA violation axe-core finds on the page as it is now. */
+export async function expectAccessible(page) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  const found = results.violations.map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  expect(found, 'accessibility violations').toEqual([]);
+}
+
+/**
+ * Saves a full-page screenshot as test-results/screenshots/NAME.png (and into docs/images when
+ * asked), after checking the page with axe-core: every page the suite shows is also checked.
+ */
 export async function snap(page, name, { docs = false } = {}) {
+  await expectAccessible(page);
   mkdirSync(SCREENSHOTS, { recursive: true });
   const file = path.join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });

@@ -38,7 +38,7 @@ export default function FileDrop({ file, onSelect, onReject, disabled = false })
       data-testid="drop-zone"
       className={`relative rounded-xl border-2 border-dashed px-4 py-8 text-center transition-colors focus-within:border-indigo-600 focus-within:ring-2 focus-within:ring-indigo-200 sm:py-12 ${
         dragging ? 'border-indigo-600 bg-indigo-50' : 'border-slate-300 bg-white'
-      } ${disabled ? 'opacity-60' : ''}`}
+      } ${disabled ? 'cursor-not-allowed bg-slate-50' : ''}`}
     >
       <svg aria-hidden="true" viewBox="0 0 24 24" className="mx-auto h-10 w-10 text-slate-400" fill="none" stroke="currentColor" strokeWidth="1.5">
         <path strokeLinecap="round" strokeLinejoin="round" d="M3 16.5v2.25A2.25 2.25 0 0 0 5.25 21h13.5A2.25 2.25 0 0 0 21 18.75V16.5m-13.5-9L12 3m0 0 4.5 4.5M12 3v13.5" />
