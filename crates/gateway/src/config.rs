@@ -1,0 +1,145 @@
+//! Every environment variable the gateway reads, read here and nowhere else.
+
+use std::net::SocketAddr;
+
+use common::{
+    config::{self, ConfigError, Env},
+    message::DEFAULT_VIDEO_QUEUE,
+    mongo::MongoLocations,
+};
+
+/// Default body size limit of an upload: 200 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 * 1024 * 1024;
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`GATEWAY_ADDR`, default `0.0.0.0:8080`).
+    pub addr: SocketAddr,
+    /// Base URL of the auth service, from `AUTH_SVC_ADDRESS` (`host:port` or a URL).
+    pub auth_base_url: String,
+    /// HS256 secret shared with auth (`JWT_SECRET`, required).
+    pub jwt_secret: String,
+    /// Where uploads, jobs and MP3s live (`MONGODB_VIDEOS_URI`, `MONGODB_MP3S_URI`, `MONGODB_URI`).
+    pub mongo: MongoLocations,
+    /// AMQP URL of RabbitMQ (`RABBITMQ_URL`).
+    pub rabbitmq_url: String,
+    /// Name of the conversion queue (`VIDEO_QUEUE`, default `video`).
+    pub video_queue: String,
+    /// Largest accepted upload, in bytes (`MAX_UPLOAD_BYTES`, default 200 MiB).
+    pub max_upload_bytes: u64,
+}
+
+impl Config {
+    /// Reads the configuration; the error names the variable at fault.
+    pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
+        let addr = config::parsed_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let auth_base_url =
+            auth_base_url(&config::or_default(env, "AUTH_SVC_ADDRESS", "auth:5000")).map_err(
+                |reason| ConfigError::Invalid {
+                    name: "AUTH_SVC_ADDRESS",
+                    reason,
+                },
+            )?;
+        let jwt_secret = config::required(env, "JWT_SECRET")?;
+        let mongo = MongoLocations::from_env(env)?;
+        let rabbitmq_url =
+            config::or_default(env, "RABBITMQ_URL", "amqp://guest:guest@rabbitmq:5672/%2f");
+        if !rabbitmq_url.starts_with("amqp://") && !rabbitmq_url.starts_with("amqps://") {
+            return Err(ConfigError::Invalid {
+                name: "RABBITMQ_URL",
+                reason: "must start with amqp:// or amqps://".to_owned(),
+            });
+        }
+        let video_queue = config::or_default(env, "VIDEO_QUEUE", DEFAULT_VIDEO_QUEUE);
+        let max_upload_bytes =
+            config::parsed_or(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?;
+        if max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_UPLOAD_BYTES",
+                reason: "must be greater than 0".to_owned(),
+            });
+        }
+        Ok(Config {
+            addr,
+            auth_base_url,
+            jwt_secret,
+            mongo,
+            rabbitmq_url,
+            video_queue,
+            max_upload_bytes,
+        })
+    }
+}
+
+/// `auth:5000` (the original's form, no scheme) or `http://auth:5000/` -> `http://auth:5000`.
+fn auth_base_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim().trim_end_matches('/');
+    let url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!("{raw:?}: expected host:port or an http:// URL"));
+    }
+    let host = url.split_once("://").map(|(_, h)| h).unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{raw:?}: no host"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MONGO: (&str, &str) = ("MONGODB_URI", "mongodb://127.0.0.1:27017");
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_env(&[("JWT_SECRET", "s"), MONGO]).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.auth_base_url, "http://auth:5000");
+        assert_eq!(c.rabbitmq_url, "amqp://guest:guest@rabbitmq:5672/%2f");
+        assert_eq!(c.video_queue, "video");
+        assert_eq!(c.max_upload_bytes, 200 * 1024 * 1024);
+        assert_eq!(c.mongo.videos.database, "videos");
+        assert_eq!(c.mongo.mp3s.database, "mp3s");
+    }
+
+    #[test]
+    fn jwt_secret_is_required() {
+        let err = Config::from_env(&[MONGO]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("JWT_SECRET"));
+    }
+
+    #[test]
+    fn auth_address_with_or_without_scheme() {
+        for (raw, want) in [
+            ("auth:5000", "http://auth:5000"),
+            ("http://10.0.0.1:5000/", "http://10.0.0.1:5000"),
+            ("https://auth.example", "https://auth.example"),
+        ] {
+            let c =
+                Config::from_env(&[("JWT_SECRET", "s"), MONGO, ("AUTH_SVC_ADDRESS", raw)]).unwrap();
+            assert_eq!(c.auth_base_url, want);
+        }
+        let err = Config::from_env(&[("JWT_SECRET", "s"), MONGO, ("AUTH_SVC_ADDRESS", "ftp://x")])
+            .unwrap_err();
+        assert!(err.to_string().contains("AUTH_SVC_ADDRESS"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("MAX_UPLOAD_BYTES", "lots"),
+            ("MAX_UPLOAD_BYTES", "0"),
+            ("GATEWAY_ADDR", "nowhere"),
+            ("RABBITMQ_URL", "http://rabbit"),
+        ] {
+            let err = Config::from_env(&[("JWT_SECRET", "s"), MONGO, (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The gateway's one error type and how each case is answered.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+
+/// Everything a handler can fail with. Client mistakes carry a message meant for the client;
+/// server-side faults are logged here and answered with a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no usable token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: nothing the caller may see is there.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: the upload is larger than `MAX_UPLOAD_BYTES`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 416: the Range lies outside the file; carries the file's length.
+    #[error("requested range is outside the file of {0} bytes")]
+    RangeNotSatisfiable(u64),
+    /// 503: a dependency (Mongo, RabbitMQ, auth) is unavailable; the message says which.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a fault on our side; the detail is logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A 404 for a file fid the caller may not see or that does not exist (the same answer).
+    pub fn no_such_file(fid: &str) -> Self {
+        Self::NotFound(format!("no file with fid {fid}"))
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        match e {
+            StorageError::Unavailable(source) => {
+                tracing::warn!(error = %source, "MongoDB unavailable");
+                Self::Unavailable("the file store is unavailable, try again shortly".to_owned())
+            }
+            StorageError::Other(source) => Self::Internal(source.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let message = match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "internal server error".to_owned()
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::warn!(error = %other, status = status.as_u16(), "request failed");
+                } else {
+                    tracing::debug!(error = %other, status = status.as_u16(), "request refused");
+                }
+                other.to_string()
+            }
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let Self::RangeNotSatisfiable(len) = self {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

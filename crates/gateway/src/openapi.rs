@@ -1,0 +1,73 @@
+//! The OpenAPI document of the gateway, served at `GET /openapi.json`.
+
+use axum::{routing::get, Json, Router};
+use utoipa::{
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{routes, AppState};
+
+/// The gateway's API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vidconv gateway",
+        description = "Upload videos, follow their conversion to MP3, download the result."
+    ),
+    paths(
+        routes::auth_proxy::login,
+        routes::auth_proxy::register,
+        routes::upload::upload,
+        routes::status::status,
+        routes::download::download,
+        routes::events::events,
+        routes::jobs::list_jobs,
+        routes::jobs::delete_job,
+        routes::health::readyz,
+    ),
+    components(schemas(
+        routes::upload::UploadResponse,
+        routes::status::StatusBody,
+        routes::jobs::JobsPage,
+        routes::jobs::JobView,
+        routes::health::Readiness,
+        ErrorBody,
+    )),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+/// Every error answer: `{"error": "<message>"}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    error: String,
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+}

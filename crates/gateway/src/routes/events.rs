@@ -1,0 +1,86 @@
+//! `GET /events?fid=<video_fid>`: Server-Sent Events with the job's status as it changes.
+//!
+//! The gateway polls the job document (every 500 ms) instead of using change streams, which
+//! need a replica set; each change is sent as one `status` event with the `/status` JSON, and the
+//! stream ends after `completed` or `failed`.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    response::sse::{Event, KeepAlive, Sse},
+    routing::get,
+    Router,
+};
+use futures::Stream;
+
+use super::{fid_param, status::status_of, FidQuery};
+use crate::{claims::User, error::ApiResult, AppState};
+
+/// How often the job document is read.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a comment keeps idle proxies from closing the stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /events`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}
+
+/// Status changes of one upload, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "files",
+    security(("bearer" = [])),
+    params(FidQuery),
+    responses(
+        (status = 200, description = "text/event-stream: `event: status` with the /status JSON on every change; `event: error` if the job vanishes or cannot be read; ends after completed or failed", content_type = "text/event-stream"),
+        (status = 400, description = "fid missing or malformed"),
+        (status = 401, description = "Missing, malformed, bad or expired token"),
+        (status = 404, description = "No such upload, or another user's"),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    user: User,
+    query: Result<Query<FidQuery>, QueryRejection>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let fid = fid_param(query)?;
+    // Errors before the stream starts (404, 503) are ordinary JSON answers.
+    let first = status_of(&state, &user, fid).await?;
+    let stream = async_stream::stream! {
+        let mut last = first;
+        yield Ok(status_event(&last));
+        while !last.is_final() {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            match status_of(&state, &user, fid).await {
+                Ok(current) if current == last => {}
+                Ok(current) => {
+                    yield Ok(status_event(&current));
+                    last = current;
+                }
+                Err(e) => {
+                    let message = if e.status_code().is_server_error() {
+                        tracing::warn!(error = %e, video_fid = %fid, "event stream cannot read the job");
+                        // A transient fault: keep polling, the client keeps its stream.
+                        continue;
+                    } else {
+                        e.to_string()
+                    };
+                    yield Ok(Event::default()
+                        .event("error")
+                        .data(serde_json::json!({ "error": message }).to_string()));
+                    break;
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+}
+
+fn status_event(status: &super::status::StatusBody) -> Event {
+    Event::default()
+        .event("status")
+        .data(serde_json::to_string(status).unwrap_or_else(|_| "{}".to_owned()))
+}

@@ -1,0 +1,81 @@
+//! `GET /readyz`: whether MongoDB, RabbitMQ and auth answer. (`/healthz` and `/metrics` come
+//! from `common::http::ops_router`.)
+
+use std::time::Duration;
+
+use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// Longest wait for each dependency.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /readyz`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/readyz", get(readyz))
+}
+
+/// Readiness of each dependency: `ok` or why not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not ready`.
+    pub status: &'static str,
+    /// MongoDB: `ok` or the reason.
+    pub mongodb: String,
+    /// RabbitMQ: `ok` or the reason.
+    pub rabbitmq: String,
+    /// The auth service: `ok` or the reason.
+    pub auth: String,
+}
+
+/// Whether the gateway can serve: MongoDB, RabbitMQ and auth reachable.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency answers", body = Readiness),
+        (status = 503, description = "At least one does not; the body says which", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let mongodb = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.storage.ping()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("not ready: {e}"),
+            Err(_) => "not ready: no answer in time".to_owned(),
+        }
+    };
+    let rabbitmq = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.queue.check()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("not ready: {e}"),
+            Err(_) => "not ready: no answer in time".to_owned(),
+        }
+    };
+    let auth = async {
+        let url = format!("{}/healthz", state.config.auth_base_url);
+        // Any HTTP answer means auth is up and reachable.
+        match state.http.get(&url).timeout(CHECK_TIMEOUT).send().await {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("not ready: {e}"),
+        }
+    };
+    let (mongodb, rabbitmq, auth) = tokio::join!(mongodb, rabbitmq, auth);
+    let ready = [&mongodb, &rabbitmq, &auth].iter().all(|s| *s == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            status: if ready { "ready" } else { "not ready" },
+            mongodb,
+            rabbitmq,
+            auth,
+        }),
+    )
+}

@@ -1,0 +1,181 @@
+//! `GET /jobs` (the caller's conversions, newest first) and `DELETE /jobs/{video_fid}`.
+
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    http::StatusCode,
+    routing::{delete, get},
+    Json, Router,
+};
+use common::jobs::Job;
+use serde::{Deserialize, Serialize};
+
+use super::{parse_fid, status::StatusBody};
+use crate::{
+    claims::User,
+    error::{ApiError, ApiResult},
+    AppState,
+};
+
+/// Page size when none is asked for.
+const DEFAULT_PER_PAGE: u64 = 20;
+/// Largest page size.
+const MAX_PER_PAGE: u64 = 100;
+
+/// `GET /jobs`, `DELETE /jobs/{video_fid}`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/{video_fid}", delete(delete_job))
+}
+
+/// `?page=&per_page=` of `/jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    pub page: Option<u64>,
+    /// Jobs per page, 1 to 100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// One conversion in the caller's history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// The upload's id.
+    pub video_fid: String,
+    /// The uploaded file's name.
+    pub filename: String,
+    /// `queued`, `processing`, `completed` or `failed`.
+    pub state: &'static str,
+    /// As `/status` answers: `processing`, `completed` or `failed`.
+    pub status: &'static str,
+    /// Percent done.
+    pub progress: f64,
+    /// The MP3, once completed.
+    pub mp3_fid: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Upload size in bytes.
+    pub size: Option<i64>,
+    /// When it was uploaded (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> Self {
+        let status = StatusBody::of_job(job);
+        Self {
+            video_fid: job.id.to_hex(),
+            filename: job.filename.clone(),
+            state: job.state.as_str(),
+            status: status.status,
+            progress: status.progress.unwrap_or(job.progress),
+            mp3_fid: job.mp3_fid.map(|f| f.to_hex()),
+            error: job.error.clone(),
+            size: job.size,
+            created_at: rfc3339(job.created_at),
+            updated_at: rfc3339(job.updated_at),
+        }
+    }
+}
+
+fn rfc3339(t: mongodb::bson::DateTime) -> String {
+    t.try_to_rfc3339_string()
+        .unwrap_or_else(|_| t.timestamp_millis().to_string())
+}
+
+/// A page of the caller's jobs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobsPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobView>,
+    /// This page's number, from 1.
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+    /// How many jobs the caller has in all.
+    pub total: u64,
+}
+
+/// The caller's conversions, newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of the caller's jobs", body = JobsPage),
+        (status = 400, description = "page or per_page out of range"),
+        (status = 401, description = "Missing, malformed, bad or expired token"),
+    )
+)]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    user: User,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<JobsPage>> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::BadRequest("page and per_page must be positive whole numbers".into())
+    })?;
+    let page = query.page.unwrap_or(1);
+    let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if page == 0 {
+        return Err(ApiError::BadRequest("page starts at 1".into()));
+    }
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::BadRequest(format!(
+            "per_page must be 1 to {MAX_PER_PAGE}"
+        )));
+    }
+    let skip = (page - 1).saturating_mul(per_page);
+    let (jobs, total) = state
+        .storage
+        .jobs_of(user.email(), skip, per_page as i64)
+        .await?;
+    Ok(Json(JobsPage {
+        jobs: jobs.iter().map(JobView::from).collect(),
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// Deletes one of the caller's uploads: its chunks, its MP3 and its job.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{video_fid}",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("video_fid" = String, Path, description = "The upload's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed video_fid"),
+        (status = 401, description = "Missing, malformed, bad or expired token"),
+        (status = 404, description = "No such upload of the caller's"),
+    )
+)]
+pub async fn delete_job(
+    State(state): State<AppState>,
+    user: User,
+    Path(video_fid): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_fid(&video_fid)?;
+    let not_found = || ApiError::no_such_file(&id.to_hex());
+    let job = state.storage.job(id).await?;
+    let mp3_fid = match &job {
+        // Only the owner deletes; files without an owner (the original's) are read-only.
+        Some(job) if job.owner.as_deref() == Some(user.email()) => job.mp3_fid,
+        Some(_) => return Err(not_found()),
+        None => match state.storage.video(id).await? {
+            Some(video) if video.owner() == Some(user.email()) => None,
+            _ => return Err(not_found()),
+        },
+    };
+    state.storage.delete_mp3s_of(id, mp3_fid).await?;
+    state.storage.delete_video(id).await?;
+    state.storage.delete_job(id).await?;
+    tracing::info!(video_fid = %id, owner = user.email(), "upload deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

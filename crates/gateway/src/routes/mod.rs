@@ -1,0 +1,57 @@
+//! The HTTP routes, one module per concern, merged here.
+
+pub mod auth_proxy;
+pub mod download;
+pub mod events;
+pub mod health;
+pub mod jobs;
+pub mod status;
+pub mod upload;
+
+use axum::{extract::Query, Router};
+use mongodb::bson::oid::ObjectId;
+use serde::Deserialize;
+
+use crate::{error::ApiError, AppState};
+
+/// Every route of the gateway, with `state` applied.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(auth_proxy::router())
+        .merge(upload::router(state.config.max_upload_bytes))
+        .merge(status::router())
+        .merge(download::router())
+        .merge(jobs::router())
+        .merge(events::router())
+        .merge(health::router())
+        .merge(crate::openapi::router())
+        .merge(common::http::ops_router())
+        .with_state(state)
+}
+
+/// `?fid=<hex>` of `/status`, `/download` and `/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FidQuery {
+    /// A file id: 24 hexadecimal characters.
+    pub fid: Option<String>,
+}
+
+/// The `fid` query parameter, parsed; 400 when missing or malformed.
+pub fn fid_param(
+    query: Result<Query<FidQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ObjectId, ApiError> {
+    let fid = query
+        .ok()
+        .and_then(|Query(q)| q.fid)
+        .ok_or_else(|| ApiError::BadRequest("missing query parameter fid".into()))?;
+    parse_fid(&fid)
+}
+
+/// A file id from a client; 400 when it is not an ObjectId.
+pub fn parse_fid(fid: &str) -> Result<ObjectId, ApiError> {
+    ObjectId::parse_str(fid.trim()).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "fid {fid:?} is malformed: expected 24 hexadecimal characters"
+        ))
+    })
+}

@@ -1,0 +1,151 @@
+//! `GET /status?fid=<video_fid>`: where a conversion stands, from its job document, or for uploads
+//! of the original system (no job) from the MP3 found by `metadata.video_fid`.
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    routing::get,
+    Json, Router,
+};
+use common::jobs::{Job, JobState};
+use mongodb::bson::oid::ObjectId;
+use serde::Serialize;
+
+use super::{fid_param, FidQuery};
+use crate::{
+    claims::User,
+    error::{ApiError, ApiResult},
+    AppState,
+};
+
+/// `GET /status`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/status", get(status))
+}
+
+/// A conversion's status. `status` is the original's field (`processing` or `completed`, now
+/// also `failed`); the other fields are additions.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StatusBody {
+    /// `processing`, `completed` or `failed`.
+    #[schema(example = "processing")]
+    pub status: &'static str,
+    /// The job's state: `queued`, `processing`, `completed` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "processing")]
+    pub state: Option<&'static str>,
+    /// Percent done, 0 to 100, while processing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42.5)]
+    pub progress: Option<f64>,
+    /// The MP3 to download, once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mp3_fid: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StatusBody {
+    /// The status a job document describes.
+    pub fn of_job(job: &Job) -> Self {
+        match job.state {
+            JobState::Queued | JobState::Processing => Self::processing(job.state, job.progress),
+            JobState::Completed => match job.mp3_fid {
+                Some(mp3) => Self::completed(mp3),
+                // A completed job always names its MP3; without one it cannot be downloaded.
+                None => Self::failed("the conversion finished but its MP3 is missing".into()),
+            },
+            JobState::Failed => Self::failed(
+                job.error
+                    .clone()
+                    .unwrap_or_else(|| "the conversion failed".to_owned()),
+            ),
+        }
+    }
+
+    fn processing(state: JobState, progress: f64) -> Self {
+        Self {
+            status: "processing",
+            state: Some(state.as_str()),
+            progress: Some((progress.clamp(0.0, 100.0) * 10.0).round() / 10.0),
+            mp3_fid: None,
+            error: None,
+        }
+    }
+
+    fn completed(mp3: ObjectId) -> Self {
+        Self {
+            status: "completed",
+            state: Some(JobState::Completed.as_str()),
+            progress: Some(100.0),
+            mp3_fid: Some(mp3.to_hex()),
+            error: None,
+        }
+    }
+
+    fn failed(error: String) -> Self {
+        Self {
+            status: "failed",
+            state: Some(JobState::Failed.as_str()),
+            progress: None,
+            mp3_fid: None,
+            error: Some(error),
+        }
+    }
+
+    /// Whether the status will not change any more.
+    pub fn is_final(&self) -> bool {
+        self.status != "processing"
+    }
+}
+
+/// The status of upload `video_fid` as `user` may see it; 404 when unknown or someone else's.
+pub async fn status_of(
+    state: &AppState,
+    user: &User,
+    video_fid: ObjectId,
+) -> ApiResult<StatusBody> {
+    let not_found = || ApiError::no_such_file(&video_fid.to_hex());
+    if let Some(job) = state.storage.job(video_fid).await? {
+        if !user.may_see(job.owner.as_deref()) {
+            return Err(not_found());
+        }
+        return Ok(StatusBody::of_job(&job));
+    }
+    // No job: an upload of the original system. Its MP3 (if any) carries metadata.video_fid.
+    let video = state.storage.video(video_fid).await?;
+    if let Some(video) = &video {
+        if !user.may_see(video.owner()) {
+            return Err(not_found());
+        }
+    }
+    match state.storage.mp3_for_video(video_fid).await? {
+        Some(mp3) if user.may_see(mp3.owner()) => Ok(StatusBody::completed(mp3.id)),
+        Some(_) => Err(not_found()),
+        None if video.is_some() => Ok(StatusBody::processing(JobState::Queued, 0.0)),
+        None => Err(not_found()),
+    }
+}
+
+/// The conversion status of an upload.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "files",
+    security(("bearer" = [])),
+    params(FidQuery),
+    responses(
+        (status = 200, description = "processing (with state and progress), completed (with mp3_fid) or failed (with error)", body = StatusBody),
+        (status = 400, description = "fid missing or malformed"),
+        (status = 401, description = "Missing, malformed, bad or expired token"),
+        (status = 404, description = "No such upload, or another user's"),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    user: User,
+    query: Result<Query<FidQuery>, QueryRejection>,
+) -> ApiResult<Json<StatusBody>> {
+    let fid = fid_param(query)?;
+    status_of(&state, &user, fid).await.map(Json)
+}

@@ -1,0 +1,399 @@
+//! `POST /upload`: the video streams into GridFS chunk by chunk (never held whole in memory), a
+//! `queued` job is stored, and the conversion request is published with publisher confirms.
+
+use axum::{
+    extract::{
+        multipart::{Field, MultipartError, MultipartRejection},
+        DefaultBodyLimit, Multipart, State,
+    },
+    http::{header::CONTENT_LENGTH, HeaderMap},
+    routing::post,
+    Json, Router,
+};
+use common::{
+    jobs::{Job, Mp3Quality},
+    message::VideoMessage,
+};
+use futures::AsyncWriteExt;
+use mongodb::bson::oid::ObjectId;
+use serde::Serialize;
+
+use crate::{
+    claims::User,
+    error::{ApiError, ApiResult},
+    AppState,
+};
+
+/// Room for the multipart framing (boundaries, part headers, small text fields) on top of the
+/// file itself when bounding the whole request body.
+const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+/// Longest accepted value of a text field (`bitrate`, `vbr_quality`).
+const MAX_TEXT_FIELD: usize = 64;
+/// Longest stored file name, in characters.
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// The upload route, its body limit lifted from axum's 2 MB default to `MAX_UPLOAD_BYTES` (plus
+/// the multipart framing); the file's own bytes are counted while streaming.
+pub fn router(max_upload_bytes: u64) -> Router<AppState> {
+    let body_limit =
+        usize::try_from(max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)).unwrap_or(usize::MAX);
+    Router::new().route(
+        "/upload",
+        post(upload).layer(DefaultBodyLimit::max(body_limit)),
+    )
+}
+
+/// Answer to a stored and queued upload, exactly as the original.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadResponse {
+    /// Always `success`.
+    #[schema(example = "success")]
+    pub status: &'static str,
+    /// ObjectId of the upload: ask `/status?fid=` with it.
+    #[schema(example = "65f1c0ffee0123456789abcd")]
+    pub video_fid: String,
+}
+
+/// The stored video, before it is queued.
+struct StoredVideo {
+    id: ObjectId,
+    filename: String,
+    size: u64,
+}
+
+/// Output options given as form fields.
+#[derive(Default)]
+struct Options {
+    bitrate: Option<u32>,
+    vbr_quality: Option<u8>,
+}
+
+impl Options {
+    fn quality(&self) -> Result<Mp3Quality, ApiError> {
+        let quality = match (self.bitrate, self.vbr_quality) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::BadRequest(
+                    "give either bitrate or vbr_quality, not both".into(),
+                ))
+            }
+            (Some(bitrate_kbps), None) => Mp3Quality::Cbr { bitrate_kbps },
+            (None, Some(quality)) => Mp3Quality::Vbr { quality },
+            (None, None) => Mp3Quality::default(),
+        };
+        quality.validate().map_err(ApiError::BadRequest)
+    }
+}
+
+/// Uploads a video for conversion.
+#[utoipa::path(
+    post,
+    path = "/upload",
+    tag = "files",
+    security(("bearer" = [])),
+    request_body(
+        content_type = "multipart/form-data",
+        description = "Field `file`: the video (exactly one file). Optional text fields: \
+                       `bitrate` (kb/s: 64, 96, 128, 160, 192, 224, 256, 320) or `vbr_quality` (0-9)."
+    ),
+    responses(
+        (status = 200, description = "Stored and queued", body = UploadResponse),
+        (status = 400, description = "No file, two files, an empty file, bad options or a malformed body"),
+        (status = 401, description = "Missing, malformed, bad or expired token"),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES; nothing is kept"),
+        (status = 503, description = "MongoDB or RabbitMQ unavailable; nothing is kept"),
+    )
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<UploadResponse>> {
+    let result = handle(&state, &user, &headers, multipart).await;
+    let outcome = match &result {
+        Ok(_) => "stored",
+        Err(e) => match e.status_code().as_u16() {
+            413 => "too_large",
+            s if s < 500 => "refused",
+            _ => "failed",
+        },
+    };
+    metrics::counter!("gateway_uploads_total", "outcome" => outcome).increment(1);
+    result
+}
+
+async fn handle(
+    state: &AppState,
+    user: &User,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<UploadResponse>> {
+    let max = state.config.max_upload_bytes;
+    // Refuse an announced oversized body before reading any of it.
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(too_large(max));
+    }
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected a multipart/form-data body with the video in the field `file` ({})",
+            e.body_text()
+        ))
+    })?;
+
+    let mut options = Options::default();
+    let mut stored: Option<StoredVideo> = None;
+    let read = async {
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| form_error(e, max))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" || field.file_name().is_some() {
+                if stored.is_some() {
+                    return Err(ApiError::BadRequest(
+                        "more than one file: send exactly one file, in the field `file`".into(),
+                    ));
+                }
+                stored = Some(store_video(state, user, field).await?);
+            } else if name == "bitrate" {
+                let value = text_field(field, &name, max).await?;
+                options.bitrate = Some(value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("bitrate must be a number of kb/s, not {value:?}"))
+                })?);
+            } else if name == "vbr_quality" {
+                let value = text_field(field, &name, max).await?;
+                options.vbr_quality = Some(value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "vbr_quality must be a number from 0 (best) to 9, not {value:?}"
+                    ))
+                })?);
+            }
+            // Any other field is ignored, as the original did.
+        }
+        Ok(())
+    }
+    .await;
+    // From here on, every failure must remove the stored file.
+    let outcome = match read {
+        Ok(()) => match stored.as_ref() {
+            None => Err(ApiError::BadRequest(
+                "no file: send the video in the multipart field `file`".into(),
+            )),
+            Some(video) => queue_video(state, user, video, &options).await,
+        },
+        Err(e) => Err(e),
+    };
+    match (outcome, stored) {
+        (Ok(()), Some(video)) => {
+            tracing::info!(video_fid = %video.id, size = video.size, owner = user.email(), "upload queued");
+            Ok(Json(UploadResponse {
+                status: "success",
+                video_fid: video.id.to_hex(),
+            }))
+        }
+        (Ok(()), None) => Err(ApiError::BadRequest(
+            "no file: send the video in the multipart field `file`".into(),
+        )),
+        (Err(e), stored) => {
+            if let Some(video) = stored {
+                discard(state, video.id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Stores the job and publishes the conversion request; the caller discards the file on error.
+async fn queue_video(
+    state: &AppState,
+    user: &User,
+    video: &StoredVideo,
+    options: &Options,
+) -> ApiResult<()> {
+    let quality = options.quality()?;
+    let job = Job::queued(
+        video.id,
+        Some(user.email().to_owned()),
+        video.filename.clone(),
+        quality,
+        i64::try_from(video.size).ok(),
+    );
+    state.storage.insert_job(&job).await?;
+    let message = VideoMessage::new(video.id.to_hex(), user.email());
+    if let Err(e) = state.queue.publish(&message).await {
+        tracing::warn!(error = %e, video_fid = %video.id, "publish failed, discarding the upload");
+        return Err(ApiError::Unavailable(
+            "the conversion queue is unavailable; the upload was not kept, try again shortly"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Streams one file part into GridFS; on any failure the partial upload is aborted.
+async fn store_video(
+    state: &AppState,
+    user: &User,
+    mut field: Field<'_>,
+) -> ApiResult<StoredVideo> {
+    let max = state.config.max_upload_bytes;
+    let id = ObjectId::new();
+    let filename = clean_filename(field.file_name());
+    let content_type = field
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let mut upload = state
+        .storage
+        .open_video_upload(id, &filename, user.email(), &content_type)
+        .await?;
+    let mut size: u64 = 0;
+    let written = async {
+        while let Some(bytes) = field.chunk().await.map_err(|e| form_error(e, max))? {
+            size += bytes.len() as u64;
+            if size > max {
+                return Err(too_large(max));
+            }
+            upload.write_all(&bytes).await.map_err(store_error)?;
+        }
+        if size == 0 {
+            return Err(ApiError::BadRequest("the file is empty".into()));
+        }
+        upload.close().await.map_err(store_error)
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            metrics::counter!("gateway_upload_bytes_total").increment(size);
+            Ok(StoredVideo { id, filename, size })
+        }
+        Err(e) => {
+            // `abort` removes the chunks written so far; if MongoDB is away, fall back to a
+            // delete that also catches a files document written by a failed close.
+            if let Err(abort) = upload.abort().await {
+                tracing::debug!(error = %abort, "abort of partial upload failed");
+                discard(state, id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Removes an upload, its chunks and its job; logged, never fails the request further.
+async fn discard(state: &AppState, id: ObjectId) {
+    if let Err(e) = state.storage.delete_video(id).await {
+        tracing::error!(error = %e, video_fid = %id, "could not remove a discarded upload");
+    }
+    if let Err(e) = state.storage.delete_job(id).await {
+        tracing::error!(error = %e, video_fid = %id, "could not remove a discarded job");
+    }
+}
+
+async fn text_field(mut field: Field<'_>, name: &str, max: u64) -> ApiResult<String> {
+    let mut value = Vec::new();
+    while let Some(bytes) = field.chunk().await.map_err(|e| form_error(e, max))? {
+        value.extend_from_slice(&bytes);
+        if value.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::BadRequest(format!("field {name} is too long")));
+        }
+    }
+    String::from_utf8(value)
+        .map(|v| v.trim().to_owned())
+        .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
+}
+
+/// The name to store: the last path component of what the browser sent, bounded in length.
+fn clean_filename(raw: Option<&str>) -> String {
+    let name = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_FILENAME_CHARS)
+        .collect::<String>();
+    let name = name.trim();
+    if name.is_empty() || name == "." || name == ".." {
+        "upload".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the file is larger than the limit of {max} bytes ({:.0} MiB)",
+        max as f64 / (1024.0 * 1024.0)
+    ))
+}
+
+fn form_error(e: MultipartError, max: u64) -> ApiError {
+    if e.status().as_u16() == 413 {
+        too_large(max)
+    } else {
+        ApiError::BadRequest(format!(
+            "malformed or interrupted multipart body: {}",
+            e.body_text()
+        ))
+    }
+}
+
+fn store_error(e: std::io::Error) -> ApiError {
+    tracing::warn!(error = %e, "writing to GridFS failed");
+    ApiError::Unavailable("the file store is unavailable, try again shortly".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        assert_eq!(clean_filename(Some("C:\\Users\\me\\clip.mp4")), "clip.mp4");
+        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
+        assert_eq!(clean_filename(Some("a\nb.mp4")), "ab.mp4");
+        assert_eq!(clean_filename(Some("..")), "upload");
+        assert_eq!(clean_filename(None), "upload");
+        assert_eq!(
+            clean_filename(Some(&"x".repeat(999))).len(),
+            MAX_FILENAME_CHARS
+        );
+    }
+
+    #[test]
+    fn options_pick_one_quality() {
+        let o = Options {
+            bitrate: Some(192),
+            vbr_quality: None,
+        };
+        assert_eq!(o.quality().unwrap(), Mp3Quality::Cbr { bitrate_kbps: 192 });
+        let o = Options {
+            bitrate: None,
+            vbr_quality: Some(2),
+        };
+        assert_eq!(o.quality().unwrap(), Mp3Quality::Vbr { quality: 2 });
+        assert_eq!(Options::default().quality().unwrap(), Mp3Quality::default());
+        for o in [
+            Options {
+                bitrate: Some(100),
+                vbr_quality: None,
+            },
+            Options {
+                bitrate: None,
+                vbr_quality: Some(10),
+            },
+            Options {
+                bitrate: Some(128),
+                vbr_quality: Some(2),
+            },
+        ] {
+            assert!(o.quality().is_err());
+        }
+    }
+}

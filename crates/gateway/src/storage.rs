@@ -1,0 +1,364 @@
+//! MongoDB: uploads and MP3s in GridFS (bucket `fs` of the `videos` and `mp3s` databases) and the
+//! `jobs` collection. Reads files chunk by chunk so that memory stays flat whatever their size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{
+    jobs::{self, Job},
+    mongo::MongoLocations,
+};
+use futures::{Stream, StreamExt, TryStreamExt};
+use mongodb::{
+    bson::{doc, oid::ObjectId, Bson, Document},
+    error::ErrorKind,
+    gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream},
+    options::{ClientOptions, IndexOptions},
+    Client, Collection, Database, IndexModel,
+};
+
+/// How long an operation waits for a reachable server before it fails (the driver's default is
+/// 30 s; a request should answer 503 sooner).
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Chunks fetched per cursor batch while streaming a file out (255 KiB each).
+const CHUNKS_PER_BATCH: u32 = 4;
+
+/// A MongoDB failure: the server is away (503) or something else went wrong (500).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No server reachable, connection dropped: the client may retry later.
+    #[error("MongoDB unavailable: {0}")]
+    Unavailable(#[source] mongodb::error::Error),
+    /// Any other failure.
+    #[error("MongoDB error: {0}")]
+    Other(#[source] mongodb::error::Error),
+}
+
+impl From<mongodb::error::Error> for StorageError {
+    fn from(e: mongodb::error::Error) -> Self {
+        let unavailable = matches!(
+            *e.kind,
+            ErrorKind::ServerSelection { .. }
+                | ErrorKind::Io(_)
+                | ErrorKind::ConnectionPoolCleared { .. }
+                | ErrorKind::DnsResolve { .. }
+        );
+        if unavailable {
+            Self::Unavailable(e)
+        } else {
+            Self::Other(e)
+        }
+    }
+}
+
+/// Result of a storage operation.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// What the gateway needs to know about a stored GridFS file.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// The file's ObjectId.
+    pub id: ObjectId,
+    /// Length in bytes.
+    pub length: u64,
+    /// Size of each chunk in bytes.
+    pub chunk_size: u32,
+    /// The `filename` of the files document, when set.
+    pub filename: Option<String>,
+    /// The `metadata` sub-document (empty when absent).
+    pub metadata: Document,
+}
+
+impl StoredFile {
+    fn from_doc(doc: FilesCollectionDocument) -> Option<Self> {
+        let id = doc.id.as_object_id()?;
+        Some(Self {
+            id,
+            length: doc.length,
+            chunk_size: doc.chunk_size_bytes,
+            filename: doc.filename,
+            metadata: doc.metadata.unwrap_or_default(),
+        })
+    }
+
+    /// `metadata.owner`, absent for files written by the original system.
+    pub fn owner(&self) -> Option<&str> {
+        self.metadata.get_str("owner").ok()
+    }
+
+    /// `metadata.video_fid` of an MP3: the upload it was made from.
+    pub fn video_fid(&self) -> Option<&str> {
+        self.metadata.get_str("video_fid").ok()
+    }
+}
+
+/// Handles on the two databases, their buckets and the jobs collection.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    videos: Database,
+    mp3s: Database,
+    video_bucket: GridFsBucket,
+    mp3_bucket: GridFsBucket,
+    jobs: Collection<Job>,
+}
+
+impl Storage {
+    /// Client handles for `locations`. Does not wait for a server: the gateway starts while
+    /// MongoDB is down and the driver connects when it comes up.
+    pub async fn connect(locations: &MongoLocations) -> anyhow::Result<Self> {
+        let videos_client = client(&locations.videos.uri).await?;
+        let mp3s_client = if locations.mp3s.uri == locations.videos.uri {
+            videos_client.clone()
+        } else {
+            client(&locations.mp3s.uri).await?
+        };
+        let videos = videos_client.database(&locations.videos.database);
+        let mp3s = mp3s_client.database(&locations.mp3s.database);
+        Ok(Self {
+            video_bucket: videos.gridfs_bucket(None),
+            mp3_bucket: mp3s.gridfs_bucket(None),
+            jobs: videos.collection(jobs::COLLECTION),
+            videos,
+            mp3s,
+        })
+    }
+
+    /// Creates the indexes the gateway's queries use (idempotent).
+    pub async fn ensure_indexes(&self) -> StorageResult<()> {
+        let index = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_owned()).build())
+                .build()
+        };
+        self.videos
+            .collection::<Document>("fs.files")
+            .create_index(index(doc! { "metadata.owner": 1 }, "metadata_owner"))
+            .await?;
+        self.mp3s
+            .collection::<Document>("fs.files")
+            .create_index(index(
+                doc! { "metadata.video_fid": 1 },
+                "metadata_video_fid",
+            ))
+            .await?;
+        self.jobs
+            .create_indexes([
+                index(doc! { "owner": 1, "created_at": -1 }, "owner_created_at"),
+                index(doc! { "state": 1 }, "state"),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// Round trip to both databases' servers.
+    pub async fn ping(&self) -> StorageResult<()> {
+        self.videos.run_command(doc! { "ping": 1 }).await?;
+        self.mp3s.run_command(doc! { "ping": 1 }).await?;
+        Ok(())
+    }
+
+    /// Opens a GridFS upload stream in the videos bucket with the upload's metadata.
+    pub async fn open_video_upload(
+        &self,
+        id: ObjectId,
+        filename: &str,
+        owner: &str,
+        content_type: &str,
+    ) -> StorageResult<GridFsUploadStream> {
+        Ok(self
+            .video_bucket
+            .open_upload_stream(filename)
+            .id(Bson::ObjectId(id))
+            .metadata(doc! {
+                "owner": owner,
+                "filename": filename,
+                "content_type": content_type,
+            })
+            .await?)
+    }
+
+    /// The upload with ObjectId `id`.
+    pub async fn video(&self, id: ObjectId) -> StorageResult<Option<StoredFile>> {
+        find_file(&self.video_bucket, doc! { "_id": id }).await
+    }
+
+    /// The MP3 with ObjectId `id`.
+    pub async fn mp3(&self, id: ObjectId) -> StorageResult<Option<StoredFile>> {
+        find_file(&self.mp3_bucket, doc! { "_id": id }).await
+    }
+
+    /// The MP3 made from upload `video_fid` (the original's lookup by `metadata.video_fid`).
+    pub async fn mp3_for_video(&self, video_fid: ObjectId) -> StorageResult<Option<StoredFile>> {
+        find_file(
+            &self.mp3_bucket,
+            doc! { "metadata.video_fid": video_fid.to_hex() },
+        )
+        .await
+    }
+
+    /// Removes an upload and its chunks; missing is fine.
+    pub async fn delete_video(&self, id: ObjectId) -> StorageResult<()> {
+        delete_file(&self.video_bucket, id).await
+    }
+
+    /// Removes every MP3 made from `video_fid`, and the MP3 `mp3_fid` if given.
+    pub async fn delete_mp3s_of(
+        &self,
+        video_fid: ObjectId,
+        mp3_fid: Option<ObjectId>,
+    ) -> StorageResult<()> {
+        let mut ids: Vec<ObjectId> = self
+            .mp3_bucket
+            .find(doc! { "metadata.video_fid": video_fid.to_hex() })
+            .await?
+            .try_filter_map(|f| async move { Ok(f.id.as_object_id()) })
+            .try_collect()
+            .await?;
+        ids.extend(mp3_fid);
+        for id in ids {
+            delete_file(&self.mp3_bucket, id).await?;
+        }
+        Ok(())
+    }
+
+    /// The job of upload `id`.
+    pub async fn job(&self, id: ObjectId) -> StorageResult<Option<Job>> {
+        Ok(self.jobs.find_one(doc! { "_id": id }).await?)
+    }
+
+    /// Stores a new job.
+    pub async fn insert_job(&self, job: &Job) -> StorageResult<()> {
+        self.jobs.insert_one(job).await?;
+        Ok(())
+    }
+
+    /// Removes the job of upload `id`; missing is fine.
+    pub async fn delete_job(&self, id: ObjectId) -> StorageResult<()> {
+        self.jobs.delete_one(doc! { "_id": id }).await?;
+        Ok(())
+    }
+
+    /// One page of `owner`'s jobs, newest first, and how many they have in all.
+    pub async fn jobs_of(
+        &self,
+        owner: &str,
+        skip: u64,
+        limit: i64,
+    ) -> StorageResult<(Vec<Job>, u64)> {
+        let filter = doc! { "owner": owner };
+        let total = self.jobs.count_documents(filter.clone()).await?;
+        let jobs = self
+            .jobs
+            .find(filter)
+            .sort(doc! { "created_at": -1, "_id": -1 })
+            .skip(skip)
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok((jobs, total))
+    }
+
+    /// Bytes `start..=end` of MP3 `file`, read chunk by chunk from `fs.chunks`.
+    pub fn mp3_bytes(
+        &self,
+        file: &StoredFile,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        read_range(
+            self.mp3s.collection::<Document>("fs.chunks"),
+            file.clone(),
+            start,
+            end,
+        )
+    }
+}
+
+async fn client(uri: &str) -> anyhow::Result<Client> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    options.connect_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    if options.app_name.is_none() {
+        options.app_name = Some("gateway".to_owned());
+    }
+    Ok(Client::with_options(options)?)
+}
+
+async fn find_file(bucket: &GridFsBucket, filter: Document) -> StorageResult<Option<StoredFile>> {
+    Ok(bucket
+        .find_one(filter)
+        .await?
+        .and_then(StoredFile::from_doc))
+}
+
+async fn delete_file(bucket: &GridFsBucket, id: ObjectId) -> StorageResult<()> {
+    match bucket.delete(Bson::ObjectId(id)).await {
+        Ok(()) => Ok(()),
+        // The chunks were deleted all the same; there was just no files document.
+        Err(e) if matches!(*e.kind, ErrorKind::GridFs(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams bytes `start..=end` of `file` from its chunks, fetching only the chunks needed.
+fn read_range(
+    chunks: Collection<Document>,
+    file: StoredFile,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    async_stream::try_stream! {
+        if file.length == 0 || start > end || file.chunk_size == 0 {
+            return;
+        }
+        let chunk_size = u64::from(file.chunk_size);
+        let first_n = start / chunk_size;
+        let last_n = end / chunk_size;
+        let mut cursor = chunks
+            .find(doc! {
+                "files_id": file.id,
+                "n": { "$gte": first_n as i64, "$lte": last_n as i64 },
+            })
+            .sort(doc! { "n": 1 })
+            .batch_size(CHUNKS_PER_BATCH)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut expected_n = first_n;
+        while let Some(chunk) = cursor.next().await {
+            let mut chunk = chunk.map_err(std::io::Error::other)?;
+            let n = chunk.get("n").and_then(bson_int).unwrap_or(u64::MAX);
+            if n != expected_n {
+                Err(std::io::Error::other(format!(
+                    "file {} is missing chunk {expected_n}", file.id
+                )))?;
+            }
+            let data = match chunk.remove("data") {
+                Some(Bson::Binary(b)) => Bytes::from(b.bytes),
+                _ => Err(std::io::Error::other(format!("chunk {n} of {} has no data", file.id)))?,
+            };
+            let chunk_start = n * chunk_size;
+            let from = start.saturating_sub(chunk_start) as usize;
+            let to = ((end + 1 - chunk_start) as usize).min(data.len());
+            if from < to {
+                yield data.slice(from..to);
+            }
+            expected_n += 1;
+        }
+        if expected_n != last_n + 1 {
+            Err(std::io::Error::other(format!(
+                "file {} ends at chunk {expected_n}, expected {}", file.id, last_n + 1
+            )))?;
+        }
+    }
+}
+
+fn bson_int(value: &Bson) -> Option<u64> {
+    match value {
+        Bson::Int32(n) => u64::try_from(*n).ok(),
+        Bson::Int64(n) => u64::try_from(*n).ok(),
+        Bson::Double(n) if *n >= 0.0 => Some(*n as u64),
+        _ => None,
+    }
+}

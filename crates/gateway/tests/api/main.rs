@@ -1,0 +1,13 @@
+//! Integration tests of the gateway against real RabbitMQ, the Mongo stand-in and the real auth.
+//! Run `eval "$(bash scripts/test-deps.sh)"` first.
+
+mod auth_proxy;
+mod download;
+mod events;
+mod health;
+mod helpers;
+mod jobs;
+mod memory;
+mod seed_flow;
+mod status;
+mod upload;

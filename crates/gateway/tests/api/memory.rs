@@ -1,0 +1,113 @@
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::helpers::{closed_port, streamed_form, Options, TestApp};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The gateway binary, killed when the test ends however it ends.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak resident set size of `pid` so far (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+async fn upload(app: &TestApp, base: &str, len: u64) {
+    let (content_type, stream) = streamed_form("big.mp4", len);
+    let res = app
+        .http
+        .post(format!("{base}/upload"))
+        .header("authorization", app.bearer("mem@example.com"))
+        .header("content-type", content_type)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_1_gib_upload_streams_with_flat_peak_memory() {
+    let app = TestApp::spawn_with(Options {
+        no_gateway: true,
+        max_upload_bytes: Some(2048 * MIB),
+        ..Options::default()
+    })
+    .await;
+    let port = closed_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .envs(&app.env)
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if app
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the gateway binary did not come up");
+
+    // Warm up every code path with a small upload, then measure the large one against it.
+    upload(&app, &base, 8 * MIB).await;
+    let after_small = peak_rss(gateway.0.id());
+    upload(&app, &base, 1024 * MIB).await;
+    let after_large = peak_rss(gateway.0.id());
+
+    let growth = after_large.saturating_sub(after_small);
+    assert!(
+        growth < 32 * MIB,
+        "peak RSS grew by {} MiB for a 1 GiB upload ({} -> {} MiB)",
+        growth / MIB,
+        after_small / MIB,
+        after_large / MIB
+    );
+    assert!(
+        after_large < 128 * MIB,
+        "peak RSS {} MiB",
+        after_large / MIB
+    );
+    let (files, _) = app.video_counts().await;
+    assert_eq!(files, 2);
+    let file = app
+        .videos
+        .collection::<mongodb::bson::Document>("fs.files")
+        .find_one(mongodb::bson::doc! { "length": 1024 * MIB as i64 })
+        .await
+        .unwrap();
+    assert!(file.is_some(), "the 1 GiB file is stored whole");
+}
