@@ -27,6 +27,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

@@ -65,6 +65,7 @@ class Group:
     def __init__(self, name: str):
         self.name = name
         self.problems: list[str] = []
+        self.notes: list[str] = []
         self.checks = 0
 
     def check(self, condition: bool, message: str) -> bool:
@@ -181,11 +182,16 @@ def jenkins_secrets(repo: Path) -> dict[str, set[str]]:
 def check_env(repo: Path, k8s: dict, compose: dict | None) -> Group:
     g = Group("env")
     for service in RUST_SERVICES:
+        reads, required, _ = rust_env_vars(repo, service)
+        g.notes.append(f"{service} reads {len(reads)} variables, requires {', '.join(sorted(required)) or 'none'}")
         objs = k8s.get(service, [])
         deployment = find(objs, "Deployment", service)
         if not g.check(deployment is not None, f"k8s/{service}: no Deployment named {service}"):
             continue
         check_env_set(g, f"k8s/{service}", service, set(deployment_env(objs, deployment)), repo)
+        unset = reads - set(deployment_env(objs, deployment)) - {"DATABASE_URL", "MONGODB_URI"}
+        if unset:
+            g.notes.append(f"k8s/{service} leaves to their defaults: {', '.join(sorted(unset))}")
         if compose is not None:
             env = compose["services"].get(service, {}).get("environment") or {}
             check_env_set(g, f"docker-compose.yml {service}", service, set(env), repo)
@@ -469,7 +475,7 @@ def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                     g.check(all(u.get("password") == PLACEHOLDER for u in users),
                             f"{chart} chart: default user password must be the {PLACEHOLDER} placeholder")
     compose = (repo / "docker-compose.yml").read_text()
-    for m in re.finditer(r"(PASSWORD|PASS|SECRET)[A-Z_]*:\s*(\S+)", compose):
+    for m in re.finditer(r"\b[A-Z_]*(PASSWORD|PASS|SECRET):\s*(\S+)", compose):
         g.check(PLACEHOLDER in m.group(2), f"docker-compose.yml: {m.group(0)} is not a placeholder default")
     for dockerfile in sorted((repo / "Dockerfiles").glob("*.Dockerfile")):
         text = dockerfile.read_text()
@@ -593,6 +599,8 @@ def main() -> int:
                 print(f"       - {p}")
         else:
             print(f"  ok   {g.name}: {g.checks} checks")
+        for note in g.notes:
+            print(f"       ({note})")
     return failed
 
 

@@ -56,6 +56,7 @@ CASES = [
     ("wiring", "docker-compose.yml", "      DATABASE_NAME: authdb\n", "      DATABASE_NAME: users\n"),
     ("placeholders", "k8s/auth/secret.yaml", "JWT_SECRET: change-me-to-a-long-random-string", "JWT_SECRET: 9f8e7d6c5b4a39281706"),
     ("placeholders", "Helm_charts/MongoDB/values.yaml", "rootPassword: change-me", "rootPassword: s3cr3t"),
+    ("placeholders", "docker-compose.yml", "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-change-me}", "POSTGRES_PASSWORD: hunter2"),
     ("dockerfiles", "Dockerfiles/converter.Dockerfile", " libswscale6", ""),
     ("dockerfiles", "Dockerfiles/auth.Dockerfile", "USER 10001:10001\n", ""),
     ("dockerfiles", "Dockerfiles/gateway.Dockerfile", "EXPOSE 8080", "EXPOSE 8000"),
