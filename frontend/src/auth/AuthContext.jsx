@@ -1,7 +1,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState } from 'react';
 import { createApi } from '../api/client.js';
 import { SESSION_EXPIRED_MESSAGE } from '../api/errors.js';
-import { decodeClaims, loadToken, msUntilExpiry, saveToken } from './token.js';
+import { decodeClaims, loadToken, msUntilExpiry, saveCurrentJob, saveToken } from './token.js';
 
 const AuthContext = createContext(null);
 
@@ -28,6 +28,7 @@ export function AuthProvider({ children }) {
   /** Ends the session; `message` is shown on the login page (e.g. why the user was signed out). */
   const signOut = useCallback((message = null) => {
     saveToken(null);
+    saveCurrentJob(null);
     setState({ token: null, notice: message });
   }, []);
 

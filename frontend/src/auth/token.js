@@ -43,3 +43,25 @@ export function saveToken(token) {
     // Storage can be disabled (private modes); the session then lasts as long as the page.
   }
 }
+
+const JOB_KEY = 'vidconv.currentJob';
+
+/** The upload the convert page is following (`{videoFid, filename}`), kept across page changes. */
+export function loadCurrentJob() {
+  try {
+    const job = JSON.parse(sessionStorage.getItem(JOB_KEY));
+    return job && typeof job.videoFid === 'string' ? job : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Stores or (with null) forgets the upload the convert page is following. */
+export function saveCurrentJob(job) {
+  try {
+    if (job) sessionStorage.setItem(JOB_KEY, JSON.stringify(job));
+    else sessionStorage.removeItem(JOB_KEY);
+  } catch {
+    // as for the token
+  }
+}

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useAuth } from '../auth/AuthContext.jsx';
+import { loadCurrentJob, saveCurrentJob } from '../auth/token.js';
 import Alert from '../components/Alert.jsx';
 import Button from '../components/Button.jsx';
 import FileDrop from '../components/FileDrop.jsx';
@@ -17,8 +18,14 @@ export default function ConvertPage() {
   const [quality, setQuality] = useState('');
   const [error, setError] = useState(null);
   const [upload, setUpload] = useState(null); // {loaded, total, bytesPerSecond} while uploading
-  const [job, setJob] = useState(null); // {videoFid, filename} once uploaded
+  // {videoFid, filename} once uploaded; kept in sessionStorage so leaving the page and coming back
+  // (History, a reload) shows the same conversion again.
+  const [job, setJobState] = useState(loadCurrentJob);
   const abortRef = useRef(null);
+  const setJob = (next) => {
+    saveCurrentJob(next);
+    setJobState(next);
+  };
   const headingRef = useRef(null);
 
   useEffect(() => {

@@ -120,3 +120,27 @@ describe('convert page', () => {
     expect(screen.getByRole('status')).toHaveTextContent('Your session has expired.');
   });
 });
+
+describe('convert page memory', () => {
+  it('shows the conversion again after a visit to History, until "convert another"', async () => {
+    fakeGateway({
+      'GET /events': () => sse(['data: {"status":"completed","mp3_fid":"beef"}\n\n']),
+      'GET /jobs': () => json({ jobs: [], page: 1, per_page: 20, total: 0 }),
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+    expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+
+    await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'History' }));
+    expect(await screen.findByRole('heading', { name: 'History' })).toBeInTheDocument();
+    await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'Convert' }));
+    expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+
+    await user.click(screen.getByRole('button', { name: 'Convert another video' }));
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeDisabled();
+    expect(sessionStorage.getItem('vidconv.currentJob')).toBeNull();
+  });
+});
