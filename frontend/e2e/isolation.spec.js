@@ -51,3 +51,13 @@ test('an invalid session sends the user to login with a message', async ({ page 
   await expect(page.getByRole('status')).toHaveText('Your session has expired. Please log in again.');
   await snap(page, 'login-page-session-expired');
 });
+
+test('an unknown address shows a page-not-found page with a way back', async ({ page }) => {
+  const response = await page.goto('/no/such/page');
+  // nginx serves the app for any path (SPA fallback); the app's router says "not found".
+  expect(response.status()).toBe(200);
+  await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
+  await snap(page, 'not-found-page');
+  await page.getByRole('link', { name: 'Go to the start page' }).click();
+  await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
+});
