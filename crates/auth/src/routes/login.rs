@@ -52,15 +52,17 @@ async fn attempt(
     let email_key = credentials.email.to_lowercase();
     let ip_key = client_ip(headers, peer, state.trusted_proxy_hops).to_string();
 
+    // Take a slot in both limits before checking anything: the attempt counts as a failure
+    // until it is known to be none. Dropping a slot (success, database error) gives it back.
     let now = Instant::now();
-    let waits = [
-        state.email_limiter.check(&email_key, now).err(),
-        state.ip_limiter.check(&ip_key, now).err(),
-    ];
-    if let Some(wait) = waits.into_iter().flatten().max() {
-        tracing::info!(email = %credentials.email, client = %ip_key, "login refused: rate limited");
-        return Err(AuthError::RateLimited(wait));
-    }
+    let email_slot = state
+        .email_limiter
+        .reserve(&email_key, now)
+        .map_err(|wait| rate_limited(&credentials.email, &ip_key, wait))?;
+    let ip_slot = state
+        .ip_limiter
+        .reserve(&ip_key, now)
+        .map_err(|wait| rate_limited(&credentials.email, &ip_key, wait))?;
 
     state.require_schema()?;
     let user = state.store.find_by_email(&credentials.email).await?;
@@ -73,18 +75,18 @@ async fn attempt(
     let user = match (verdict, user) {
         (Verdict::Valid | Verdict::ValidNeedsRehash, Some(user)) => user,
         _ => {
-            let now = Instant::now();
-            state.email_limiter.record_failure(&email_key, now);
-            state.ip_limiter.record_failure(&ip_key, now);
+            email_slot.fail();
+            ip_slot.fail();
             tracing::info!(email = %credentials.email, client = %ip_key, "login failed");
             return Err(AuthError::InvalidCredentials);
         }
     };
+    drop((email_slot, ip_slot));
+    state.email_limiter.reset(&email_key);
 
     if verdict == Verdict::ValidNeedsRehash {
         upgrade_password(state, &user, credentials.password).await;
     }
-    state.email_limiter.reset(&email_key);
     // The stored spelling of the email, so that one account always has one username.
     let token = state
         .keys
@@ -92,6 +94,11 @@ async fn attempt(
         .map_err(|e| AuthError::Internal(e.into()))?;
     tracing::info!(email = %user.email, "login succeeded");
     Ok(token)
+}
+
+fn rate_limited(email: &str, client: &str, wait: std::time::Duration) -> AuthError {
+    tracing::info!(email, client, "login refused: rate limited");
+    AuthError::RateLimited(wait)
 }
 
 /// Stores an argon2id hash in place of a plaintext (or weaker) password. A failure here is

@@ -1,4 +1,4 @@
-use crate::helpers::{error_message, spawn_app_with, TestDb};
+use crate::helpers::{basic, error_message, spawn_app_with, TestDb};
 
 #[tokio::test]
 async fn failed_logins_per_email_are_limited_with_retry_after() {
@@ -159,4 +159,49 @@ async fn behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for() {
             .status(),
         429
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_concurrent_guesses_gets_no_more_than_the_limit() {
+    let app = spawn_app_with(
+        TestDb::create().await,
+        &[
+            ("LOGIN_MAX_FAILURES_PER_EMAIL", "3"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "100"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        app.register("burst@example.com", "right password")
+            .await
+            .status(),
+        201
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let client = app.client.clone();
+        let url = format!("{}/login", app.address);
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .header(
+                    "authorization",
+                    basic("burst@example.com", &format!("guess-{i}")),
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = tasks.join_all().await;
+    statuses.sort_unstable();
+
+    // Each guess took its slot before its password was checked: three were checked, the
+    // rest refused at once.
+    let mut expected = vec![401; 3];
+    expected.extend([429; 7]);
+    assert_eq!(statuses, expected);
 }
