@@ -46,18 +46,21 @@ export function AuthProvider({ children }) {
     return () => clearTimeout(timer);
   }, [token, expire]);
 
-  const value = useMemo(() => {
-    const claims = decodeClaims(token);
-    return {
+  // Its own memo: a new notice must not make a new client (pages watching a job would restart).
+  const api = useMemo(() => (token ? createApi(token, expire) : null), [token, expire]);
+
+  const value = useMemo(
+    () => ({
       token,
-      email: claims?.username ?? null,
+      email: decodeClaims(token)?.username ?? null,
       notice,
       setNotice,
       signIn,
       signOut,
-      api: token ? createApi(token, expire) : null,
-    };
-  }, [token, notice, setNotice, signIn, signOut, expire]);
+      api,
+    }),
+    [token, notice, setNotice, signIn, signOut, api],
+  );
 
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
