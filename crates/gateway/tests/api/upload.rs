@@ -99,7 +99,7 @@ async fn quality_options_are_read_before_or_after_the_file() {
         .unwrap();
     assert_eq!(
         job.get_document("quality").unwrap(),
-        &doc! { "vbr": { "quality": 2_i64 } }
+        &doc! { "vbr": { "quality": 2_i32 } }
     );
 }
 
@@ -365,19 +365,17 @@ async fn publishing_recovers_after_the_broker_drops_the_connection() {
     // Close the gateway's connection from the broker's side, as a broker restart does.
     let name = format!("gateway:{}", app.queue);
     let out = Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "name",
-            "user_provided_name",
-            "--no-table-headers",
-            "-q",
-        ])
+        .args(["list_connections", "-q", "pid", "client_properties"])
         .output()
         .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let listing = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let conn = listing
         .lines()
-        .find(|l| l.trim_end().ends_with(&name))
+        .find(|l| l.contains(&format!("{{\"connection_name\",\"{name}\"}}")))
         .and_then(|l| l.split('\t').next())
         .unwrap_or_else(|| panic!("connection {name} not in {listing}"))
         .to_owned();
