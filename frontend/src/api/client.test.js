@@ -29,6 +29,12 @@ describe('errors in words', () => {
     expect(errorFor(429, null, '42', 'login').message).toBe('Too many attempts. Try again in 42 seconds.');
     expect(errorFor(429, null, '120', 'login').message).toBe('Too many attempts. Try again in 2 minutes.');
     expect(errorFor(429, null, null, 'login').message).toBe('Too many attempts. Try again in a moment.');
+    expect(errorFor(429, 'too many failed login attempts; try again in 888 seconds', null, 'login').message).toBe(
+      'Too many failed login attempts; try again in 888 seconds.',
+    );
+    expect(errorFor(429, 'too many failed login attempts', '888', 'login').message).toBe(
+      'Too many attempts. Try again in 15 minutes.',
+    );
     expect(errorFor(503, null, null, 'login').message).toMatch(/sign-in service is unavailable/);
     expect(errorFor(413, null, null, 'upload').message).toMatch(/too large/);
     expect(errorFor(500, 'db exploded', null).message).toBe('Something went wrong on the server. Please try again.');

@@ -67,7 +67,9 @@ export function errorFor(status, serverMessage, retryAfterHeader, context = 'def
       message = server || 'The file is too large for the server.';
       break;
     case 429:
-      message = `Too many attempts. Try again in ${waitPhrase(retryAfter)}.`;
+      // Without Retry-After the server's own sentence (which may name the wait) beats "a moment".
+      message =
+        retryAfter === null && server ? server : `Too many attempts. Try again in ${waitPhrase(retryAfter)}.`;
       break;
     case 502:
     case 503:
