@@ -523,6 +523,59 @@ def check_dockerfiles(repo: Path, k8s: dict) -> Group:
     return g
 
 
+def groovy_single_quoted(body: str) -> str:
+    """The text of a Groovy '''...''' string: backslash-newline joins lines, \\ is one backslash."""
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt == "\n":
+                i += 2
+                continue
+            if nxt in "\\'":
+                out.append(nxt)
+                i += 2
+                continue
+        out.append(body[i])
+        i += 1
+    return "".join(out)
+
+
+def jenkins_shell_steps(text: str) -> dict[str, list[str]]:
+    """The shell scripts of each stage (and of post), as the agent's sh step receives them."""
+    steps: dict[str, list[str]] = {}
+    marks = [(m.start(), m.group(1)) for m in re.finditer(r"stage\('([^']+)'\)", text)]
+    post = text.find("    post {")
+    if post >= 0:
+        marks.append((post, "post"))
+    marks.sort()
+    for n, (start, name) in enumerate(marks):
+        end = marks[n + 1][0] if n + 1 < len(marks) else len(text)
+        chunk = text[start:end]
+        scripts = [groovy_single_quoted(m.group(1)) for m in re.finditer(r"sh\s*\(?\s*'''(.*?)'''", chunk, re.S)]
+        scripts += [m.group(1) for m in re.finditer(r"sh\s+'([^'\n]*)'", chunk)]
+        steps[name] = scripts
+    return steps
+
+
+def run_apply_stage(repo: Path, script: str) -> list[tuple[str, str, str]]:
+    """Runs the Apply manifests script with a stand-in kubectl; returns (kind, name, image) applied."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = Path(tmp) / "kubectl"
+        fake.write_text("#!/bin/sh\n" + "awk '/^kind:/{k=$2} /^  name:/{if(!n){n=$2}} /image:/{i=$2} "
+                        "END{print k\"\\t\"n\"\\t\"i}' >> " + str(Path(tmp) / "applied") + "\n")
+        fake.chmod(0o755)
+        env = dict(os.environ, PATH=f"{tmp}:{os.environ['PATH']}",
+                   ECR_REGISTRY="123456789012.dkr.ecr.eu-west-1.amazonaws.com", IMAGE_TAG="0123456789ab")
+        subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env, check=True, capture_output=True, text=True)
+        lines = (Path(tmp) / "applied").read_text().splitlines()
+    return [tuple((line.split("\t") + ["", "", ""])[:3]) for line in lines]
+
+
 def check_jenkins(repo: Path, k8s: dict) -> Group:
     g = Group("jenkins")
     text = (repo / "Jenkinsfile").read_text()
@@ -562,6 +615,31 @@ def check_jenkins(repo: Path, k8s: dict) -> Group:
     g.check(re.search(r"\d{12}\.dkr\.ecr", text) is None, "Jenkinsfile: no hard-coded account id")
     g.check("kubectl create secret docker-registry ecr-secret" in text, "Jenkinsfile: ecr-secret not created")
     g.check("git rev-parse" in text and "IMAGE_TAG" in text, "Jenkinsfile: images must be tagged with the commit")
+    # Every sh script parses as shell; the apply stage, run with a stand-in kubectl, applies each
+    # ConfigMap and Service before any Deployment, skips the placeholder Secrets, and points
+    # every Deployment at this build's image.
+    import subprocess
+
+    steps = jenkins_shell_steps(text)
+    for stage, scripts in steps.items():
+        for script in scripts:
+            parsed = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+            g.check(parsed.returncode == 0, f"Jenkinsfile stage {stage}: shell syntax: {parsed.stderr.strip()}")
+    apply = next((s for name, scripts in steps.items() if re.search(r"[Aa]pply manifests", name) for s in scripts), None)
+    if g.check(apply is not None, "Jenkinsfile: no shell script in the apply stage"):
+        applied = run_apply_stage(repo, apply)
+        kinds = [kind for kind, _, _ in applied]
+        g.check("Secret" not in kinds, "Jenkinsfile apply: the placeholder Secrets must not be applied")
+        first_deploy = kinds.index("Deployment") if "Deployment" in kinds else len(kinds)
+        g.check(all(k == "Deployment" for k in kinds[first_deploy:]),
+                f"Jenkinsfile apply: ConfigMaps and Services must come before Deployments: {kinds}")
+        expected = {(k, d["metadata"]["name"]) for objs in k8s.values() for _, d in objs
+                    if (k := d.get("kind")) != "Secret"}
+        g.check({(k, n) for k, n, _ in applied} == expected, "Jenkinsfile apply: not every k8s object was applied")
+        for kind, name, image in applied:
+            if kind == "Deployment":
+                g.check(image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{name}:0123456789ab",
+                        f"Jenkinsfile apply: deployment {name} got image {image!r}, not this build's")
     return g
 
 

@@ -61,6 +61,10 @@ CASES = [
     ("dockerfiles", "Dockerfiles/auth.Dockerfile", "USER 10001:10001\n", ""),
     ("dockerfiles", "Dockerfiles/gateway.Dockerfile", "EXPOSE 8080", "EXPOSE 8000"),
     ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
+    ("jenkins", "Jenkinsfile", "! -name 'secret.yaml' ! -name 'deployment.yaml' | sort\n                      find k8s -name 'deployment.yaml' | sort;",
+     "! -name 'secret.yaml' | sort;"),
+    ("jenkins", "Jenkinsfile", "image: ${ECR_REGISTRY}/\\\\1:${IMAGE_TAG}#", "image: ${ECR_REGISTRY}/\\\\1:latest#"),
+    ("jenkins", "Jenkinsfile", "kubectl rollout status \"deployment/${svc}\" --timeout=10m\n", "kubectl rollout status \"deployment/${svc}\" --timeout=10m)\n"),
     ("jenkins", "Jenkinsfile", "helm upgrade --install postgres ./Helm_charts/Postgres", "helm upgrade --install pg ./Helm_charts/Postgres"),
 ]
 
