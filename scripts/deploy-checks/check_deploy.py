@@ -498,6 +498,12 @@ def check_dockerfiles(repo: Path, k8s: dict) -> Group:
         user = re.findall(r"^USER\s+(\S+)", text, re.M)
         g.check(bool(user) and re.match(r"^[1-9]\d*(:\d+)?$", user[-1]) is not None,
                 f"{path.name}: the last USER must be a numeric non-root uid (runAsNonRoot checks it)")
+        deployment = find(k8s.get(service, []), "Deployment", service)
+        if user and deployment is not None:
+            pod = deployment["spec"]["template"]["spec"]
+            run_as = pod.get("securityContext", {}).get("runAsUser")
+            g.check(run_as is None or str(run_as) == user[-1].split(":")[0],
+                    f"{path.name}: USER {user[-1]} differs from k8s/{service} runAsUser {run_as}")
         g.check(re.search(r"^HEALTHCHECK\s", text, re.M) is not None, f"{path.name}: no HEALTHCHECK")
         expose = {int(p) for p in re.findall(r"^EXPOSE\s+(\d+)", text, re.M)}
         g.check(CONTAINER_PORTS[service] in expose, f"{path.name}: EXPOSE {CONTAINER_PORTS[service]} missing")

@@ -60,6 +60,7 @@ CASES = [
     ("dockerfiles", "Dockerfiles/converter.Dockerfile", " libswscale6", ""),
     ("dockerfiles", "Dockerfiles/auth.Dockerfile", "USER 10001:10001\n", ""),
     ("dockerfiles", "Dockerfiles/gateway.Dockerfile", "EXPOSE 8080", "EXPOSE 8000"),
+    ("dockerfiles", "k8s/converter/deployment.yaml", "runAsUser: 10001", "runAsUser: 1000"),
     ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
     ("jenkins", "Jenkinsfile", "! -name 'secret.yaml' ! -name 'deployment.yaml' | sort\n                      find k8s -name 'deployment.yaml' | sort;",
      "! -name 'secret.yaml' | sort;"),
