@@ -22,7 +22,7 @@
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 TOOLS=$REPO/.stack/deploy-tools
 VENV=$TOOLS/venv
@@ -190,8 +190,10 @@ main() {
     log "FAIL: could not install the tools (see above)"
     exit 1
   fi
-  log "helm $("$TOOLS/bin/helm" version --short 2>/dev/null), $("$VENV/bin/hadolint" --version | head -1),"\
-" kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1) (schemas of Kubernetes $K8S_VERSION)"
+  local versions
+  versions="helm $("$TOOLS/bin/helm" version --short 2>/dev/null), $("$VENV/bin/hadolint" --version | head -1)"
+  versions+=", kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1)"
+  log "$versions (schemas of Kubernetes $K8S_VERSION)"
   step "helm lint" helm_lint
   step "helm template" helm_render
   step "helm values schema" helm_rejects

@@ -47,7 +47,7 @@ ls "$WORK"/initdb-*.sql >/dev/null 2>&1 || fail "postgres chart rendered no init
 psql -q -v ON_ERROR_STOP=1 "$PG_URL_BASE" -c "CREATE DATABASE $DB" >/dev/null
 PG_URL="${PG_URL_BASE%/*}/$DB"
 for run in 1 2; do
-  for f in $(ls "$WORK"/initdb-*.sql | sort); do
+  for f in "$WORK"/initdb-*.sql; do  # glob order is file order, as in docker-entrypoint-initdb.d
     psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f "$f" >/dev/null || fail "postgres: $(basename "$f") failed (run $run)"
   done
 done
@@ -56,7 +56,8 @@ want="id integer - NO YES ALWAYS, email character varying 255 NO NO -, password 
 [[ $columns == "$want" ]] || fail "postgres: auth_user is ($columns), want ($want)"
 seeded=$(psql -At "$PG_URL" -c "SELECT count(*) FROM auth_user WHERE email = 'o''brien@example.com'")
 [[ $seeded == 1 ]] || fail "postgres: seed user rows after two runs: $seeded, want 1"
-echo "postgres: init scripts $(cd "$WORK" && ls initdb-*.sql | sed 's/initdb-//' | tr '\n' ' ')ran twice: auth_user ($columns), one seed row"
+scripts=("$WORK"/initdb-*.sql)
+echo "postgres: init scripts ${scripts[*]##*/initdb-} ran twice: auth_user ($columns), one seed row"
 
 # --- RabbitMQ -----------------------------------------------------------------------------
 read -r AMQP MGMT DIST < <("$PY" -c '
