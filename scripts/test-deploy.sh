@@ -18,7 +18,7 @@
 #   9. scripts/deploy-checks/bootstrap_check.sh: the Postgres chart's init scripts on this
 #      machine's PostgreSQL, and a throwaway RabbitMQ node booted with the chart's config and
 #      definitions.json (the queues, the user, consumer_timeout)
-#  10. scripts/deploy-checks/selftest.py: injects 36 faults, one at a time, into a copy of the
+#  10. scripts/deploy-checks/selftest.py: injects 37 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail
@@ -118,6 +118,11 @@ helm_render() {
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set service.nodePort.enabled=true > "$OUT/render/rabbitmq-nodeport.yaml" &&
   "$helm" template postgres Helm_charts/Postgres --set-string "initdb.seedUser.email=o'brien@example.com" \
       --set-string initdb.seedUser.password=change-me > "$OUT/render/postgres-seed.yaml" &&
+  # An existing claim (the original deployment's volume) instead of a volumeClaimTemplate.
+  "$helm" template mongodb Helm_charts/MongoDB --set persistence.existingClaim=old-mongo-data > "$OUT/render/mongodb-existing.yaml" &&
+  "$helm" template postgres Helm_charts/Postgres --set persistence.existingClaim=old-postgres-data \
+      --set pgdata=/var/lib/postgresql/data > "$OUT/render/postgres-existing.yaml" &&
+  "$helm" template rabbitmq Helm_charts/RabbitMQ --set persistence.existingClaim=old-rabbitmq-data > "$OUT/render/rabbitmq-existing.yaml" &&
   # Values a deployment passes (Jenkins): they must render too.
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&

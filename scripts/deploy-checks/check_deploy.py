@@ -336,6 +336,14 @@ def check_charts(rendered_dir: Path) -> Group:
             names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
             for ref in refs:
                 g.check(ref in names, f"{chart}: Secret {ref} is referenced but not rendered")
+        existing = rendered(rendered_dir, f"{chart}-existing")
+        sts_existing = [d for d in existing if d["kind"] == "StatefulSet"]
+        if g.check(len(sts_existing) == 1, f"{chart}: persistence.existingClaim renders no StatefulSet"):
+            spec = sts_existing[0]["spec"]
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["template"]["spec"].get("volumes", [])
+                      if v.get("name") == "data" and "persistentVolumeClaim" in v]
+            g.check(not spec.get("volumeClaimTemplates") and claims == [f"old-{chart.replace('mongodb', 'mongo')}-data"],
+                    f"{chart}: persistence.existingClaim must mount that claim as the data volume, without a template")
         opened = rendered(rendered_dir, f"{chart}-nodeport")
         ports = [p.get("nodePort") for d in opened if d["kind"] == "Service" for p in d["spec"]["ports"]]
         g.check(nodeport in ports, f"{chart}: service.nodePort.enabled=true must expose {nodeport}")
@@ -347,7 +355,10 @@ def check_charts(rendered_dir: Path) -> Group:
                       r"\s*email VARCHAR\(255\) NOT NULL,\s*password VARCHAR\(255\) NOT NULL\s*\);", sql) is not None,
             "postgres: init SQL does not create the original's auth_user table")
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
-    mounts = {m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    pgdata = {e["name"]: e.get("value") for e in container.get("env", [])}.get("PGDATA", "")
+    g.check(pgdata.startswith("/var/lib/postgresql/data/"), f"postgres: PGDATA {pgdata} must be a subdirectory of the volume")
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
     g.check("/docker-entrypoint-initdb.d" in mounts, "postgres: init scripts not mounted at /docker-entrypoint-initdb.d")
     seeded = rendered(rendered_dir, "postgres-seed")
     seed = [d for d in seeded if d["kind"] == "Secret" and "02-seed-user.sql" in (d.get("stringData") or {})]

@@ -49,6 +49,7 @@ CASES = [
      '.Values.queues.deadLetterSuffix) "vhost" $vhost "durable" true "auto_delete" false "arguments" (dict "x-queue-type" "quorum")'),
     ("charts", "Helm_charts/MongoDB/values.yaml", 'tag: "8.0"', 'tag: "4.4"'),
     ("charts", "Helm_charts/Postgres/values.yaml", "  type: ClusterIP", "  type: LoadBalancer"),
+    ("charts", "Helm_charts/MongoDB/templates/statefulset.yaml", "            claimName: {{ . }}", "            claimName: data-{{ . }}"),
     ("charts", "Helm_charts/RabbitMQ/templates/configmap.yaml", "    load_definitions = /etc/rabbitmq/definitions.json\n", ""),
     ("wiring", "k8s/auth/configmap.yaml", "DATABASE_HOST: postgres", "DATABASE_HOST: postgresql"),
     ("wiring", "k8s/gateway/secret.yaml", "@rabbitmq:5672/%2f", "@rabbit:5672/%2f"),
@@ -76,6 +77,10 @@ CHART_RENDERS = [
     ("mongodb-nodeport", "mongodb", "MongoDB", ["--set", "service.nodePort.enabled=true"]),
     ("postgres-nodeport", "postgres", "Postgres", ["--set", "service.nodePort.enabled=true"]),
     ("rabbitmq-nodeport", "rabbitmq", "RabbitMQ", ["--set", "service.nodePort.enabled=true"]),
+    ("mongodb-existing", "mongodb", "MongoDB", ["--set", "persistence.existingClaim=old-mongo-data"]),
+    ("postgres-existing", "postgres", "Postgres", ["--set", "persistence.existingClaim=old-postgres-data",
+                                                   "--set", "pgdata=/var/lib/postgresql/data"]),
+    ("rabbitmq-existing", "rabbitmq", "RabbitMQ", ["--set", "persistence.existingClaim=old-rabbitmq-data"]),
     ("postgres-seed", "postgres", "Postgres", ["--set-string", "initdb.seedUser.email=o'brien@example.com",
                                                "--set-string", "initdb.seedUser.password=change-me"]),
 ]
