@@ -18,7 +18,7 @@
 #   9. scripts/deploy-checks/bootstrap_check.sh: the Postgres chart's init scripts on this
 #      machine's PostgreSQL, and a throwaway RabbitMQ node booted with the chart's config and
 #      definitions.json (the queues, the user, consumer_timeout)
-#  10. scripts/deploy-checks/selftest.py: injects 37 faults, one at a time, into a copy of the
+#  10. scripts/deploy-checks/selftest.py: injects 38 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail

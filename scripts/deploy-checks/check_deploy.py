@@ -291,6 +291,12 @@ def check_k8s(repo: Path, k8s: dict) -> Group:
                     f"{where}: nginx needs writable /tmp and /etc/nginx/conf.d with a read-only root")
             g.check(env.get("LISTEN_PORT") == str(CONTAINER_PORTS["frontend"]),
                     f"{where}: LISTEN_PORT must equal the containerPort")
+        pdb = find(objs, "PodDisruptionBudget", service)
+        if pdb is not None:
+            g.check(all(labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items()),
+                    f"{where}: PodDisruptionBudget selects no pod of {service}")
+            g.check(pdb["spec"].get("minAvailable", 0) < spec.get("replicas", 1),
+                    f"{where}: PodDisruptionBudget minAvailable must stay below replicas, or no drain can evict")
         # The Service.
         svc = find(objs, "Service", service)
         if not g.check(svc is not None, f"{where}: no Service named {service}"):

@@ -40,6 +40,7 @@ CASES = [
     ("k8s", "k8s/auth/deployment.yaml", "- name: ecr-secret", "- name: registry-secret"),
     ("k8s", "k8s/auth/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
     ("k8s", "k8s/frontend/deployment.yaml", "enableServiceLinks: false", "enableServiceLinks: true"),
+    ("k8s", "k8s/gateway/deployment.yaml", "  replicas: 2\n", "  replicas: 1\n"),
     ("k8s", "k8s/converter/deployment.yaml", "terminationGracePeriodSeconds: 150", "terminationGracePeriodSeconds: 30"),
     ("k8s", "k8s/gateway/deployment.yaml", "            limits:\n              cpu: \"1\"\n", "            limits:\n"),
     ("k8s", "k8s/auth/deployment.yaml", "image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/auth:latest", "image: auth"),
