@@ -74,7 +74,9 @@ load_settings() {
     export "$key"
   done
   case "$STACK_PROFILE" in release | debug) ;; *) die "STACK_PROFILE must be release or debug, not '$STACK_PROFILE'" ;; esac
-  STACK_BIN_DIR=${STACK_BIN_DIR:-${CARGO_TARGET_DIR:-/var/tmp/vidconv-target}/$STACK_PROFILE}
+  # Where cargo builds: CARGO_TARGET_DIR when set (the Makefile sets it), else what `up` used.
+  STACK_TARGET_DIR=${CARGO_TARGET_DIR:-${STACK_TARGET_DIR:-/var/tmp/vidconv-target}}
+  STACK_BIN_DIR=$STACK_TARGET_DIR/$STACK_PROFILE
   SECANTUS_VENV=${STACK_SECANTUS_VENV:-$ROOT/.stack/secantus}
   LOGS=$STACK_DIR/logs
   RUN=$STACK_DIR/run
@@ -96,7 +98,7 @@ record_settings() {
       key=${pair%%=*}
       echo "$key=${!key}"
     done
-    echo "STACK_BIN_DIR=$STACK_BIN_DIR"
+    echo "STACK_TARGET_DIR=$STACK_TARGET_DIR"
     echo "STACK_POSTGRES_DIR=$PGDIR"
   } >"$STACK_DIR/stack.env"
 }
@@ -234,7 +236,7 @@ build_services() {
   local args=(build --locked --bin auth --bin gateway --bin converter)
   [ "$STACK_PROFILE" = release ] && args+=(--release)
   log "cargo ${args[*]} (profile $STACK_PROFILE)"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$(dirname "$STACK_BIN_DIR") cargo "${args[@]}") >&2
+  (cd "$ROOT" && CARGO_TARGET_DIR=$STACK_TARGET_DIR cargo "${args[@]}") >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +482,8 @@ service_passthrough() {
   done
 }
 
-pid_service() { pid_from_file "$RUN/$1.pid" "$STACK_BIN_DIR/$1"; }
+# Any build profile: a stack started as debug is still found when STACK_PROFILE says release.
+pid_service() { pid_from_file "$RUN/$1.pid" "/$1"; }
 health_service() { http_ok "http://127.0.0.1:$(service_port "$1")/readyz"; }
 
 start_service() {
@@ -753,10 +756,14 @@ stack_logs() {
 stack_clean() {
   load_settings
   stack_down
-  # The SecantusDB program (not its data) is kept when it lives inside the stack directory.
+  # Only what this script made: other tools keep their own things under .stack/ too (the
+  # SecantusDB program, test-deps.sh's state, the e2e stack in .stack/e2e).
   if [ -d "$STACK_DIR" ]; then
-    log "wiping $STACK_DIR"
-    find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -path "$SECANTUS_VENV" -exec rm -rf {} +
+    log "wiping the stack's data, logs and secrets in $STACK_DIR"
+    local entry
+    for entry in postgres rabbitmq mongo nginx logs run converter-tmp stack.env secrets.env; do
+      rm -rf "${STACK_DIR:?}/$entry"
+    done
   fi
   case "$PGDIR" in "$STACK_DIR"/*) ;; *) rm -rf "$PGDIR" ;; esac
 }
