@@ -82,6 +82,11 @@ load_settings() {
   RUN=$STACK_DIR/run
   PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
   PGDIR=${STACK_POSTGRES_DIR:-$STACK_DIR/postgres}
+  # A Unix socket path has at most 107 bytes: a deep clone gets its socket directory in /tmp.
+  PG_SOCK=$PGDIR/run
+  if [ ${#PG_SOCK} -gt 80 ]; then
+    PG_SOCK=/tmp/vidconv-pg-$(printf '%s' "$PGDIR" | md5sum | cut -c1-12)
+  fi
   RMQ=$STACK_DIR/rabbitmq
   RABBIT_NODE=vidconv-$STACK_RABBITMQ_PORT@localhost
   NGX=$STACK_DIR/nginx
@@ -256,14 +261,14 @@ start_postgres() {
     return 0
   fi
   port_open "$STACK_POSTGRES_PORT" && die "port $STACK_POSTGRES_PORT is taken by something else: set STACK_POSTGRES_PORT"
-  mkdir -p "$PGDIR/run" "$LOGS"
+  mkdir -p "$PGDIR" "$PG_SOCK" "$LOGS"
   touch "$(pg_log)"
   if [ "$(id -u)" -eq 0 ]; then
-    chown postgres: "$PGDIR" "$PGDIR/run" "$(pg_log)"
+    chown postgres: "$PGDIR" "$PG_SOCK" "$(pg_log)"
     runuser -u postgres -- test -w "$PGDIR" ||
       die "the postgres OS user cannot reach $PGDIR (a parent directory is private, e.g. /root): set STACK_POSTGRES_DIR to a directory it can reach, e.g. /var/tmp/vidconv-postgres"
   fi
-  chmod 700 "$PGDIR/run"
+  chmod 700 "$PG_SOCK"
   if [ ! -f "$PGDIR/data/PG_VERSION" ]; then
     log "initdb in ${PGDIR#"$ROOT"/}/data"
     as_pg "$PG_BIN/initdb" -D "$PGDIR/data" -U postgres -E UTF8 --locale=C.UTF-8 \
@@ -272,10 +277,10 @@ start_postgres() {
   fi
   log "starting postgres on 127.0.0.1:$STACK_POSTGRES_PORT"
   as_pg "$PG_BIN/pg_ctl" -D "$PGDIR/data" -l "$(pg_log)" -w -t 60 -s \
-    -o "-c listen_addresses=127.0.0.1 -c port=$STACK_POSTGRES_PORT -c unix_socket_directories=$PGDIR/run" \
+    -o "-c listen_addresses=127.0.0.1 -c port=$STACK_POSTGRES_PORT -c unix_socket_directories=$PG_SOCK" \
     start || die "postgres did not start; see $(pg_log)"
   # The role's password follows secrets.env (or DATABASE_PASSWORD), so it can be changed.
-  as_pg "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h "$PGDIR/run" -p "$STACK_POSTGRES_PORT" -U postgres -d postgres \
+  as_pg "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$STACK_POSTGRES_PORT" -U postgres -d postgres \
     -v user="$STACK_DATABASE_USER" -v password="$DATABASE_PASSWORD" -v db="$STACK_DATABASE_NAME" >/dev/null <<'SQL' ||
 SELECT format('CREATE ROLE %I LOGIN', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
@@ -766,4 +771,5 @@ stack_clean() {
     done
   fi
   case "$PGDIR" in "$STACK_DIR"/*) ;; *) rm -rf "$PGDIR" ;; esac
+  case "$PG_SOCK" in /tmp/vidconv-pg-*) rm -rf "$PG_SOCK" ;; esac
 }
