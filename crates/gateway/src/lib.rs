@@ -14,6 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::Router;
 use common::jwt::JwtKeys;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use queue::VideoQueue;
@@ -35,6 +36,9 @@ pub struct Inner {
     pub queue: VideoQueue,
     /// HTTP client for the auth service.
     pub http: reqwest::Client,
+    /// Cancelled on SIGTERM, so that long-lived responses (event streams) end and graceful
+    /// shutdown does not wait for them.
+    pub shutdown: CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,6 +72,7 @@ impl Application {
             storage,
             queue,
             http,
+            shutdown: CancellationToken::new(),
         }));
         let router = common::http::instrument(routes::router(state.clone()));
         Ok(Application {
@@ -102,7 +107,13 @@ impl Application {
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(common::shutdown::signal())
+        .with_graceful_shutdown({
+            let token = state.shutdown.clone();
+            async move {
+                common::shutdown::signal().await;
+                token.cancel();
+            }
+        })
         .await?;
         state.queue.close().await;
         Ok(())

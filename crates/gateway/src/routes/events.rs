@@ -53,7 +53,11 @@ pub async fn events(
         let mut last = first;
         yield Ok(status_event(&last));
         while !last.is_final() {
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                // The gateway is stopping: end the stream; the client reconnects elsewhere.
+                () = state.shutdown.cancelled() => break,
+            }
             match status_of(&state, &user, fid).await {
                 Ok(current) if current == last => {}
                 Ok(current) => {

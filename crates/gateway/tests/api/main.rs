@@ -9,5 +9,6 @@ mod helpers;
 mod jobs;
 mod memory;
 mod seed_flow;
+mod shutdown;
 mod status;
 mod upload;
