@@ -61,9 +61,24 @@ impl VideoQueue {
     }
 
     /// Publishes `message` as persistent JSON and waits until the broker confirms it.
+    ///
+    /// A connection that turns out to be dead (the broker restarted since its last use) is
+    /// replaced and the publish tried once more; a duplicate this may cause is harmless, since
+    /// the converter makes exactly one MP3 per upload.
     pub async fn publish(&self, message: &VideoMessage) -> Result<(), QueueError> {
         let payload = serde_json::to_vec(message)
             .map_err(|e| QueueError::Refused(format!("cannot encode message: {e}")))?;
+        match self.publish_once(&payload).await {
+            Err(QueueError::Unreachable(e)) => {
+                tracing::info!(error = %e, queue = %self.name, "publish failed on a dead connection, retrying");
+                self.open.lock().await.take();
+                self.publish_once(&payload).await
+            }
+            other => other,
+        }
+    }
+
+    async fn publish_once(&self, payload: &[u8]) -> Result<(), QueueError> {
         let channel = self.channel().await?;
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
@@ -77,7 +92,7 @@ impl VideoQueue {
                     mandatory: true,
                     ..BasicPublishOptions::default()
                 },
-                &payload,
+                payload,
                 properties,
             )
             .await

@@ -380,7 +380,6 @@ async fn publishing_recovers_after_the_broker_drops_the_connection() {
         .unwrap_or_else(|| panic!("connection {name} not in {listing}"))
         .to_owned();
     rabbitmqctl(&["close_connection", &conn, "test: broker restart"]);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let fid = app.upload_file(USER, "two.mp4", b"second").await;
     let (payload, _) = app
