@@ -119,6 +119,11 @@ fn main() -> anyhow::Result<()> {
         "CLI: ffmpeg -i IN -vn -c:a libmp3lame OUT.mp3 ({})",
         ffmpeg_version()
     )?;
+    writeln!(
+        stdout,
+        "load average at start: {} (other work on the machine skews absolute times; runs alternate)",
+        load_average()
+    )?;
 
     let mut long_input = None;
     for input in INPUTS {
@@ -219,13 +224,23 @@ fn main() -> anyhow::Result<()> {
         writeln!(stdout, "  1 conversion {one:.3} s; {parallel} at once {:.3} s; throughput {speedup:.2}x of one ({:.0}x realtime in total); peak RSS {:.1} MiB",
             many.secs, parallel as f64 * media_secs / many.secs, many.max_rss_kib as f64 / 1024.0)?;
     }
+    writeln!(stdout, "\nload average at end: {}", load_average())?;
     Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Runs `cmd` under `/usr/bin/time -f %M` and returns its wall time and peak RSS.
 fn timed(cmd: Command) -> anyhow::Result<Run> {
     let rss_file = tempfile::NamedTempFile::new()?;
     let mut time = Command::new("/usr/bin/time");
+    // Only our transcoder logs; keep its per-file line out of the report.
+    time.env("RUST_LOG", "warn");
     time.args(["-f", "%M", "-o"])
         .arg(rss_file.path())
         .arg(cmd.get_program())

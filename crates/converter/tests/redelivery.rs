@@ -12,7 +12,8 @@ use futures::AsyncWriteExt;
 use helpers::*;
 use mongodb::bson::doc;
 
-/// A 10-minute mono AAC track: long enough to interrupt mid-conversion.
+/// A 6-minute mono AAC track (1.4 MB): long enough to interrupt mid-conversion, small enough
+/// for the in-memory Mongo stand-in.
 fn long_audio(env: &TestEnv) -> std::path::PathBuf {
     ffmpeg(
         env.media.path(),
@@ -21,13 +22,30 @@ fn long_audio(env: &TestEnv) -> std::path::PathBuf {
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=220:sample_rate=44100:duration=600",
+            "sine=frequency=220:sample_rate=44100:duration=360",
             "-c:a",
             "aac",
             "-b:a",
-            "48k",
+            "32k",
         ],
     )
+}
+
+/// Uploads the long track with a job asking for 64 kb/s (a smaller MP3 to store).
+async fn upload_long(
+    env: &TestEnv,
+    owner: &str,
+) -> (std::path::PathBuf, mongodb::bson::oid::ObjectId) {
+    let src = long_audio(env);
+    let fid = env.upload(&src, "lecture.m4a", owner).await;
+    env.insert_job(&job_with_quality(
+        fid,
+        owner,
+        "lecture.m4a",
+        common::jobs::Mp3Quality::Cbr { bitrate_kbps: 64 },
+    ))
+    .await;
+    (src, fid)
 }
 
 fn start_binary(env: &TestEnv, extra: &[(&str, &str)]) -> Child {
@@ -101,8 +119,7 @@ async fn mp3s_stored_by_earlier_deliveries_are_reused_and_duplicates_removed() {
 #[tokio::test]
 async fn killed_mid_conversion_then_restarted_yields_exactly_one_mp3() {
     let env = TestEnv::new().await;
-    let src = long_audio(&env);
-    let fid = env.upload(&src, "lecture.m4a", "h@example.com").await;
+    let (src, fid) = upload_long(&env, "h@example.com").await;
     env.publish(fid, "h@example.com").await;
 
     let mut first = start_binary(&env, &[]);
@@ -123,6 +140,10 @@ async fn killed_mid_conversion_then_restarted_yields_exactly_one_mp3() {
     let job = env.wait_final(fid).await;
     assert_eq!(job.state, JobState::Completed, "{job:?}");
     assert_eq!(job.attempts, 2, "redelivered once");
+    assert_eq!(
+        job.quality,
+        common::jobs::Mp3Quality::Cbr { bitrate_kbps: 64 }
+    );
     let files = env.mp3_files(fid).await;
     assert_eq!(files.len(), 1, "exactly one MP3");
     let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);
@@ -142,8 +163,7 @@ async fn killed_mid_conversion_then_restarted_yields_exactly_one_mp3() {
 #[tokio::test]
 async fn sigterm_lets_the_conversion_in_flight_finish() {
     let env = TestEnv::new().await;
-    let src = long_audio(&env);
-    let fid = env.upload(&src, "lecture.m4a", "i@example.com").await;
+    let (_, fid) = upload_long(&env, "i@example.com").await;
     env.publish(fid, "i@example.com").await;
     let mut child = start_binary(&env, &[]);
     env.wait_job(fid, Duration::from_secs(60), |j| {
@@ -163,8 +183,7 @@ async fn sigterm_lets_the_conversion_in_flight_finish() {
 #[tokio::test]
 async fn sigterm_requeues_work_that_would_outlast_the_grace_period() {
     let env = TestEnv::new().await;
-    let src = long_audio(&env);
-    let fid = env.upload(&src, "lecture.m4a", "j@example.com").await;
+    let (_, fid) = upload_long(&env, "j@example.com").await;
     env.publish(fid, "j@example.com").await;
     let mut child = start_binary(&env, &[("CONVERTER_SHUTDOWN_GRACE_SECS", "0")]);
     env.wait_job(fid, Duration::from_secs(60), |j| {

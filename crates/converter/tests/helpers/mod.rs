@@ -294,16 +294,43 @@ impl TestEnv {
         out
     }
 
-    /// Deletes the queues and databases.
+    /// Deletes the queues and databases (also done on drop, so a failed test cleans up too).
     pub async fn cleanup(self) {
-        for q in [self.queue.clone(), self.dlq()] {
-            let _ = self
-                .channel
-                .queue_delete(&q, QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = self.videos().drop().await;
-        let _ = self.mp3s().drop().await;
+        drop(self);
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let (amqp, mongo) = (self.amqp_url.clone(), self.mongo_uri.clone());
+        let queues = [self.queue.clone(), self.dlq()];
+        let dbs = [self.videos_db.clone(), self.mp3s_db.clone()];
+        // Drop cannot await, and may run inside the test's runtime: use a thread of our own.
+        let cleaner = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(conn) = Connection::connect(&amqp, ConnectionProperties::default()).await
+                {
+                    if let Ok(channel) = conn.create_channel().await {
+                        for q in &queues {
+                            let _ = channel.queue_delete(q, QueueDeleteOptions::default()).await;
+                        }
+                    }
+                    let _ = conn.close(200, "test cleanup").await;
+                }
+                if let Ok(client) = Client::with_uri_str(&mongo).await {
+                    for db in &dbs {
+                        let _ = client.database(db).drop().await;
+                    }
+                }
+            });
+        });
+        let _ = cleaner.join();
     }
 }
 
