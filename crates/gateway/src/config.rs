@@ -11,6 +11,10 @@ use common::{
 /// Default body size limit of an upload: 200 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 * 1024 * 1024;
 
+/// The MongoDB variables, read by [`MongoLocations::from_env`] (shared with the converter); listed
+/// here so that every variable the gateway reads is named in this file.
+pub const MONGO_VARIABLES: [&str; 3] = ["MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI", "MONGODB_URI"];
+
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
