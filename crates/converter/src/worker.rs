@@ -224,9 +224,9 @@ impl Worker {
         };
 
         // An MP3 stored by an earlier delivery that died before recording it: reuse it.
-        if let Some(mp3_fid) = self.keep_one_mp3(id).await? {
-            self.storage
-                .complete_job(id, mp3_fid, job.duration_secs)
+        if let Some(existing) = self.keep_one_mp3(id).await? {
+            let mp3_fid = self
+                .record_kept_mp3(id, existing, job.duration_secs)
                 .await?;
             tracing::info!(%mp3_fid, "reused the MP3 of an earlier delivery");
             return Ok(Outcome::Completed {
@@ -262,9 +262,8 @@ impl Worker {
             .store_mp3(output.path(), &mp3_name, id, job.owner.as_deref())
             .await?;
         drop(output);
-        let kept = self.keep_one_mp3(id).await?.unwrap_or(ours);
-        self.storage
-            .complete_job(id, kept, Some(report.duration_secs))
+        let kept = self
+            .record_kept_mp3(id, ours, Some(report.duration_secs))
             .await?;
         metrics::histogram!("converter_conversion_seconds").record(started.elapsed().as_secs_f64());
         crate::record_media_seconds(report.duration_secs);
@@ -274,6 +273,28 @@ impl Worker {
             mp3_fid: kept,
             reused: kept != ours,
         })
+    }
+
+    /// Marks the job completed with the MP3 that survives deduplication. Checked again after the
+    /// write: a converter racing us on a redelivered copy may have stored an older MP3 meanwhile
+    /// and removed ours; then the job is pointed at the survivor.
+    async fn record_kept_mp3(
+        &self,
+        id: ObjectId,
+        ours: ObjectId,
+        duration_secs: Option<f64>,
+    ) -> Result<ObjectId, StorageError> {
+        let mut kept = self.keep_one_mp3(id).await?.unwrap_or(ours);
+        for _ in 0..5 {
+            self.storage.complete_job(id, kept, duration_secs).await?;
+            match self.storage.mp3s_for(id).await?.first() {
+                Some(&first) if first != kept => {
+                    kept = self.keep_one_mp3(id).await?.unwrap_or(first)
+                }
+                _ => break,
+            }
+        }
+        Ok(kept)
     }
 
     /// Keeps the oldest MP3 of the upload, deletes any other; returns the one kept.
