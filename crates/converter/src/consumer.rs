@@ -31,6 +31,8 @@ use crate::worker::{Outcome, Worker};
 pub const REASON_HEADER: &str = "x-converter-reason";
 /// Header of a dead letter naming the queue it came from.
 pub const ORIGINAL_QUEUE_HEADER: &str = "x-original-queue";
+/// First pause before reconnecting, doubled after each failed attempt.
+const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
 /// AMQP persistent delivery mode.
@@ -67,7 +69,7 @@ impl Consumer {
     pub async fn run(self, stop: CancellationToken) {
         let abort_jobs = CancellationToken::new();
         let mut jobs = JoinSet::new();
-        let mut delay = Duration::from_millis(250);
+        let mut delay = INITIAL_RECONNECT_DELAY;
         let mut connection: Option<Connection> = None;
         while !stop.is_cancelled() {
             match self
@@ -76,7 +78,10 @@ impl Consumer {
             {
                 Ok(()) => break,
                 Err(e) => {
-                    self.consuming.store(false, Ordering::Relaxed);
+                    // A connection that worked starts the back-off over.
+                    if self.consuming.swap(false, Ordering::Relaxed) {
+                        delay = INITIAL_RECONNECT_DELAY;
+                    }
                     tracing::warn!(error = %e, ?delay, "RabbitMQ unavailable, reconnecting");
                     if let Some(conn) = connection.take() {
                         let _ = conn.close(0, "reconnecting").await;
