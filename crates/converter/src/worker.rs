@@ -237,6 +237,8 @@ impl Worker {
 
         self.storage.start_job(id).await?;
         let started = Instant::now();
+        // Recreated if something removed it (another converter in this process shutting down).
+        std::fs::create_dir_all(&self.tmp_dir).map_err(StorageError::from)?;
         let input = tempfile::Builder::new()
             .prefix("converter-in-")
             .tempfile_in(&self.tmp_dir)
