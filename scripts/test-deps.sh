@@ -62,9 +62,12 @@ if [ ! -x "$ROOT/.stack/secantus/bin/secantusd-py" ]; then
   "$ROOT/.stack/secantus/bin/pip" install -q 'SecantusDB==0.7.0b3'
 fi
 if ! port_open "$TEST_MONGO_PORT"; then
+  # The stand-in keeps every write in its oplog for an hour by default, which fills its in-memory
+  # cache after a few test runs (WT_CACHE_FULL): bound the oplog, tests never read it.
   log "starting SecantusDB on $TEST_MONGO_PORT (in memory)"
   nohup "$ROOT/.stack/secantus/bin/secantusd-py" --host 127.0.0.1 --port "$TEST_MONGO_PORT" \
-    --storage-path :memory: --cache-size 256M --log-level WARNING \
+    --storage-path :memory: --cache-size 1G --log-level WARNING \
+    --oplog-max-entries 1000 --oplog-retention-seconds 60 \
     >"$STATE/secantus.log" 2>&1 &
   echo $! >"$STATE/secantus.pid"
   wait_port "$TEST_MONGO_PORT" SecantusDB
