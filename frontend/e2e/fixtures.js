@@ -59,14 +59,15 @@ export async function expectAccessible(page) {
 
 /**
  * Saves a full-page screenshot as test-results/screenshots/NAME.png (and into docs/images when
- * asked), after checking the page with axe-core: every page the suite shows is also checked.
+ * asked and UPDATE_DOCS_SCREENSHOTS=1, so a test run never edits tracked files), after checking
+ * the page with axe-core: every page the suite shows is also checked.
  */
 export async function snap(page, name, { docs = false } = {}) {
   await expectAccessible(page);
   mkdirSync(SCREENSHOTS, { recursive: true });
   const file = path.join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
-  if (docs) {
+  if (docs && process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
     mkdirSync(DOCS_IMAGES, { recursive: true });
     copyFileSync(file, path.join(DOCS_IMAGES, `${name}.png`));
   }
