@@ -40,20 +40,8 @@ pub struct Readiness {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let mongodb = async {
-        match tokio::time::timeout(CHECK_TIMEOUT, state.storage.ping()).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(e)) => format!("not ready: {e}"),
-            Err(_) => "not ready: no answer in time".to_owned(),
-        }
-    };
-    let rabbitmq = async {
-        match tokio::time::timeout(CHECK_TIMEOUT, state.queue.check()).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(e)) => format!("not ready: {e}"),
-            Err(_) => "not ready: no answer in time".to_owned(),
-        }
-    };
+    let mongodb = describe(state.storage.ping());
+    let rabbitmq = describe(state.queue.check());
     let auth = async {
         let url = format!("{}/healthz", state.config.auth_base_url);
         // Any HTTP answer means auth is up and reachable.
@@ -78,4 +66,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             auth,
         }),
     )
+}
+
+/// `ok`, or why a dependency check failed or did not answer within [`CHECK_TIMEOUT`].
+async fn describe<E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> String {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("not ready: {e}"),
+        Err(_) => "not ready: no answer in time".to_owned(),
+    }
 }
