@@ -17,7 +17,7 @@ status: ## What is running, and whether it answers
 logs: ## Follow the services' logs
 	@bash scripts/stack.sh logs
 
-clean: down ## Stop and wipe .stack/ (databases included)
+clean: down ## Stop and wipe the stack's data, logs and secrets under .stack/
 	@bash scripts/stack.sh clean
 
 test: test-rust test-deploy test-frontend test-e2e ## Every test, installing what it needs
