@@ -84,6 +84,42 @@ const sleep = (ms, signal) =>
   });
 
 /**
+ * How `watch` follows a job. `pollMs`: the /status polling interval (3 s, as the original
+ * frontend). Streams: the first reopen waits `reconnectMs`, doubling per failure in a row up to
+ * `maxReconnectMs` (each wait is between half and all of that, so many pages do not come back
+ * at the same moment); a stream that ended cleanly after at least `minStreamMs` resets the count;
+ * `maxStreamFailures` in a row switch to polling. `maxPollFailures` failed polls in a row give up.
+ */
+export const WATCH_DEFAULTS = Object.freeze({
+  pollMs: 3000,
+  reconnectMs: 1000,
+  maxReconnectMs: 15_000,
+  minStreamMs: 10_000,
+  maxStreamFailures: 3,
+  maxPollFailures: 30,
+});
+
+/** /events answered with something that is not an event stream. */
+class NoStream extends Error {}
+
+/** A 4xx that asking again will not change: every one but 408 and 429. */
+function isPermanent(error) {
+  return (
+    error instanceof ApiError &&
+    error.status >= 400 &&
+    error.status < 500 &&
+    error.status !== 408 &&
+    error.status !== 429
+  );
+}
+
+/** The wait before reopening a stream after `failures` failures in a row (0 after a clean end). */
+function reconnectDelay(failures, { reconnectMs, maxReconnectMs }) {
+  const ceiling = Math.min(maxReconnectMs, reconnectMs * 2 ** Math.max(0, failures - 1));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
  * The calls that need the JWT. `onUnauthorized` runs on any 401 (expired or invalid token)
  * before the error is thrown, so the app can send the user to the login page.
  */
@@ -108,7 +144,7 @@ export function createApi(token, onUnauthorized = () => {}) {
   return {
     status,
 
-    /** One page of the user's jobs, newest first. */
+    /** One page of the user's jobs, newest first. A 404 means a gateway without /jobs (the original). */
     async jobs(page = 1, perPage = 20) {
       const response = await authed(`/jobs?page=${page}&per_page=${perPage}`);
       return response.json();
@@ -126,7 +162,11 @@ export function createApi(token, onUnauthorized = () => {}) {
     async download(mp3Fid, fallbackName) {
       const response = await authed(`/download?fid=${encodeURIComponent(mp3Fid)}`);
       const blob = await response.blob();
-      const name = filenameFromDisposition(response.headers.get('content-disposition')) || fallbackName || 'audio.mp3';
+      // Only an attachment's name is meant for people: the original gateway sends
+      // `inline; filename=<mp3 id>.mp3`, and the video's name is better than an id.
+      const disposition = response.headers.get('content-disposition') || '';
+      const given = /^\s*attachment\b/i.test(disposition) ? filenameFromDisposition(disposition) : null;
+      const name = given || fallbackName || 'audio.mp3';
       const url = URL.createObjectURL(blob);
       const link = document.createElement('a');
       link.href = url;
@@ -199,13 +239,19 @@ export function createApi(token, onUnauthorized = () => {}) {
     },
 
     /**
-     * Follows a job until it completes or fails: Server-Sent Events from /events read with fetch()
-     * (EventSource cannot send the Authorization header), falling back to polling /status every
-     * `pollMs` when the stream cannot be opened or breaks. Calls `onUpdate(status)` with each
-     * /status-shaped object and `onTransport('stream' | 'polling')`. Stops when `signal` aborts.
-     * Resolves to the last status.
+     * Follows a job until it completes or fails. Calls `onUpdate(status)` with each
+     * /status-shaped object and `onTransport('stream' | 'polling')` when the way of following
+     * changes. Stops when `signal` aborts; resolves to the last status. See `WATCH_DEFAULTS`
+     * (any of its fields can be passed here) for how streams are reopened and when polling starts.
+     *
+     * Server-Sent Events from /events are read with fetch() (EventSource cannot send the
+     * Authorization header). A stream that ends without `completed` or `failed` is reopened: the
+     * gateway caps a stream's lifetime. /status is polled instead when /events answers 404 (a
+     * gateway without it, such as the original; or a job that is gone, which /status then
+     * confirms), 429 (too many open streams) or fails `maxStreamFailures` times in a row.
      */
-    async watch(fid, { onUpdate, onTransport = () => {}, signal, pollMs = 2000 }) {
+    async watch(fid, { onUpdate, onTransport = () => {}, signal, ...options }) {
+      const settings = { ...WATCH_DEFAULTS, ...options };
       let last = null;
       const deliver = (data) => {
         last = data;
@@ -213,53 +259,81 @@ export function createApi(token, onUnauthorized = () => {}) {
         return TERMINAL.has(data.status);
       };
 
-      try {
+      /** One stream: 'done' after a terminal status, 'ended' when it ends without one; throws otherwise. */
+      async function followStream() {
         const response = await authed(`/events?fid=${encodeURIComponent(fid)}`, {
           headers: { Accept: 'text/event-stream' },
           signal,
           cache: 'no-store',
         });
-        if (response.body) {
-          onTransport('stream');
-          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-          const parser = new SseParser();
+        // No stream to read (an old browser, or something that is not the gateway's /events).
+        if (!response.body || !(response.headers.get('content-type') || '').startsWith('text/event-stream')) {
+          response.body?.cancel().catch(() => {});
+          throw new NoStream();
+        }
+        onTransport('stream');
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        const parser = new SseParser();
+        try {
           for (;;) {
             const { value, done } = await reader.read();
-            if (done) break;
+            if (done) return 'ended';
             for (const event of parser.push(value)) {
               let data;
               try {
                 data = JSON.parse(event.data);
               } catch {
-                continue; // not a status line; ignore it
+                continue; // not JSON; nothing this page understands
               }
-              if (data && typeof data.status === 'string' && deliver(data)) {
-                reader.cancel().catch(() => {});
-                return last;
-              }
+              // The gateway's `error` event: the job vanished (deleted meanwhile). Polling /status
+              // confirms it with the gateway's own 404 sentence.
+              if (event.event === 'error') throw errorFor(404, typeof data?.error === 'string' ? data.error : null, null);
+              if (data && typeof data.status === 'string' && deliver(data)) return 'done';
             }
           }
+        } finally {
+          reader.cancel().catch(() => {});
         }
-      } catch (error) {
-        if (signal?.aborted) return last;
-        // 401 already went to onUnauthorized; 404 means the job is gone: polling would say the same.
-        if (error instanceof ApiError && (error.status === 401 || error.status === 404)) throw error;
       }
 
-      // The stream failed or ended early: poll.
-      onTransport('polling');
       let failures = 0;
+      while (!signal?.aborted) {
+        const opened = performance.now();
+        let outcome;
+        try {
+          outcome = await followStream();
+        } catch (error) {
+          if (signal?.aborted) return last;
+          if (error instanceof NoStream) break;
+          if (error instanceof ApiError) {
+            if (error.status === 404 || error.status === 429) break;
+            if (isPermanent(error)) throw error;
+          }
+          outcome = 'failed';
+        }
+        if (outcome === 'done') return last;
+        // A stream that lived a while and ended cleanly reached the gateway's lifetime cap: reopen
+        // it soon. One that ended at once, or broke, counts as a failure and waits longer.
+        if (outcome === 'ended' && performance.now() - opened >= settings.minStreamMs) failures = 0;
+        else failures += 1;
+        if (failures >= settings.maxStreamFailures) break;
+        await sleep(reconnectDelay(failures, settings), signal);
+      }
+      if (signal?.aborted) return last;
+
+      onTransport('polling');
+      failures = 0;
       while (!signal?.aborted) {
         try {
           if (deliver(await status(fid, signal))) return last;
           failures = 0;
         } catch (error) {
           if (signal?.aborted) return last;
-          if (error instanceof ApiError && (error.status === 401 || error.status === 404)) throw error;
+          if (isPermanent(error)) throw error;
           failures += 1;
-          if (failures >= 30) throw error;
+          if (failures >= settings.maxPollFailures) throw error;
         }
-        await sleep(pollMs, signal);
+        await sleep(settings.pollMs, signal);
       }
       return last;
     },

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { fakeGateway, json } from '../test/helpers.jsx';
+import { fakeGateway, flask404, json } from '../test/helpers.jsx';
 import { basicAuth, createApi, filenameFromDisposition, login, register } from './client.js';
 import { ApiError, errorFor } from './errors.js';
 
@@ -95,7 +95,10 @@ describe('watching a job', () => {
     expect(calls[0].query.get('fid')).toBe('vid1');
   });
 
-  it('falls back to polling /status when the stream cannot be opened', async () => {
+  // Tiny waits so the tests follow the same paths as the page without its seconds.
+  const fast = { pollMs: 1, reconnectMs: 1, maxReconnectMs: 1 };
+
+  it('retries a stream that cannot be opened, then falls back to polling /status', async () => {
     let polls = 0;
     const calls = fakeGateway({
       'GET /events': () => new Response('no', { status: 502 }),
@@ -109,23 +112,140 @@ describe('watching a job', () => {
     const last = await createApi('tok').watch('vid2', {
       onUpdate: (u) => updates.push(u),
       onTransport: (t) => transports.push(t),
-      pollMs: 1,
+      ...fast,
     });
     expect(last).toEqual({ status: 'failed', error: 'no audio track' });
     expect(updates).toHaveLength(3);
     expect(transports).toEqual(['polling']);
+    expect(calls.filter((c) => c.path === '/events')).toHaveLength(3);
     expect(calls.filter((c) => c.path === '/status')).toHaveLength(3);
   });
 
-  it('falls back to polling when the stream breaks before the end', async () => {
-    fakeGateway({
+  it('reopens a stream that breaks, and polls after three breaks in a row', async () => {
+    const calls = fakeGateway({
       'GET /events': () => sseResponse(['data: {"status":"processing","state":"processing","progress":10}\n\n'], { close: false }),
       'GET /status': () => json({ status: 'completed', mp3_fid: 'm' }),
     });
     const updates = [];
-    const last = await createApi('tok').watch('vid3', { onUpdate: (u) => updates.push(u), pollMs: 1 });
-    expect(updates.map((u) => u.status)).toEqual(['processing', 'completed']);
+    const last = await createApi('tok').watch('vid3', { onUpdate: (u) => updates.push(u), ...fast });
+    expect(updates.map((u) => u.status)).toEqual(['processing', 'processing', 'processing', 'completed']);
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/events', '/events', '/status']);
     expect(last.mp3_fid).toBe('m');
+  });
+
+  it('reopens a stream that ends cleanly without a final state (the gateway caps its lifetime)', async () => {
+    const streams = [
+      ['data: {"status":"processing","state":"queued","progress":0}\n\n'],
+      ['data: {"status":"processing","state":"processing","progress":30}\n\n'],
+      [': keep-alive\n\n', 'data: {"status":"processing","state":"processing","progress":60}\n\n'],
+      ['data: {"status":"processing","state":"processing","progress":90}\n\n', 'data: {"status":"completed","mp3_fid":"z"}\n\n'],
+    ];
+    const calls = fakeGateway({ 'GET /events': () => sseResponse(streams.shift()) });
+    const updates = [];
+    const transports = [];
+    // minStreamMs 0: every stream counts as one that lived its full life, so four in a row are no failure.
+    const last = await createApi('tok').watch('vid4', {
+      onUpdate: (u) => updates.push(u),
+      onTransport: (t) => transports.push(t),
+      ...fast,
+      minStreamMs: 0,
+    });
+    expect(last).toEqual({ status: 'completed', mp3_fid: 'z' });
+    expect(updates.map((u) => u.progress ?? u.status)).toEqual([0, 30, 60, 90, 'completed']);
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/events', '/events', '/events']);
+    expect(transports).not.toContain('polling');
+  });
+
+  it('counts streams that end at once as failures and then polls', async () => {
+    const calls = fakeGateway({
+      'GET /events': () => sseResponse(['data: {"status":"processing","state":"queued","progress":0}\n\n']),
+      'GET /status': () => json({ status: 'completed', mp3_fid: 'q' }),
+    });
+    const transports = [];
+    const last = await createApi('tok').watch('vid5', {
+      onUpdate: () => {},
+      onTransport: (t) => transports.push(t),
+      ...fast,
+      minStreamMs: Number.POSITIVE_INFINITY,
+    });
+    expect(last).toEqual({ status: 'completed', mp3_fid: 'q' });
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/events', '/events', '/status']);
+    expect(transports.at(-1)).toBe('polling');
+  });
+
+  it('polls at once when the gateway refuses another stream with 429', async () => {
+    let polls = 0;
+    const calls = fakeGateway({
+      'GET /events': () => json({ error: 'too many open event streams for this user' }, 429),
+      'GET /status': () => {
+        polls += 1;
+        return json(polls < 2 ? { status: 'processing', state: 'processing', progress: 50 } : { status: 'completed', mp3_fid: 'r' });
+      },
+    });
+    const transports = [];
+    const last = await createApi('tok').watch('vid6', { onUpdate: () => {}, onTransport: (t) => transports.push(t), ...fast });
+    expect(last).toEqual({ status: 'completed', mp3_fid: 'r' });
+    expect(transports).toEqual(['polling']);
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/status', '/status']);
+  });
+
+  it('polls /status against the original gateway, whose /events is Flask\'s HTML 404', async () => {
+    let polls = 0;
+    const calls = fakeGateway({
+      'GET /events': () => flask404(),
+      // The original's answers: "processing" until an MP3 exists, then "completed" with its id.
+      'GET /status': () => {
+        polls += 1;
+        return json(polls < 3 ? { status: 'processing' } : { status: 'completed', mp3_fid: '65f0c0ffee' });
+      },
+    });
+    const updates = [];
+    const transports = [];
+    const last = await createApi('tok').watch('vid7', {
+      onUpdate: (u) => updates.push(u),
+      onTransport: (t) => transports.push(t),
+      ...fast,
+    });
+    expect(last).toEqual({ status: 'completed', mp3_fid: '65f0c0ffee' });
+    expect(updates.map((u) => u.status)).toEqual(['processing', 'processing', 'completed']);
+    expect(transports).toEqual(['polling']);
+    expect(calls.filter((c) => c.path === '/events')).toHaveLength(1);
+    expect(calls.filter((c) => c.path === '/status').map((c) => c.query.get('fid'))).toEqual(['vid7', 'vid7', 'vid7']);
+  });
+
+  it('polls when /events answers something that is not an event stream', async () => {
+    const calls = fakeGateway({
+      'GET /events': () => new Response('<!doctype html><title>app</title>', { status: 200, headers: { 'Content-Type': 'text/html' } }),
+      'GET /status': () => json({ status: 'completed', mp3_fid: 'h' }),
+    });
+    const transports = [];
+    await expect(createApi('tok').watch('vid8', { onUpdate: () => {}, onTransport: (t) => transports.push(t), ...fast })).resolves.toEqual({
+      status: 'completed',
+      mp3_fid: 'h',
+    });
+    expect(transports).toEqual(['polling']);
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
+  });
+
+  it('a job that is gone (404 from /events, confirmed by /status) is an error', async () => {
+    const calls = fakeGateway({
+      'GET /events': () => json({ error: 'no such upload' }, 404),
+      'GET /status': () => json({ error: 'no such upload' }, 404),
+    });
+    await expect(createApi('tok').watch('gone', { onUpdate: () => {}, ...fast })).rejects.toMatchObject({ status: 404, message: 'No such upload.' });
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
+  });
+
+  it('a job deleted while streaming (event: error) ends with the gateway\'s 404', async () => {
+    const calls = fakeGateway({
+      'GET /events': () =>
+        sseResponse(['event: status\ndata: {"status":"processing","state":"processing","progress":20}\n\n', 'event: error\ndata: {"error":"no such upload"}\n\n']),
+      'GET /status': () => json({ error: 'no such upload' }, 404),
+    });
+    const updates = [];
+    await expect(createApi('tok').watch('deleted', { onUpdate: (u) => updates.push(u), ...fast })).rejects.toMatchObject({ status: 404 });
+    expect(updates).toHaveLength(1);
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
   });
 
   it('reports a 401 to onUnauthorized and stops', async () => {
@@ -149,6 +269,7 @@ describe('watching a job', () => {
       },
       signal: controller.signal,
       pollMs: 10_000,
+      reconnectMs: 1,
     });
     await expect(watching).resolves.toEqual({ status: 'processing', state: 'queued', progress: 0 });
     expect(updates).toHaveLength(1);
@@ -181,6 +302,21 @@ describe('jobs and downloads', () => {
     await expect(api.download('mp3id', 'fallback.mp3')).resolves.toEqual({ name: 'talk.mp3', size: 4 });
     expect(clicked).toEqual([{ href: 'blob:fake', download: 'talk.mp3' }]);
     expect(calls[2].headers.get('authorization')).toBe('Bearer tok');
+    click.mockRestore();
+  });
+
+  it('names the MP3 after the video when the gateway gives only an inline id name (the original)', async () => {
+    fakeGateway({
+      'GET /download': () =>
+        new Response(new Uint8Array([0xff, 0xfb]), {
+          status: 200,
+          headers: { 'Content-Type': 'audio/mpeg', 'Content-Disposition': 'inline; filename=65f0c0ffee.mp3' },
+        }),
+    });
+    URL.createObjectURL = vi.fn(() => 'blob:fake');
+    URL.revokeObjectURL = vi.fn();
+    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(() => {});
+    await expect(createApi('tok').download('65f0c0ffee', 'holiday.mp3')).resolves.toEqual({ name: 'holiday.mp3', size: 2 });
     click.mockRestore();
   });
 });

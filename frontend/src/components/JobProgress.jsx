@@ -4,6 +4,7 @@ import DownloadButton from './DownloadButton.jsx';
 import ProgressBar from './ProgressBar.jsx';
 import StateBadge from './StateBadge.jsx';
 import { stateOf } from '../lib/jobs.js';
+import { WATCH_DEFAULTS } from '../api/client.js';
 
 /** Live conversion progress of one upload, then its download (or the reason it failed). */
 export default function JobProgress({ videoFid, filename }) {
@@ -24,7 +25,9 @@ export default function JobProgress({ videoFid, filename }) {
   }, [api, videoFid]);
 
   const state = stateOf(status);
-  const progress = typeof status?.progress === 'number' ? status.progress : 0;
+  // The original gateway's /status says only "processing", without a progress number.
+  const measured = typeof status?.progress === 'number';
+  const progress = measured ? status.progress : 0;
 
   return (
     <section aria-labelledby="job-heading" className="space-y-4 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6">
@@ -41,10 +44,10 @@ export default function JobProgress({ videoFid, filename }) {
           <ProgressBar
             label="Conversion"
             value={progress}
-            indeterminate={state === 'queued'}
-            detail={state === 'queued' ? 'Waiting for a converter…' : `${Math.round(progress)}%`}
+            indeterminate={state === 'queued' || !measured}
+            detail={state === 'queued' ? 'Waiting for a converter…' : measured ? `${Math.round(progress)}%` : 'Converting…'}
           />
-          {transport === 'polling' && <p className="text-xs text-slate-500">Live updates unavailable; checking every 2 seconds.</p>}
+          {transport === 'polling' && <p className="text-xs text-slate-500">Live updates unavailable; checking every {WATCH_DEFAULTS.pollMs / 1000} seconds.</p>}
         </>
       )}
       {state === 'completed' && status?.mp3_fid && (

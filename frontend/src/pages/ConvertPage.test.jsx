@@ -1,7 +1,7 @@
 import { act, fireEvent, screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeXhr, fakeGateway, json, makeToken, renderApp } from '../test/helpers.jsx';
+import { FakeXhr, fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers.jsx';
 
 function sse(lines) {
   const encoder = new TextEncoder();
@@ -142,5 +142,83 @@ describe('convert page memory', () => {
     await user.click(screen.getByRole('button', { name: 'Convert another video' }));
     expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeDisabled();
     expect(sessionStorage.getItem('vidconv.currentJob')).toBeNull();
+  });
+});
+
+describe('convert page against the original gateway', () => {
+  it('without /events it polls /status every 3 s and offers the download when the MP3 exists', async () => {
+    let polls = 0;
+    const calls = fakeGateway({
+      'GET /events': () => flask404(),
+      'GET /status': () => {
+        polls += 1;
+        return json(polls < 2 ? { status: 'processing' } : { status: 'completed', mp3_fid: '65f0c0ffee' });
+      },
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      // The original's /upload answer.
+      act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: '65f0beef' }));
+      expect(await screen.findByText('Live updates unavailable; checking every 3 seconds.')).toBeInTheDocument();
+      expect(within(screen.getByTestId('job-state')).getByText('Converting')).toBeInTheDocument();
+      // No progress number from the original: no made-up percentage either.
+      expect(screen.getByRole('progressbar', { name: 'Conversion' })).toHaveAttribute('aria-valuetext', 'Converting…');
+      expect(polls).toBe(1);
+      await vi.advanceTimersByTimeAsync(3000);
+      expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+      expect(polls).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(calls.filter((c) => c.path === '/events')).toHaveLength(1);
+    expect(calls.filter((c) => c.path === '/status').every((c) => c.query.get('fid') === '65f0beef')).toBe(true);
+  });
+});
+
+describe('convert page with the gateway\'s stream limits', () => {
+  it('polls /status when the gateway refuses another stream (429), without an error', async () => {
+    const calls = fakeGateway({
+      'GET /events': () => json({ error: 'too many open event streams' }, 429),
+      'GET /status': () => json({ status: 'completed', state: 'completed', progress: 100, mp3_fid: 'beef' }),
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+    expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
+  });
+
+  it('reopens the stream when it ends before the conversion does', async () => {
+    const streams = [
+      ['event: status\ndata: {"status":"processing","state":"processing","progress":25}\n\n'],
+      ['event: status\ndata: {"status":"processing","state":"processing","progress":25}\n\n', 'event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"beef"}\n\n'],
+    ];
+    const calls = fakeGateway({ 'GET /events': () => sse(streams.shift()) });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+      await screen.findByText('25%');
+      expect(screen.getByRole('progressbar', { name: 'Conversion' })).toHaveAttribute('aria-valuenow', '25');
+      // The first stream ended without a final state: the page waits at most a second, then reopens it.
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(screen.queryByText(/Live updates unavailable/)).toBeNull();
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(calls.map((c) => c.path)).toEqual(['/events', '/events']);
   });
 });

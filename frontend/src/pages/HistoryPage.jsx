@@ -87,6 +87,7 @@ export default function HistoryPage() {
   const [data, setData] = useState(null);
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState(null);
+  const [unsupported, setUnsupported] = useState(false);
   const timer = useRef(null);
 
   /** Loads the page; resolves to whether it should be loaded again soon (a job still running, or an error). */
@@ -98,6 +99,12 @@ export default function HistoryPage() {
       setError(null);
       return (body.jobs ?? []).some((job) => ACTIVE.has(job.state || job.status));
     } catch (caught) {
+      // The original gateway has no /jobs: there is no history to show, and nothing went wrong.
+      if (caught.status === 404) {
+        setUnsupported(true);
+        setError(null);
+        return false;
+      }
       setError(caught.message);
       return caught.status !== 401;
     }
@@ -142,13 +149,25 @@ export default function HistoryPage() {
           <h1 className="text-2xl font-bold tracking-tight">History</h1>
           <p className="mt-1 text-sm text-slate-600">Your conversions, newest first.</p>
         </div>
-        <Button variant="secondary" onClick={() => load()}>
-          Refresh
-        </Button>
+        {!unsupported && (
+          <Button variant="secondary" onClick={() => load()}>
+            Refresh
+          </Button>
+        )}
       </div>
+      {unsupported && (
+        <Alert kind="info">
+          History needs the new gateway: this server keeps no list of conversions. Follow a conversion and download its
+          MP3 on the{' '}
+          <Link to="/convert" className="font-medium underline underline-offset-2">
+            Convert
+          </Link>{' '}
+          page.
+        </Alert>
+      )}
       {error && <Alert kind="error">{error}</Alert>}
       {notice && <Alert kind="success">{notice}</Alert>}
-      {data === null && !error && (
+      {data === null && !error && !unsupported && (
         <p className="text-sm text-slate-500" role="status">
           Loading…
         </p>

@@ -1,7 +1,7 @@
 import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { fakeGateway, json, makeToken, renderApp } from '../test/helpers.jsx';
+import { fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers.jsx';
 
 const JOBS = [
   { video_fid: 'a1', filename: 'talk.mp4', state: 'completed', status: 'completed', progress: 100, mp3_fid: 'm1', error: null, size: 1048576, created_at: '2026-11-27T18:00:00Z', updated_at: '2026-11-27T18:01:00Z' },
@@ -92,5 +92,27 @@ describe('history refresh', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('history against the original gateway', () => {
+  it('says history needs the new gateway when /jobs is Flask\'s 404, with no error', async () => {
+    const calls = fakeGateway({ 'GET /jobs': () => flask404() });
+    renderApp('/history', { token: makeToken() });
+    const notice = (await screen.findByText(/History needs the new gateway/)).closest('[role="status"]');
+    expect(notice).toHaveTextContent('History needs the new gateway: this server keeps no list of conversions.');
+    expect(within(notice).getByRole('link', { name: 'Convert' })).toHaveAttribute('href', '/convert');
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(screen.queryByText('Loading…')).toBeNull();
+    expect(screen.queryByText('No conversions yet.')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Refresh' })).toBeNull();
+    expect(calls).toHaveLength(1);
+  });
+
+  it('still shows a real error as an error', async () => {
+    fakeGateway({ 'GET /jobs': () => json({ error: 'database unavailable' }, 503) });
+    renderApp('/history', { token: makeToken() });
+    expect(await screen.findByRole('alert')).toHaveTextContent('Database unavailable.');
+    expect(screen.queryByText(/History needs the new gateway/)).toBeNull();
   });
 });

@@ -21,6 +21,18 @@ export function json(body, status = 200, headers = {}) {
 }
 
 /**
+ * What the original (Flask) gateway answers for a route it does not have, such as /events and
+ * /jobs: Flask's HTML 404 page, not JSON.
+ */
+export function flask404() {
+  return new Response(
+    '<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n' +
+      '<p>The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.</p>\n',
+    { status: 404, headers: { 'Content-Type': 'text/html; charset=utf-8' } },
+  );
+}
+
+/**
  * Replaces fetch with `routes`: `{ 'GET /jobs': (request) => Response, ... }` matched on the
  * method and the path after /api (query ignored). Unmatched requests fail the test loudly.
  */
