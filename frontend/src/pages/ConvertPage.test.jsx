@@ -19,6 +19,15 @@ function sse(lines) {
 
 const video = () => new File([new Uint8Array(4096)], 'holiday.mp4', { type: 'video/mp4' });
 
+/** Opens the convert page signed in, picks holiday.mp4 and starts the upload; returns its fake XHR. */
+async function startUpload() {
+  const user = userEvent.setup();
+  renderApp('/convert', { token: makeToken() });
+  await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
+  await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+  return FakeXhr.last;
+}
+
 beforeEach(() => {
   FakeXhr.last = null;
   vi.stubGlobal('XMLHttpRequest', FakeXhr);
@@ -90,32 +99,23 @@ describe('convert page', () => {
 
   it('shows the gateway error when the upload is refused', async () => {
     fakeGateway({});
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    act(() => FakeXhr.last.respond(400, { error: 'the file is not an MP4 video' }));
+    const xhr = await startUpload();
+    act(() => xhr.respond(400, { error: 'the file is not an MP4 video' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('The file is not an MP4 video.');
     expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeEnabled();
   });
 
   it('explains a failed conversion', async () => {
     fakeGateway({ 'GET /events': () => sse(['data: {"status":"failed","error":"the video has no audio track"}\n\n']) });
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'f00d' }));
+    const xhr = await startUpload();
+    act(() => xhr.respond(200, { status: 'success', video_fid: 'f00d' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('The conversion failed: the video has no audio track.');
   });
 
   it('a 401 during the upload sends the user to login with a message', async () => {
     fakeGateway({});
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    act(() => FakeXhr.last.respond(401, { error: 'token expired' }));
+    const xhr = await startUpload();
+    act(() => xhr.respond(401, { error: 'token expired' }));
     expect(await screen.findByRole('heading', { name: 'Log in' })).toBeInTheDocument();
     expect(screen.getByRole('status')).toHaveTextContent('Your session has expired.');
   });
@@ -127,13 +127,11 @@ describe('convert page memory', () => {
       'GET /events': () => sse(['data: {"status":"completed","mp3_fid":"beef"}\n\n']),
       'GET /jobs': () => json({ jobs: [], page: 1, per_page: 20, total: 0 }),
     });
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+    const xhr = await startUpload();
+    act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
     expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
 
+    const user = userEvent.setup();
     await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'History' }));
     expect(await screen.findByRole('heading', { name: 'History' })).toBeInTheDocument();
     await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'Convert' }));
@@ -155,14 +153,11 @@ describe('convert page against the original gateway', () => {
         return json(polls < 2 ? { status: 'processing' } : { status: 'completed', mp3_fid: '65f0c0ffee' });
       },
     });
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    const xhr = await startUpload();
     vi.useFakeTimers({ shouldAdvanceTime: true });
     try {
       // The original's /upload answer.
-      act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: '65f0beef' }));
+      act(() => xhr.respond(200, { status: 'success', video_fid: '65f0beef' }));
       expect(await screen.findByText('Live updates unavailable; checking every 3 seconds.')).toBeInTheDocument();
       expect(within(screen.getByTestId('job-state')).getByText('Converting')).toBeInTheDocument();
       // No progress number from the original: no made-up percentage either.
@@ -186,11 +181,8 @@ describe('convert page with the gateway\'s stream limits', () => {
       'GET /events': () => json({ error: 'too many open event streams' }, 429),
       'GET /status': () => json({ status: 'completed', state: 'completed', progress: 100, mp3_fid: 'beef' }),
     });
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+    const xhr = await startUpload();
+    act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
     expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
     expect(screen.queryByRole('alert')).toBeNull();
     expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
@@ -202,13 +194,10 @@ describe('convert page with the gateway\'s stream limits', () => {
       ['event: status\ndata: {"status":"processing","state":"processing","progress":25}\n\n', 'event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"beef"}\n\n'],
     ];
     const calls = fakeGateway({ 'GET /events': () => sse(streams.shift()) });
-    const user = userEvent.setup();
-    renderApp('/convert', { token: makeToken() });
-    await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
-    await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
+    const xhr = await startUpload();
     vi.useFakeTimers({ shouldAdvanceTime: true });
     try {
-      act(() => FakeXhr.last.respond(200, { status: 'success', video_fid: 'cafe' }));
+      act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
       await screen.findByText('25%');
       expect(screen.getByRole('progressbar', { name: 'Conversion' })).toHaveAttribute('aria-valuenow', '25');
       // The first stream ended without a final state: the page waits at most a second, then reopens it.
