@@ -123,6 +123,11 @@ helm_render() {
   "$helm" template postgres Helm_charts/Postgres --set persistence.existingClaim=old-postgres-data \
       --set pgdata=/var/lib/postgresql/data > "$OUT/render/postgres-existing.yaml" &&
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set persistence.existingClaim=old-rabbitmq-data > "$OUT/render/rabbitmq-existing.yaml" &&
+  # The values that adopt the original deployment's releases (compared with
+  # scripts/deploy-checks/fixtures/original-immutable.yaml by check_deploy.py).
+  "$helm" template mongodb Helm_charts/MongoDB -f Helm_charts/MongoDB/values-original.yaml > "$OUT/render/mongodb-original.yaml" &&
+  "$helm" template postgres Helm_charts/Postgres -f Helm_charts/Postgres/values-original.yaml > "$OUT/render/postgres-original.yaml" &&
+  "$helm" template rabbitmq Helm_charts/RabbitMQ -f Helm_charts/RabbitMQ/values-original.yaml > "$OUT/render/rabbitmq-original.yaml" &&
   # Values a deployment passes (Jenkins): they must render too.
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&
@@ -165,8 +170,15 @@ groovy_lint() {
 }
 
 compose_config() {
+  # JWT_SECRET has no default: without it compose must refuse to start, naming it.
+  local refused
+  if refused=$(env -u JWT_SECRET docker-compose -f docker-compose.yml config 2>&1 >/dev/null); then
+    echo "docker-compose.yml: accepted a missing JWT_SECRET (it must be \${JWT_SECRET:?...})"
+    return 1
+  fi
+  [[ $refused == *"set JWT_SECRET"* ]] || { echo "docker-compose.yml: refused without naming JWT_SECRET: $refused"; return 1; }
   # Validates against the Compose schema and interpolates the ${VAR:-default}s, offline.
-  docker-compose -f docker-compose.yml config > "$OUT/compose-config.yaml"
+  JWT_SECRET=0123456789abcdef0123456789abcdef docker-compose -f docker-compose.yml config > "$OUT/compose-config.yaml"
 }
 
 deploy_checks() {

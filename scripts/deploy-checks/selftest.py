@@ -10,6 +10,7 @@ the named group must fail. A case whose mutation goes unnoticed fails this self-
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_deploy as cd  # noqa: E402
 
-COPIED = ["k8s", "Helm_charts", "Dockerfiles", "Jenkinsfile", "docker-compose.yml", "frontend/nginx.conf",
+COPIED = ["k8s", "Helm_charts", "scripts/deploy-checks/fixtures", "Dockerfiles", "Jenkinsfile", "docker-compose.yml", "frontend/nginx.conf",
           "crates/auth/src/config.rs", "crates/gateway/src/config.rs", "crates/converter/src/config.rs",
           "crates/common/src/mongo.rs", "crates/common/src/telemetry.rs",
           "crates/auth/Cargo.toml", "crates/gateway/Cargo.toml", "crates/converter/Cargo.toml"]
@@ -82,6 +83,9 @@ CHART_RENDERS = [
     ("postgres-existing", "postgres", "Postgres", ["--set", "persistence.existingClaim=old-postgres-data",
                                                    "--set", "pgdata=/var/lib/postgresql/data"]),
     ("rabbitmq-existing", "rabbitmq", "RabbitMQ", ["--set", "persistence.existingClaim=old-rabbitmq-data"]),
+    ("mongodb-original", "mongodb", "MongoDB", ["-f", "VALUES_ORIGINAL"]),
+    ("postgres-original", "postgres", "Postgres", ["-f", "VALUES_ORIGINAL"]),
+    ("rabbitmq-original", "rabbitmq", "RabbitMQ", ["-f", "VALUES_ORIGINAL"]),
     ("postgres-seed", "postgres", "Postgres", ["--set-string", "initdb.seedUser.email=o'brien@example.com",
                                                "--set-string", "initdb.seedUser.password=change-me"]),
 ]
@@ -90,14 +94,16 @@ CHART_RENDERS = [
 def render(helm: str, root: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for file, release, chart, extra in CHART_RENDERS:
+        extra = [str(root / "Helm_charts" / chart / "values-original.yaml") if a == "VALUES_ORIGINAL" else a for a in extra]
         text = subprocess.run([helm, "template", release, str(root / "Helm_charts" / chart), *extra],
                               check=True, capture_output=True, text=True).stdout
         (out / f"{file}.yaml").write_text(text)
 
 
 def compose_config(root: Path) -> dict:
+    env = dict(os.environ, JWT_SECRET="0123456789abcdef0123456789abcdef")
     text = subprocess.run(["docker-compose", "-f", str(root / "docker-compose.yml"), "config"],
-                          check=True, capture_output=True, text=True, cwd=root).stdout
+                          check=True, capture_output=True, text=True, cwd=root, env=env).stdout
     return yaml.safe_load(text)
 
 

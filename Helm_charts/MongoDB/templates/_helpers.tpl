@@ -13,10 +13,43 @@ app.kubernetes.io/part-of: vidconv
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{/* Labels the Service selects pods by. */}}
+{{/* Labels the StatefulSet and the Services select pods by (immutable once installed):
+selectorLabels when given (values-original.yaml: the original deployment's), else app=<name> and
+the release. */}}
 {{- define "mongodb.selectorLabels" -}}
+{{- if .Values.selectorLabels -}}
+{{ toYaml .Values.selectorLabels }}
+{{- else -}}
 app: {{ include "mongodb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the pod: the selector's, then podLabels, then the common labels (the first wins). */}}
+{{- define "mongodb.podLabels" -}}
+{{- $selector := include "mongodb.selectorLabels" . | fromYaml -}}
+{{- $common := include "mongodb.labels" . | fromYaml -}}
+{{- toYaml (merge $selector (deepCopy (.Values.podLabels | default dict)) $common) -}}
+{{- end -}}
+
+{{/* Name of the client Service (the host the services connect to); default: name. */}}
+{{- define "mongodb.serviceName" -}}
+{{- .Values.service.name | default (include "mongodb.name" .) -}}
+{{- end -}}
+
+{{/* The StatefulSet's governing Service (spec.serviceName, immutable); default: <name>-headless. */}}
+{{- define "mongodb.governingService" -}}
+{{- .Values.governingServiceName | default (printf "%s-headless" (include "mongodb.name" .)) -}}
+{{- end -}}
+
+{{/* The data volume's claim when the chart does not use a volumeClaimTemplate: an existing claim,
+or the chart's own standalone one (persistence.standaloneClaim); empty: a volumeClaimTemplate. */}}
+{{- define "mongodb.claimName" -}}
+{{- if .Values.persistence.existingClaim -}}
+{{- .Values.persistence.existingClaim -}}
+{{- else if .Values.persistence.standaloneClaim -}}
+{{- printf "%s-data" (include "mongodb.name" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Secret holding the root credentials. */}}
