@@ -24,6 +24,7 @@ export PGOPTIONS="--client-min-messages=warning"
 cleanup() {
   rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1 || true
   psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS ${DB}_orig" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -58,6 +59,28 @@ seeded=$(psql -At "$PG_URL" -c "SELECT count(*) FROM auth_user WHERE email = 'o'
 [[ $seeded == 1 ]] || fail "postgres: seed user rows after two runs: $seeded, want 1"
 scripts=("$WORK"/initdb-*.sql)
 echo "postgres: init scripts ${scripts[*]##*/initdb-} ran twice: auth_user ($columns), one seed row"
+
+# The takeover's copy of the original's users (docs/migrating-from-python.md, "Postgres"): rows of a
+# table made the original's way (its ids have a gap) go out and in with \copy, ids kept, and the
+# identity continues after the highest id.
+OLD_DB="${DB}_orig"
+psql -q -v ON_ERROR_STOP=1 "$PG_URL_BASE" -c "CREATE DATABASE $OLD_DB" >/dev/null
+OLD_URL="${PG_URL_BASE%/*}/$OLD_DB"
+psql -q -v ON_ERROR_STOP=1 "$OLD_URL" >/dev/null <<'SQL'
+CREATE TABLE auth_user (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email VARCHAR (255) NOT NULL, password VARCHAR (255) NOT NULL);
+INSERT INTO auth_user (email, password) VALUES ('first@example.com', '123456'), ('gone@example.com', 'x'), ('third@example.com', 'pw,with "quotes"');
+DELETE FROM auth_user WHERE email = 'gone@example.com';
+SQL
+psql -q -v ON_ERROR_STOP=1 "$OLD_URL" -c "\copy auth_user TO STDOUT WITH (FORMAT csv)" > "$WORK/auth_user.csv"
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "TRUNCATE auth_user" >/dev/null
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "\copy auth_user (id, email, password) FROM STDIN WITH (FORMAT csv)" < "$WORK/auth_user.csv"
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "SELECT setval(pg_get_serial_sequence('auth_user', 'id'), (SELECT max(id) FROM auth_user))" >/dev/null
+copied=$(psql -At "$PG_URL" -c "SELECT string_agg(id || ' ' || email || ' ' || password, ';' ORDER BY id) FROM auth_user")
+next_id=$(psql -At "$PG_URL" -c "INSERT INTO auth_user (email, password) VALUES ('new@example.com', 'x') RETURNING id" | head -1)
+psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $OLD_DB" >/dev/null
+[[ $copied == '1 first@example.com 123456;3 third@example.com pw,with "quotes"' ]] || fail "postgres: copied rows are ($copied)"
+[[ $next_id == 4 ]] || fail "postgres: the next id after the copy is $next_id, want 4"
+echo "postgres: the original's rows copied with their ids ($copied), next id $next_id"
 
 # --- RabbitMQ -----------------------------------------------------------------------------
 read -r AMQP MGMT DIST < <("$PY" -c '
@@ -99,7 +122,13 @@ if [[ -z $booted ]]; then
   grep -h -m5 -E "\[error\]" "$WORK"/log/*.log >&2 || true
   fail "rabbitmq: a node with the chart's configuration did not boot"
 fi
-rabbitmqctl -q -n "$NODE" authenticate_user vidconv change-me >/dev/null || fail "rabbitmq: user vidconv cannot log in"
+for user in vidconv gateway converter; do
+  rabbitmqctl -q -n "$NODE" authenticate_user "$user" change-me >/dev/null || fail "rabbitmq: user $user cannot log in"
+done
+# The broker's own view of the permissions (it parsed definitions.json's regular expressions).
+perms=$(rabbitmqctl -q -n "$NODE" list_permissions --vhost / --no-table-headers | sort | tr '\t\n' ' ;')
+want_perms='converter ^(video|video\.dlq)$ ^amq\.default$ ^video$;gateway ^video$ ^amq\.default$ ^$;vidconv .* .* .*;'
+[[ $perms == "$want_perms" ]] || fail "rabbitmq: permissions are ($perms), want ($want_perms)"
 queues=""
 for _ in $(seq 1 20); do  # definitions are imported right after boot
   queues=$(rabbitmqctl -q -n "$NODE" list_queues --vhost / --no-table-headers name durable auto_delete arguments | sort | tr '\t\n' ' ;')
@@ -108,9 +137,9 @@ for _ in $(seq 1 20); do  # definitions are imported right after boot
 done
 [[ $queues == "video true false [];video.dlq true false [];" ]] || fail "rabbitmq: queues are ($queues)"
 users=$(rabbitmqctl -q -n "$NODE" list_users --no-table-headers | awk '{print $1}' | sort | tr '\n' ' ')
-[[ $users == "vidconv " ]] || fail "rabbitmq: users are ($users), want only vidconv"
+[[ $users == "converter gateway vidconv " ]] || fail "rabbitmq: users are ($users), want converter gateway vidconv"
 timeout=$(rabbitmqctl -q -n "$NODE" eval 'application:get_env(rabbit, consumer_timeout).')
 [[ $timeout == "{ok,1800000}" ]] || fail "rabbitmq: consumer_timeout is $timeout"
 listeners=$(rabbitmq-diagnostics -q -n "$NODE" listeners | grep -cE "port: ($AMQP|$MGMT), protocol: (amqp|http)")
 [[ $listeners == 2 ]] || fail "rabbitmq: AMQP and management listeners not both up"
-echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) consumer_timeout $timeout, AMQP and management listening"
+echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) permissions ($perms) consumer_timeout $timeout, AMQP and management listening"

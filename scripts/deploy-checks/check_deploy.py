@@ -57,6 +57,17 @@ FFMPEG_RUNTIME_LIBS = (
     "libswscale6",
 )
 PLACEHOLDER = "change-me"
+# The JWT_SECRET placeholder of the committed Secrets: the services refuse it (it contains replace-me).
+JWT_PLACEHOLDER = "REPLACE-ME-generate-with-openssl-rand-hex-32"
+# Folders of k8s/ that Jenkins does not apply (run by hand, see their comments).
+MANUAL_K8S = ("migration", "ingress")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "original-immutable.yaml"
+
+
+def is_placeholder(value: str) -> bool:
+    """A value the repository may hold: a change-me or replace-me placeholder."""
+    low = value.lower()
+    return "change-me" in low or "replace-me" in low
 
 
 class Group:
@@ -387,6 +398,19 @@ def check_charts(rendered_dir: Path) -> Group:
         users = {u["name"] for u in defs.get("users", [])}
         perms = {(p["user"], p["vhost"]) for p in defs.get("permissions", [])}
         g.check(bool(users) and all((u, "/") in perms for u in users), "rabbitmq: every user needs permissions on /")
+        # Least privilege: the services' users are no administrators, may declare only their queues,
+        # publish only through the default exchange, and only the converter consumes (video).
+        by_user = {p["user"]: p for p in defs.get("permissions", [])}
+        tags = {u["name"]: u.get("tags") or [] for u in defs.get("users", [])}
+        want = {
+            "gateway": {"configure": "^video$", "write": "^amq\\.default$", "read": "^$"},
+            "converter": {"configure": "^(video|video\\.dlq)$", "write": "^amq\\.default$", "read": "^video$"},
+        }
+        for user, perm in want.items():
+            got = by_user.get(user, {})
+            g.check({k: got.get(k) for k in perm} == perm,
+                    f"rabbitmq: {user}'s permissions are {({k: got.get(k) for k in perm})}, want {perm}")
+            g.check(tags.get(user) == [], f"rabbitmq: {user} must have no tags (no management access)")
     conf = "".join(v for d in docs if d["kind"] == "ConfigMap" for v in (d.get("data") or {}).values())
     g.check("load_definitions = /etc/rabbitmq/definitions.json" in conf, "rabbitmq: definitions not loaded at boot")
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
@@ -397,6 +421,22 @@ def check_charts(rendered_dir: Path) -> Group:
     # MongoDB: a supported release line.
     docs = rendered(rendered_dir, "mongodb")
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    # The services' users: a Secret and a post-install/post-upgrade Job of the same image.
+    job = next((d for d in docs if d["kind"] == "Job"), None)
+    if g.check(job is not None, "mongodb: no Job that creates the services' users"):
+        hooks = job["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+        g.check(set(hooks.split(",")) == {"post-install", "post-upgrade"},
+                f"mongodb: the users Job must be a post-install,post-upgrade hook, not {hooks!r}")
+        jc = job["spec"]["template"]["spec"]["containers"][0]
+        g.check(jc["image"] == sts["spec"]["template"]["spec"]["containers"][0]["image"],
+                "mongodb: the users Job must run the server's image (its mongosh)")
+        g.check(job["spec"]["template"]["metadata"]["labels"].get("app") == "mongodb-users",
+                "mongodb: the users Job's pod needs app=mongodb-users (the NetworkPolicy lets it reach MongoDB)")
+    users = next((secret_values(d) for d in docs if d["kind"] == "Secret" and "GATEWAY_USERNAME" in secret_values(d)), {})
+    g.check(users.get("DATABASES") == "videos,mp3s", f"mongodb: service users must be limited to videos,mp3s, not {users.get('DATABASES')}")
+    script = "".join(v for d in docs if d["kind"] == "ConfigMap" for v in (d.get("data") or {}).values())
+    granted = set(re.findall(r"role:\s*'([^']+)'", script))
+    g.check(granted == {"readWrite"}, f"mongodb: the users script must grant readWrite only, not {sorted(granted)}")
     tag = sts["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[-1]
     major = int(re.match(r"(\d+)", tag).group(1)) if re.match(r"\d+", tag) else 0
     g.check(major >= 7, f"mongodb: image tag {tag} is not a supported release (7.0 or later)")
@@ -413,12 +453,16 @@ def chart_values(rendered_dir: Path) -> dict:
         return next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") != "None")
 
     pg_secret = next(secret_values(d) for d in pg if d["kind"] == "Secret" and "POSTGRES_USER" in secret_values(d))
-    mongo_secret = next(secret_values(d) for d in mongo if d["kind"] == "Secret")
+    mongo_secret = next(secret_values(d) for d in mongo
+                        if d["kind"] == "Secret" and "MONGO_INITDB_ROOT_USERNAME" in secret_values(d))
+    mongo_users = next((secret_values(d) for d in mongo
+                        if d["kind"] == "Secret" and "GATEWAY_USERNAME" in secret_values(d)), {})
     defs = json.loads(next(d["stringData"]["definitions.json"] for d in rabbit
                            if d["kind"] == "Secret" and "definitions.json" in (d.get("stringData") or {})))
     return {
         "postgres": (svc(pg)["metadata"]["name"], svc(pg)["spec"]["ports"][0]["port"], pg_secret),
         "mongodb": (svc(mongo)["metadata"]["name"], svc(mongo)["spec"]["ports"][0]["port"], mongo_secret),
+        "mongodb-users": mongo_users,
         "rabbitmq": (svc(rabbit)["metadata"]["name"],
                      next(p["port"] for p in svc(rabbit)["spec"]["ports"] if p["name"] == "amqp"), defs),
     }
@@ -431,6 +475,8 @@ def check_wiring(k8s: dict, rendered_dir: Path, compose: dict | None) -> Group:
     mongo_host, mongo_port, mongo_secret = facts["mongodb"]
     rabbit_host, rabbit_port, defs = facts["rabbitmq"]
     rabbit_users = {u["name"] for u in defs["users"]}
+    rabbit_admins = {u["name"] for u in defs["users"] if "administrator" in (u.get("tags") or [])}
+    mongo_users = facts["mongodb-users"]
     rabbit_vhost = defs["vhosts"][0]["name"]
     sources = []
     for service in SERVICES:
@@ -458,14 +504,19 @@ def check_wiring(k8s: dict, rendered_dir: Path, compose: dict | None) -> Group:
                 uri = urlsplit(env.get(var, ""))
                 ok = uri.scheme == "mongodb" and uri.path == f"/{db}" and uri.port == mongo_port
                 if is_k8s:
-                    ok = ok and uri.hostname == mongo_host and unquote(uri.username or "") == \
-                        mongo_secret["MONGO_INITDB_ROOT_USERNAME"] and "authSource=admin" in uri.query
-                g.check(ok, f"{where}: {var} must be mongodb://<root>:<pw>@{mongo_host}:{mongo_port}/{db}?authSource=admin")
+                    # Each service logs in as its own user of the MongoDB chart (serviceUsers), never root.
+                    user = mongo_users.get(f"{service.upper()}_USERNAME")
+                    ok = ok and uri.hostname == mongo_host and user is not None \
+                        and unquote(uri.username or "") == user and "authSource=admin" in uri.query
+                g.check(ok, f"{where}: {var} must be mongodb://<{service}'s chart user>:<pw>@{mongo_host}:{mongo_port}/{db}?authSource=admin")
             amqp = urlsplit(env.get("RABBITMQ_URL", ""))
             ok = amqp.scheme == "amqp" and amqp.port == rabbit_port and unquote(amqp.path.lstrip("/")) == rabbit_vhost
             if is_k8s:
-                ok = ok and amqp.hostname == rabbit_host and unquote(amqp.username or "") in rabbit_users
-            g.check(ok, f"{where}: RABBITMQ_URL must be amqp://<user>:<pw>@{rabbit_host}:{rabbit_port}/%2f")
+                # The service's own RabbitMQ user of the chart (serviceUsers), not the administrator.
+                amqp_user = unquote(amqp.username or "")
+                ok = ok and amqp.hostname == rabbit_host and amqp_user == service and amqp_user in rabbit_users \
+                    and amqp_user not in rabbit_admins
+            g.check(ok, f"{where}: RABBITMQ_URL must be amqp://{service}:<pw>@{rabbit_host}:{rabbit_port}/%2f (its own user)")
             g.check(env.get("VIDEO_QUEUE", "video") == "video", f"{where}: VIDEO_QUEUE must be the chart's video")
         if service == "frontend":
             g.check(env.get("GATEWAY_UPSTREAM") == "gateway:8080", f"{where}: GATEWAY_UPSTREAM must be gateway:8080")
@@ -479,7 +530,10 @@ def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
             if doc.get("kind") != "Secret":
                 continue
             for key, value in secret_values(doc).items():
-                g.check(PLACEHOLDER in value, f"{path.relative_to(repo)}: {key} is not a {PLACEHOLDER} placeholder")
+                g.check(is_placeholder(value), f"{path.relative_to(repo)}: {key} is not a placeholder")
+                if key == "JWT_SECRET":
+                    g.check(value == JWT_PLACEHOLDER,
+                            f"{path.relative_to(repo)}: JWT_SECRET must be {JWT_PLACEHOLDER} (the services refuse it)")
     for chart in ("postgres", "mongodb", "rabbitmq"):
         for doc in rendered(rendered_dir, chart):
             if doc["kind"] != "Secret":
@@ -489,11 +543,16 @@ def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                     g.check(value == PLACEHOLDER, f"{chart} chart: default {key} must be the {PLACEHOLDER} placeholder")
                 if key == "definitions.json":
                     users = json.loads(value)["users"]
+                    g.check(not any(u["name"] == "guest" for u in users), f"{chart} chart: guest must be off by default")
                     g.check(all(u.get("password") == PLACEHOLDER for u in users),
                             f"{chart} chart: default user password must be the {PLACEHOLDER} placeholder")
     compose = (repo / "docker-compose.yml").read_text()
     for m in re.finditer(r"\b[A-Z_]*(PASSWORD|PASS|SECRET):\s*(\S+)", compose):
-        g.check(PLACEHOLDER in m.group(2), f"docker-compose.yml: {m.group(0)} is not a placeholder default")
+        g.check(PLACEHOLDER in m.group(2) or m.group(2).startswith("${" + m.group(0).split(":")[0] + ":?"),
+                f"docker-compose.yml: {m.group(0)} is neither a placeholder default nor required")
+    for m in re.finditer(r"\bJWT_SECRET:\s*(.+)", compose):
+        g.check(m.group(1).startswith("${JWT_SECRET:?"),
+                f"docker-compose.yml: JWT_SECRET must be required (${{JWT_SECRET:?...}}), not {m.group(1)!r}")
     for dockerfile in sorted((repo / "Dockerfiles").glob("*.Dockerfile")):
         text = dockerfile.read_text()
         g.check(re.search(r"^\s*(ENV|ARG)\s+\S*(PASSWORD|SECRET|TOKEN)", text, re.M | re.I) is None,
@@ -589,8 +648,10 @@ def run_apply_stage(repo: Path, script: str) -> list[tuple[str, str, str]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         fake = Path(tmp) / "kubectl"
-        fake.write_text("#!/bin/sh\n" + "awk '/^kind:/{k=$2} /^  name:/{if(!n){n=$2}} /image:/{i=$2} "
-                        "END{print k\"\\t\"n\"\\t\"i}' >> " + str(Path(tmp) / "applied") + "\n")
+        # One line per document of the applied stream (a file may hold several, "---"-separated).
+        fake.write_text("#!/bin/sh\n" + "awk 'function out(){if(k){print k\"\\t\"n\"\\t\"i}; k=\"\";n=\"\";i=\"\"} "
+                        "/^---/{out()} /^kind:/{k=$2} /^  name:/{if(!n){n=$2}} /image:/{i=$2} "
+                        "END{out()}' >> " + str(Path(tmp) / "applied") + "\n")
         fake.chmod(0o755)
         env = dict(os.environ, PATH=f"{tmp}:{os.environ['PATH']}",
                    ECR_REGISTRY="123456789012.dkr.ecr.eu-west-1.amazonaws.com", IMAGE_TAG="0123456789ab")
@@ -636,6 +697,24 @@ def check_jenkins(repo: Path, k8s: dict) -> Group:
     for name in ("AWS_DEFAULT_REGION", "AWS_ACCOUNT_ID", "CLUSTER_NAME", "ECR_REGISTRY"):
         g.check(f"name: '{name}'" in text, f"Jenkinsfile: {name} must be a parameter")
     g.check(re.search(r"\d{12}\.dkr\.ecr", text) is None, "Jenkinsfile: no hard-coded account id")
+    # The registry receives the ECR login token: it must be checked against the ECR host pattern,
+    # and the credentials are fixed ids (a parameter could point a stage at any credential).
+    pattern = re.search(r"ECR_PATTERN = '([^']+)'", text)
+    if g.check(pattern is not None, "Jenkinsfile: no ECR_PATTERN"):
+        regex = pattern.group(1).replace("\\\\", "\\")
+        g.check(regex == r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$", f"Jenkinsfile: ECR_PATTERN is {regex}")
+        g.check(re.search(r"registry ==~ env\.ECR_PATTERN", text) is not None and "error(\"ECR_REGISTRY" in text,
+                "Jenkinsfile: the registry must be refused unless it matches ECR_PATTERN")
+        g.check(re.fullmatch(regex, "123456789012.dkr.ecr.eu-west-1.amazonaws.com") is not None
+                and re.fullmatch(regex, "evil.example.com") is None
+                and re.fullmatch(regex, "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.com") is None,
+                "Jenkinsfile: ECR_PATTERN accepts a foreign registry or refuses ECR")
+    ids = re.findall(r"credentialsId:\s*([^,)]+)", text)
+    g.check(bool(ids) and all(re.fullmatch(r"'vidconv-[a-z0-9-]+'", i.strip()) for i in ids),
+            f"Jenkinsfile: credential ids must be fixed 'vidconv-...' literals: {sorted(set(ids))}")
+    g.check("_CREDENTIAL" not in text, "Jenkinsfile: no parameter may name a credential")
+    for manual in MANUAL_K8S:
+        g.check(f"k8s/{manual}/" in text, f"Jenkinsfile: the apply stage must skip k8s/{manual}/ (run by hand)")
     g.check("kubectl create secret docker-registry ecr-secret" in text, "Jenkinsfile: ecr-secret not created")
     g.check("git rev-parse" in text and "IMAGE_TAG" in text, "Jenkinsfile: images must be tagged with the commit")
     # Every sh script parses as shell; the apply stage, run with a stand-in kubectl, applies each
@@ -656,13 +735,256 @@ def check_jenkins(repo: Path, k8s: dict) -> Group:
         first_deploy = kinds.index("Deployment") if "Deployment" in kinds else len(kinds)
         g.check(all(k == "Deployment" for k in kinds[first_deploy:]),
                 f"Jenkinsfile apply: ConfigMaps and Services must come before Deployments: {kinds}")
-        expected = {(k, d["metadata"]["name"]) for objs in k8s.values() for _, d in objs
-                    if (k := d.get("kind")) != "Secret"}
+        expected = {(k, d["metadata"]["name"]) for folder, objs in k8s.items() for _, d in objs
+                    if (k := d.get("kind")) != "Secret" and folder not in MANUAL_K8S}
         g.check({(k, n) for k, n, _ in applied} == expected, "Jenkinsfile apply: not every k8s object was applied")
         for kind, name, image in applied:
             if kind == "Deployment":
                 g.check(image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{name}:0123456789ab",
                         f"Jenkinsfile apply: deployment {name} got image {image!r}, not this build's")
+    return g
+
+
+# --- takeover of the original deployment (issue 10) -----------------------------------------
+
+IMMUTABLE_DEFAULTS = {"podManagementPolicy": "OrderedReady", "volumeClaimTemplates": []}
+
+
+def immutable_fields(doc: dict) -> dict:
+    """The fields Kubernetes refuses to change on an update, with their defaults filled in."""
+    spec = doc.get("spec", {})
+    if doc["kind"] == "StatefulSet":
+        return {
+            "selector": spec.get("selector"),
+            "serviceName": spec.get("serviceName"),
+            "podManagementPolicy": spec.get("podManagementPolicy", "OrderedReady"),
+            # A claim template's name and spec are what the upgrade would have to change.
+            "volumeClaimTemplates": [v["metadata"]["name"] for v in spec.get("volumeClaimTemplates") or []],
+        }
+    if doc["kind"] == "Deployment":
+        return {"selector": spec.get("selector")}
+    return {}
+
+
+def check_takeover(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
+    """values-original.yaml renders keep every immutable field of the original's objects."""
+    g = Group("takeover")
+    fixture = yaml.safe_load((repo / "scripts/deploy-checks/fixtures/original-immutable.yaml").read_text())
+    for chart, spec in fixture["charts"].items():
+        where = f"Helm_charts/{chart} with values-original.yaml"
+        docs = rendered(rendered_dir, f"{spec['release']}-original")
+        by_key = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+        for want in spec["objects"]:
+            have = by_key.get((want["kind"], want["name"]))
+            if have is None:
+                g.check(not want.get("required"), f"{where}: renders no {want['kind']} {want['name']} (the original's clients use it)")
+                continue
+            if want["kind"] == "Service":
+                ports = {p["port"] for p in have["spec"]["ports"]}
+                g.check(set(want["ports"]) <= ports, f"{where}: Service {want['name']} ports {sorted(ports)}, the original's {want['ports']}")
+                continue
+            expected = {k: want.get(k, IMMUTABLE_DEFAULTS.get(k)) for k in immutable_fields(have)}
+            got = immutable_fields(have)
+            for field in expected:
+                g.check(got[field] == expected[field],
+                        f"{where}: {want['kind']} {want['name']} {field} is {got[field]}, the original's is {expected[field]} (immutable)")
+        for d in docs:
+            if d["kind"] in ("StatefulSet", "Deployment"):
+                labels = d["spec"]["template"]["metadata"].get("labels", {})
+                sel = d["spec"]["selector"].get("matchLabels", {})
+                g.check(all(labels.get(k) == v for k, v in sel.items()),
+                        f"{where}: {d['kind']} {d['metadata']['name']}: pod labels {labels} do not match its selector {sel}")
+        for key, value in (spec.get("secret") or {}).items():
+            values = {}
+            for d in docs:
+                if d["kind"] == "Secret":
+                    values.update(secret_values(d))
+            g.check(values.get(key) == value, f"{where}: {key} is {values.get(key)!r}, the original's {value!r}")
+        for user in spec.get("rabbitUsers") or []:
+            defs = json.loads(next(d["stringData"]["definitions.json"] for d in docs
+                                   if d["kind"] == "Secret" and "definitions.json" in (d.get("stringData") or {})))
+            perm = next((p for p in defs["permissions"] if p["user"] == user), {})
+            g.check(any(u["name"] == user for u in defs["users"]) and
+                    all(perm.get(k) == ".*" for k in ("configure", "write", "read")),
+                    f"{where}: user {user} with full rights on the vhost, as the original's services need")
+            conf = "".join(v for d in docs if d["kind"] == "ConfigMap" for v in (d.get("data") or {}).values())
+            g.check(f"loopback_users.{user} = false" in conf, f"{where}: {user} must be allowed from other pods")
+    for want in fixture["k8s"]:
+        objs = [d for objs in k8s.values() for _, d in objs]
+        have = next((d for d in objs if d.get("kind") == want["kind"] and d["metadata"]["name"] == want["name"]), None)
+        if g.check(have is not None, f"k8s: no {want['kind']} {want['name']} to replace the original's"):
+            g.check(immutable_fields(have)["selector"] == want["selector"],
+                    f"k8s: {want['kind']} {want['name']} selector {have['spec']['selector']}, the original's {want['selector']} (immutable)")
+    return g
+
+
+# --- NetworkPolicies (issue 11) ------------------------------------------------------------
+
+ROLE_PORTS = {"frontend": [8080, 80], "gateway": [8080], "auth": [5000], "converter": [9090], "postgres": [5432],
+              "mongodb": [27017], "mongodb-next": [27017], "rabbitmq": [5672, 15672], "mongodb-users": [],
+              "mongodb-migrate": []}
+# Exactly these (source, destination, port) are allowed; "outside" is any address out of the
+# namespace (NodePorts, the Ingress controller, the internet).
+EXPECTED_FLOWS = {
+    ("outside", "frontend", 8080), ("outside", "frontend", 80), ("outside", "gateway", 8080),
+    ("frontend", "gateway", 8080), ("gateway", "auth", 5000), ("auth", "postgres", 5432),
+    ("gateway", "mongodb", 27017), ("converter", "mongodb", 27017),
+    ("gateway", "rabbitmq", 5672), ("converter", "rabbitmq", 5672),
+    ("mongodb-users", "mongodb", 27017), ("mongodb-migrate", "mongodb", 27017),
+    # The takeover's temporary server (docs/migrating-from-python.md): the migration Job and the
+    # chart's users Job only.
+    ("mongodb-users", "mongodb-next", 27017), ("mongodb-migrate", "mongodb-next", 27017),
+}
+
+
+def selector_matches(selector: dict | None, labels: dict) -> bool:
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def peer_matches(peers: list | None, labels: dict | None) -> bool:
+    """Whether a from/to list admits a pod of this namespace (labels) or, for None, the outside."""
+    if not peers:
+        return True
+    for peer in peers:
+        if labels is None:
+            if "ipBlock" in peer:
+                return True
+        elif "podSelector" in peer and "namespaceSelector" not in peer and selector_matches(peer["podSelector"], labels):
+            return True
+    return False
+
+
+def port_matches(ports: list | None, port: int) -> bool:
+    return not ports or any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports)
+
+
+def direction_allows(policies: list[dict], kind: str, pod: dict, peer: dict | None, port: int) -> bool:
+    selecting = [p for p in policies if kind in p["spec"].get("policyTypes", ["Ingress"])
+                 and selector_matches(p["spec"]["podSelector"], pod)]
+    if not selecting:
+        return True
+    key, side = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+    return any(peer_matches(rule.get(side), peer) and port_matches(rule.get("ports"), port)
+               for p in selecting for rule in p["spec"].get(key) or [])
+
+
+def pod_roles(repo: Path, k8s: dict, rendered_dir: Path) -> dict[str, list[dict]]:
+    """Label sets of every pod the system runs, by role: ours, the charts' (default and
+    values-original), the charts' Jobs, the migration Job, and the original deployment's."""
+    roles: dict[str, list[dict]] = {r: [] for r in ROLE_PORTS}
+    for service in SERVICES:
+        d = find(k8s.get(service, []), "Deployment", service)
+        if d is not None:
+            roles[service].append(d["spec"]["template"]["metadata"]["labels"])
+    for chart in ("mongodb", "postgres", "rabbitmq"):
+        for variant in (chart, f"{chart}-original"):
+            for d in rendered(rendered_dir, variant):
+                if d["kind"] == "StatefulSet":
+                    roles[chart].append(d["spec"]["template"]["metadata"]["labels"])
+                if d["kind"] == "Job":
+                    roles[d["spec"]["template"]["metadata"]["labels"].get("app", "?")].append(
+                        d["spec"]["template"]["metadata"]["labels"])
+    # The temporary release of the migration: the chart's default labels under the name mongodb-next.
+    roles["mongodb-next"].append({"app": "mongodb-next", "app.kubernetes.io/name": "mongodb-next"})
+    for _, d in k8s.get("migration", []):
+        if d.get("kind") == "Job":
+            roles["mongodb-migrate"].append(d["spec"]["template"]["metadata"]["labels"])
+    fixture = yaml.safe_load((repo / "scripts/deploy-checks/fixtures/original-immutable.yaml").read_text())
+    for role, labels in fixture["pods"].items():
+        roles[role].append(labels)
+    return roles
+
+
+def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
+    g = Group("network")
+    policies = [d for objs in k8s.values() for _, d in objs if d.get("kind") == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"].get("podSelector") == {} and not p["spec"].get("ingress")
+            and not p["spec"].get("egress") and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}]
+    g.check(len(deny) == 1, "k8s: one default-deny NetworkPolicy (every pod, ingress and egress, no rule)")
+    roles = pod_roles(repo, k8s, rendered_dir)
+    for role, pods in roles.items():
+        g.check(bool(pods), f"network: no pod found for {role} (labels moved?)")
+    dns = {"k8s-app": "kube-dns"}
+    allowed = set()
+    sources = [("outside", None)] + [(r, labels) for r, pods in roles.items() for labels in pods]
+    for src, src_labels in sources:
+        if src_labels is not None:
+            # Every pod resolves names: egress to kube-dns in kube-system on 53.
+            dns_ok = any(p["spec"].get("podSelector") == {} and any(
+                any(peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "kube-system"
+                    and selector_matches(peer.get("podSelector"), dns) for peer in rule.get("to") or [])
+                and port_matches(rule.get("ports"), 53) for rule in p["spec"].get("egress") or []) for p in policies)
+            g.check(dns_ok, f"network: {src} pods ({src_labels}) cannot reach DNS")
+        for dst, dst_pods in roles.items():
+            for dst_labels in dst_pods:
+                for port in ROLE_PORTS[dst]:
+                    out_ok = src_labels is None or direction_allows(policies, "Egress", src_labels, dst_labels, port)
+                    in_ok = direction_allows(policies, "Ingress", dst_labels, src_labels, port)
+                    if out_ok and in_ok:
+                        allowed.add((src, dst, port, json.dumps(src_labels, sort_keys=True), json.dumps(dst_labels, sort_keys=True)))
+                    elif (src, dst, port) in EXPECTED_FLOWS and (src_labels is None or src_labels in roles[src]):
+                        g.check(False, f"network: {src} {src_labels or ''} cannot reach {dst} {dst_labels}:{port}")
+    for src, dst, port, sl, dl in sorted(allowed):
+        g.check((src, dst, port) in EXPECTED_FLOWS, f"network: {src} {sl} may reach {dst} {dl}:{port}, which nothing needs")
+    g.notes.append(f"{len(policies)} NetworkPolicies; {len({a[:3] for a in allowed})} flows allowed, as wanted")
+    return g
+
+
+# --- the MongoDB 4.0 -> chart migration Job (issue 10) ---------------------------------------
+
+def check_migration(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
+    import subprocess
+    import tempfile
+
+    g = Group("migration")
+    objs = k8s.get("migration", [])
+    job = find(objs, "Job", "mongodb-migrate")
+    cm = find(objs, "ConfigMap", "mongodb-migrate-scripts")
+    if not g.check(job is not None and cm is not None, "k8s/migration: Job mongodb-migrate and its ConfigMap required"):
+        return g
+    fixture = yaml.safe_load((repo / "scripts/deploy-checks/fixtures/original-immutable.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    chart_image = next(d for d in rendered(rendered_dir, "mongodb") if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["image"]
+    dump = (pod.get("initContainers") or [{}])[0]
+    restore = pod["containers"][0]
+    g.check(dump.get("image") == fixture["mongoImage"], f"migration: dump with the original's own tools ({fixture['mongoImage']}), not {dump.get('image')}")
+    g.check(restore.get("image") == chart_image, f"migration: restore with the chart's image {chart_image}, not {restore.get('image')}")
+    g.check(job["spec"].get("backoffLimit") == 0, "migration: backoffLimit 0 (a failure is read, not retried)")
+    scripts = cm["data"]
+    g.check(set(scripts) >= {"dump.sh", "restore.sh", "counts.js", "gridfs-indexes.js"}, f"migration: scripts {sorted(scripts)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in scripts.items():
+            path = Path(tmp) / name
+            path.write_text(text)
+            cmd = ["sh", "-n", str(path)] if name.endswith(".sh") else ["node", "--check", str(path)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            g.check(res.returncode == 0, f"migration: {name} does not parse: {res.stderr.strip()}")
+    for db in ("videos", "mp3s"):
+        g.check(f"'{db}'" in scripts.get("counts.js", ""), f"migration: counts.js must count {db}")
+        g.check(f"--nsInclude '{db}.*'" in scripts.get("restore.sh", ""), f"migration: restore.sh must restore {db}")
+    g.check("fs.files.bytes" in scripts.get("counts.js", "") and "$length" in scripts.get("counts.js", ""),
+            "migration: counts.js must sum fs.files.length")
+    g.check(re.search(r"if ! cmp -s /work/source-counts.txt /work/target-counts.txt; then\n(.*\n)*?\s+exit 1", scripts.get("restore.sh", "")) is not None,
+            "migration: restore.sh must fail when the counts differ")
+    g.check("--db \"$db\"" in scripts.get("dump.sh", "") and "for db in videos mp3s" in scripts.get("dump.sh", ""),
+            "migration: dump.sh must dump videos and mp3s")
+    mounts = {m["mountPath"] for c in (dump, restore) for m in c.get("volumeMounts", [])}
+    g.check({"/scripts", "/work"} <= mounts, "migration: both containers mount /scripts and /work")
     return g
 
 
@@ -684,6 +1006,9 @@ def main() -> int:
         ("placeholders", lambda: check_placeholders(repo, k8s, args.rendered)),
         ("dockerfiles", lambda: check_dockerfiles(repo, k8s)),
         ("jenkins", lambda: check_jenkins(repo, k8s)),
+        ("takeover", lambda: check_takeover(repo, k8s, args.rendered)),
+        ("network", lambda: check_network(repo, k8s, args.rendered)),
+        ("migration", lambda: check_migration(repo, k8s, args.rendered)),
     ):
         try:
             groups.append(run())

@@ -30,8 +30,8 @@ COPIED = ["k8s", "Helm_charts", "scripts/deploy-checks/fixtures", "Dockerfiles",
 # (group that must fail, file, text to replace, replacement)
 CASES = [
     ("env", "k8s/auth/configmap.yaml", "  AUTH_TABLE: auth_user\n", "  AUTH_TABLE: auth_user\n  AUTH_TABEL: x\n"),
-    ("env", "k8s/gateway/secret.yaml", "  JWT_SECRET: change-me-to-a-long-random-string\n", ""),
-    ("env", "k8s/converter/secret.yaml", '  MONGODB_MP3S_URI: "mongodb://root:change-me@mongodb:27017/mp3s?authSource=admin"\n', ""),
+    ("env", "k8s/gateway/secret.yaml", "  JWT_SECRET: REPLACE-ME-generate-with-openssl-rand-hex-32\n", ""),
+    ("env", "k8s/converter/secret.yaml", '  MONGODB_MP3S_URI: "mongodb://converter:change-me@mongodb:27017/mp3s?authSource=admin"\n', ""),
     ("env", "k8s/frontend/configmap.yaml", "  MAX_UPLOAD_SIZE: 210m\n", ""),
     ("env", "docker-compose.yml", "      CONVERTER_CONCURRENCY: \"2\"\n", "      CONVERTER_THREADS: \"2\"\n"),
     ("env", "Jenkinsfile", '--from-literal=JWT_SECRET="$JWT_SECRET" \\\n                          --from-literal=MONGODB', '--from-literal=MONGODB'),
@@ -47,8 +47,8 @@ CASES = [
     ("k8s", "k8s/auth/deployment.yaml", "image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/auth:latest", "image: auth"),
     ("charts", "Helm_charts/Postgres/files/init.sql", "email VARCHAR(255) NOT NULL", "email TEXT NOT NULL"),
     ("charts", "Helm_charts/RabbitMQ/templates/_helpers.tpl",
-     '.Values.queues.deadLetterSuffix) "vhost" $vhost "durable" true "auto_delete" false "arguments" $noArgs',
-     '.Values.queues.deadLetterSuffix) "vhost" $vhost "durable" true "auto_delete" false "arguments" (dict "x-queue-type" "quorum")'),
+     '$dlq := dict "name" $dlqName "vhost" $vhost "durable" true "auto_delete" false "arguments" $noArgs',
+     '$dlq := dict "name" $dlqName "vhost" $vhost "durable" true "auto_delete" false "arguments" (dict "x-queue-type" "quorum")'),
     ("charts", "Helm_charts/MongoDB/values.yaml", 'tag: "8.0"', 'tag: "4.4"'),
     ("charts", "Helm_charts/Postgres/values.yaml", "  type: ClusterIP", "  type: LoadBalancer"),
     ("charts", "Helm_charts/MongoDB/templates/statefulset.yaml", "            claimName: {{ . }}", "            claimName: data-{{ . }}"),
@@ -57,7 +57,7 @@ CASES = [
     ("wiring", "k8s/gateway/secret.yaml", "@rabbitmq:5672/%2f", "@rabbit:5672/%2f"),
     ("wiring", "k8s/converter/secret.yaml", "@mongodb:27017/videos?authSource=admin", "@mongodb:27017/video?authSource=admin"),
     ("wiring", "docker-compose.yml", "      DATABASE_NAME: authdb\n", "      DATABASE_NAME: users\n"),
-    ("placeholders", "k8s/auth/secret.yaml", "JWT_SECRET: change-me-to-a-long-random-string", "JWT_SECRET: 9f8e7d6c5b4a39281706"),
+    ("placeholders", "k8s/auth/secret.yaml", "JWT_SECRET: REPLACE-ME-generate-with-openssl-rand-hex-32", "JWT_SECRET: 9f8e7d6c5b4a39281706"),
     ("placeholders", "Helm_charts/MongoDB/values.yaml", "rootPassword: change-me", "rootPassword: s3cr3t"),
     ("placeholders", "docker-compose.yml", "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-change-me}", "POSTGRES_PASSWORD: hunter2"),
     ("dockerfiles", "Dockerfiles/converter.Dockerfile", " libswscale6", ""),
@@ -70,6 +70,38 @@ CASES = [
     ("jenkins", "Jenkinsfile", "image: ${ECR_REGISTRY}/\\\\1:${IMAGE_TAG}#", "image: ${ECR_REGISTRY}/\\\\1:latest#"),
     ("jenkins", "Jenkinsfile", "kubectl rollout status \"deployment/${svc}\" --timeout=10m\n", "kubectl rollout status \"deployment/${svc}\" --timeout=10m)\n"),
     ("jenkins", "Jenkinsfile", "helm upgrade --install postgres ./Helm_charts/Postgres", "helm upgrade --install pg ./Helm_charts/Postgres"),
+    # The takeover of the original's releases: immutable fields, names, users.
+    ("takeover", "Helm_charts/MongoDB/values-original.yaml", "  app: database\n", "  app: mongodb-db\n"),
+    ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "governingServiceName: not-applicable", "governingServiceName: rabbitmq-headless"),
+    ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "  standaloneClaim: true", "  standaloneClaim: false"),
+    ("takeover", "Helm_charts/Postgres/values-original.yaml", "  name: db\n", "  name: postgres\n"),
+    ("takeover", "Helm_charts/Postgres/values-original.yaml", "  username: mohamed", "  username: auth"),
+    ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "guest:\n  enabled: true", "guest:\n  enabled: false"),
+    ("takeover", "Helm_charts/MongoDB/templates/_helpers.tpl", "(merge $selector (deepCopy", "(merge (dict) (deepCopy"),
+    # NetworkPolicies: exactly the needed flows.
+    ("network", "k8s/network/networkpolicies.yaml", "  podSelector: {}\n  policyTypes:\n    - Ingress\n    - Egress\n---",
+     "  podSelector:\n    matchLabels:\n      app: none\n  policyTypes:\n    - Ingress\n    - Egress\n---"),
+    ("network", "k8s/network/networkpolicies.yaml",
+     "  ingress:\n    - from:\n        - podSelector:\n            matchLabels:\n              app: gateway\n      ports:\n        - protocol: TCP\n          port: 5000",
+     "  ingress:\n    - ports:\n        - protocol: TCP\n          port: 5000"),
+    ("network", "k8s/network/networkpolicies.yaml", "              k8s-app: kube-dns", "              k8s-app: coredns"),
+    ("network", "k8s/network/networkpolicies.yaml", "                values: [gateway, converter]\n", "                values: [gateway]\n"),
+    # The migration Job.
+    ("migration", "k8s/migration/mongodb-migrate-job.yaml",
+     "      paste -d '|' /work/source-counts.txt /work/target-counts.txt >&2 || true\n      exit 1\n",
+     "      paste -d '|' /work/source-counts.txt /work/target-counts.txt >&2 || true\n"),
+    ("migration", "k8s/migration/mongodb-migrate-job.yaml", "image: mongo:4.0.8", "image: mongo:8.0"),
+    ("migration", "k8s/migration/mongodb-migrate-job.yaml", "    for db in videos mp3s; do\n", "    for db in videos; do\n"),
+    # Secrets and least privilege.
+    ("placeholders", "docker-compose.yml", "JWT_SECRET: ${JWT_SECRET:?set JWT_SECRET, e.g. openssl rand -hex 32}",
+     "JWT_SECRET: ${JWT_SECRET:-0123456789abcdef0123456789abcdef}"),
+    ("charts", "Helm_charts/RabbitMQ/templates/_helpers.tpl", '"write" "^amq\\\\.default$" "read" "^$")', '"write" "^amq\\\\.default$" "read" ".*")'),
+    ("charts", "Helm_charts/MongoDB/values.yaml", "  databases:\n    - videos\n    - mp3s\n", "  databases:\n    - videos\n    - mp3s\n    - admin\n"),
+    ("wiring", "k8s/gateway/secret.yaml", "mongodb://gateway:change-me@", "mongodb://root:change-me@"),
+    ("wiring", "k8s/converter/secret.yaml", "amqp://converter:change-me@", "amqp://vidconv:change-me@"),
+    ("jenkins", "Jenkinsfile", "if (!(registry ==~ env.ECR_PATTERN)) {", "if (registry.isEmpty()) {"),
+    ("jenkins", "Jenkinsfile", "credentialsId: 'vidconv-jwt-secret'", "credentialsId: params.JWT_SECRET_CREDENTIAL"),
+    ("jenkins", "Jenkinsfile", "! -path 'k8s/migration/*' ", ""),
 ]
 
 CHART_RENDERS = [
@@ -117,6 +149,9 @@ def failing_groups(root: Path, rendered: Path, compose: dict, only: str | None =
         "placeholders": lambda: cd.check_placeholders(root, k8s, rendered),
         "dockerfiles": lambda: cd.check_dockerfiles(root, k8s),
         "jenkins": lambda: cd.check_jenkins(root, k8s),
+        "takeover": lambda: cd.check_takeover(root, k8s, rendered),
+        "network": lambda: cd.check_network(root, k8s, rendered),
+        "migration": lambda: cd.check_migration(root, k8s, rendered),
     }
     failed = set()
     for name, run in groups.items():
