@@ -213,6 +213,11 @@ def run_checks(port, asset):
     check(bool(echoed["x_request_id"]), "X-Request-Id forwarded")
     check(response.getheader("Cache-Control") == "no-store", "API answers are not cached")
 
+    for path in ("/api/metrics", "/api/readyz", "/api/healthz", "/api/openapi.json"):
+        response, body = request(port, "GET", path)
+        check(response.status == 404 and json.loads(body) == {"error": "not found"},
+              f"{path} is not proxied to the gateway (404 JSON)")
+
     response, body = request(port, "POST", "/api/login", body=b"")
     check(response.status == 401 and response.getheader("WWW-Authenticate") is None, "401 passes through without WWW-Authenticate")
 
