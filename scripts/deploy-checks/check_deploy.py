@@ -16,9 +16,17 @@ groups (0 when everything holds). Groups:
   charts      rendered charts: ClusterIP by default, opt-in NodePorts, PVCs, init SQL, RabbitMQ
               definitions (durable video and video.dlq without arguments), supported MongoDB
   wiring      host names, ports, users and databases in the services' settings match the charts
-  placeholders no real credential in the repository: every secret value is a change-me placeholder
+  placeholders no real credential in the repository: every secret value is a change-me or replace-me
+              placeholder, JWT_SECRET the one the services refuse, compose requires JWT_SECRET
   dockerfiles non-root numeric USER, HEALTHCHECK, EXPOSE = containerPort, crate exists, FFmpeg libs
-  jenkins     the seed's stages in order, make test before the image build, paths that exist
+  jenkins     the seed's stages in order, make test before the image build, paths that exist,
+              the registry checked against the ECR pattern, fixed credential ids
+  takeover    the charts rendered with values-original.yaml keep every immutable field of the
+              original deployment's objects (fixtures/original-immutable.yaml), its names and users
+  network     the NetworkPolicies, evaluated over every pod's labels, allow exactly the flows the
+              system needs (EXPECTED_FLOWS) and DNS
+  migration   the MongoDB 4.0 -> chart copy Job: images, scripts that parse, both databases, the
+              comparison that fails it
 """
 
 from __future__ import annotations
