@@ -648,8 +648,10 @@ def jenkins_shell_steps(text: str) -> dict[str, list[str]]:
     return steps
 
 
-def run_apply_stage(repo: Path, script: str) -> list[tuple[str, str, str]]:
-    """Runs the Apply manifests script with a stand-in kubectl; returns (kind, name, image) applied."""
+def run_apply_stage(repo: Path, script: str, extra_env: dict | None = None,
+                    docs: list | None = None) -> list[tuple[str, str, str]]:
+    """Runs the Apply manifests script with a stand-in kubectl; returns (kind, name, image) applied
+    and, into docs when given, every applied document."""
     import os
     import subprocess
     import tempfile
@@ -660,11 +662,16 @@ def run_apply_stage(repo: Path, script: str) -> list[tuple[str, str, str]]:
         fake.write_text("#!/bin/sh\n" + "awk 'function out(){if(k){print k\"\\t\"n\"\\t\"i}; k=\"\";n=\"\";i=\"\"} "
                         "/^---/{out()} /^kind:/{k=$2} /^  name:/{if(!n){n=$2}} /image:/{i=$2} "
                         "END{out()}' >> " + str(Path(tmp) / "applied") + "\n")
+        fake.write_text(fake.read_text().replace("awk ", "tee -a " + str(Path(tmp) / "stream") + " | awk ", 1))
         fake.chmod(0o755)
-        env = dict(os.environ, PATH=f"{tmp}:{os.environ['PATH']}",
+        env = dict(os.environ, PATH=f"{tmp}:{os.environ['PATH']}", ORIGINAL_RELEASES="false",
                    ECR_REGISTRY="123456789012.dkr.ecr.eu-west-1.amazonaws.com", IMAGE_TAG="0123456789ab")
+        env.update(extra_env or {})
         subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env, check=True, capture_output=True, text=True)
         lines = (Path(tmp) / "applied").read_text().splitlines()
+        if docs is not None:
+            text = (Path(tmp) / "stream").read_text().replace("\napiVersion:", "\n---\napiVersion:")
+            docs.extend(d for d in yaml.safe_load_all(text) if isinstance(d, dict))
     return [tuple((line.split("\t") + ["", "", ""])[:3]) for line in lines]
 
 
@@ -746,6 +753,23 @@ def check_jenkins(repo: Path, k8s: dict) -> Group:
         expected = {(k, d["metadata"]["name"]) for folder, objs in k8s.items() for _, d in objs
                     if (k := d.get("kind")) != "Secret" and folder not in MANUAL_K8S}
         g.check({(k, n) for k, n, _ in applied} == expected, "Jenkinsfile apply: not every k8s object was applied")
+        # A cluster taken over from the original (ORIGINAL_RELEASES=true): auth reaches the
+        # original's Postgres Service and user; by default, the chart's.
+        fixture = yaml.safe_load(FIXTURE.read_text())["charts"]["Postgres"]
+        pg_service = next(o["name"] for o in fixture["objects"] if o["kind"] == "Service")
+        for original, host, user in ((False, "postgres", "auth"), (True, pg_service, fixture["secret"]["POSTGRES_USER"])):
+            docs: list[dict] = []
+            run_apply_stage(repo, apply, {"ORIGINAL_RELEASES": str(original).lower()}, docs)
+            cm = next((d for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "auth-configmap"), {})
+            data = cm.get("data") or {}
+            g.check((data.get("DATABASE_HOST"), data.get("DATABASE_USER")) == (host, user),
+                    f"Jenkinsfile apply with ORIGINAL_RELEASES={str(original).lower()}: auth gets "
+                    f"{data.get('DATABASE_HOST')}/{data.get('DATABASE_USER')}, want {host}/{user}")
+        for chart, folder in (("mongodb", "MongoDB"), ("postgres", "Postgres"), ("rabbitmq", "RabbitMQ")):
+            g.check(f'then set -- -f Helm_charts/{folder}/values-original.yaml; else set --; fi\n'
+                    f'                        helm upgrade --install {chart} ./Helm_charts/{folder} "$@"' in text,
+                    f"Jenkinsfile: helm upgrade {chart} must add values-original.yaml when ORIGINAL_RELEASES is true")
+        g.check("--set guest.enabled=false" in text, "Jenkinsfile: the RabbitMQ stage must turn guest off")
         for kind, name, image in applied:
             if kind == "Deployment":
                 g.check(image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{name}:0123456789ab",

@@ -102,6 +102,8 @@ CASES = [
     ("jenkins", "Jenkinsfile", "if (!(registry ==~ env.ECR_PATTERN)) {", "if (registry.isEmpty()) {"),
     ("jenkins", "Jenkinsfile", "credentialsId: 'vidconv-jwt-secret'", "credentialsId: params.JWT_SECRET_CREDENTIAL"),
     ("jenkins", "Jenkinsfile", "! -path 'k8s/migration/*' ", ""),
+    ("jenkins", "Jenkinsfile", "DATABASE_HOST:).*/\\\\1 db/", "DATABASE_HOST:).*/\\\\1 postgres/"),
+    ("jenkins", "Jenkinsfile", "then set -- -f Helm_charts/RabbitMQ/values-original.yaml", "then set -- -f Helm_charts/RabbitMQ/values.yaml"),
 ]
 
 CHART_RENDERS = [
