@@ -1,4 +1,13 @@
-//! Where the uploads and the MP3s live, from the original's variables.
+//! Where the uploads and the MP3s live, from the original's variables, and whether the server is
+//! one the driver can talk to.
+//!
+//! Precedence (the same in the gateway and the converter; `docs/configuration-mongodb.md`):
+//!
+//! | variable | used for | database |
+//! |---|---|---|
+//! | `MONGODB_VIDEOS_URI` | uploads and `jobs` | the URI's path, else `videos` |
+//! | `MONGODB_MP3S_URI` | MP3s | the URI's path, else `mp3s` |
+//! | `MONGODB_URI` | whichever of the two is unset | `videos` / `mp3s`, whatever its path says |
 
 use crate::config::{self, ConfigError, Env};
 
@@ -26,21 +35,32 @@ pub struct MongoLocations {
 }
 
 impl MongoLocations {
-    /// Reads `MONGODB_VIDEOS_URI` / `MONGODB_MP3S_URI` (the original's, database in the path),
-    /// each falling back to `MONGODB_URI` with the databases `videos` and `mp3s`.
+    /// Reads `MONGODB_VIDEOS_URI` / `MONGODB_MP3S_URI` (the original gateway's, database in the
+    /// path), each falling back to `MONGODB_URI` (the original converter's), which names the
+    /// server only: with it the databases are `videos` and `mp3s` whatever its path says.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let shared = config::optional(env, "MONGODB_URI");
         let pick = |name: &'static str, default_db: &str| -> Result<MongoLocation, ConfigError> {
-            let uri = config::optional(env, name)
-                .or_else(|| shared.clone())
-                .ok_or(ConfigError::Missing(name))?;
+            let (variable, uri) = match config::optional(env, name) {
+                Some(uri) => (name, uri),
+                None => (
+                    "MONGODB_URI",
+                    shared.clone().ok_or(ConfigError::Missing(name))?,
+                ),
+            };
             if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
                 return Err(ConfigError::Invalid {
-                    name,
+                    name: variable,
                     reason: "must start with mongodb:// or mongodb+srv://".to_owned(),
                 });
             }
-            let database = database_in_uri(&uri).unwrap_or_else(|| default_db.to_owned());
+            // The path of MONGODB_URI stays in the URI all the same: like pymongo, the driver
+            // authenticates against it when the URI sets no authSource.
+            let database = match variable {
+                "MONGODB_URI" => None,
+                _ => database_in_uri(&uri),
+            }
+            .unwrap_or_else(|| default_db.to_owned());
             Ok(MongoLocation { uri, database })
         };
         Ok(Self {
@@ -56,6 +76,98 @@ fn database_in_uri(uri: &str) -> Option<String> {
     let rest = rest.split(['?', '#']).next()?;
     let (_, path) = rest.split_once('/')?;
     (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// The oldest MongoDB release the `mongodb` driver 3.x talks to (wire version 9).
+pub const OLDEST_SUPPORTED: &str = "4.4";
+/// Where the move of the data to a newer server is described.
+pub const MIGRATION_DOC: &str = "docs/migrating-from-python.md";
+
+/// Why a MongoDB server cannot be used right now.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerProblem {
+    /// The server is older than [`OLDEST_SUPPORTED`]; the sentence says which version it runs.
+    #[error("{0}")]
+    TooOld(String),
+    /// Unreachable, or any other failure of the check.
+    #[error("{0}")]
+    Other(#[from] mongodb::error::Error),
+}
+
+/// The server's version (`buildInfo`), or why it cannot be used: an old server is refused by the
+/// driver before any command runs, so its version comes from the driver's error instead.
+pub async fn check_server(db: &mongodb::Database) -> Result<String, ServerProblem> {
+    let info = db
+        .run_command(mongodb::bson::doc! { "buildInfo": 1 })
+        .await
+        .map_err(|e| match too_old(&e) {
+            Some(sentence) => ServerProblem::TooOld(sentence),
+            None => ServerProblem::Other(e),
+        })?;
+    let version = info.get_str("version").unwrap_or("unknown").to_owned();
+    match too_old_version(&version) {
+        Some(sentence) => Err(ServerProblem::TooOld(sentence)),
+        None => Ok(version),
+    }
+}
+
+/// The operator's sentence when `error` is the driver refusing a server that is too old.
+pub fn too_old(error: &mongodb::error::Error) -> Option<String> {
+    use mongodb::error::ErrorKind;
+    match &*error.kind {
+        ErrorKind::ServerSelection { message, .. }
+        | ErrorKind::IncompatibleServer { message, .. } => too_old_from_driver_message(message),
+        _ => None,
+    }
+}
+
+/// Reads the driver's refusal, `Server at HOST:PORT reports wire version N, but this version of
+/// the MongoDB Rust driver requires at least 9 (MongoDB 4.4).`, into a sentence for operators.
+pub fn too_old_from_driver_message(message: &str) -> Option<String> {
+    let (before, after) = message.split_once(" reports wire version ")?;
+    if !after.contains("driver requires at least") {
+        return None;
+    }
+    let address = before.rsplit_once("Server at ").map(|(_, a)| a.trim());
+    let wire: u32 = after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let release = match wire {
+        0..=2 => "2.6 or older".to_owned(),
+        3 => "3.0".to_owned(),
+        4 => "3.2".to_owned(),
+        5 => "3.4".to_owned(),
+        6 => "3.6".to_owned(),
+        7 => "4.0".to_owned(),
+        8 => "4.2".to_owned(),
+        n => format!("with wire version {n}"),
+    };
+    let at = address.map(|a| format!(" at {a}")).unwrap_or_default();
+    Some(format!(
+        "MongoDB {release}{at} (wire version {wire}) is older than {OLDEST_SUPPORTED}, \
+         the oldest supported; see {MIGRATION_DOC}"
+    ))
+}
+
+/// The operator's sentence when a `buildInfo` version (`4.0.8`) is older than [`OLDEST_SUPPORTED`].
+pub fn too_old_version(version: &str) -> Option<String> {
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+    });
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) < (4, 4)).then(|| {
+        format!(
+            "MongoDB {version} is older than {OLDEST_SUPPORTED}, the oldest supported; \
+             see {MIGRATION_DOC}"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -95,6 +207,32 @@ mod tests {
     }
 
     #[test]
+    fn shared_uri_path_is_ignored_as_by_the_original_converter() {
+        // The original converter's ConfigMap.
+        let env = [(
+            "MONGODB_URI",
+            "mongodb://mohamed:mo1234@mongodb:27017/mp3s?authSource=admin",
+        )];
+        let l = MongoLocations::from_env(&env).unwrap();
+        assert_eq!(l.videos.database, "videos");
+        assert_eq!(l.mp3s.database, "mp3s");
+        assert_eq!(l.videos.uri, env[0].1);
+    }
+
+    #[test]
+    fn specific_uris_override_the_shared_one() {
+        let env = [
+            ("MONGODB_URI", "mongodb://shared:27017/mp3s"),
+            ("MONGODB_MP3S_URI", "mongodb://other:27017/music"),
+        ];
+        let l = MongoLocations::from_env(&env).unwrap();
+        assert_eq!(l.videos.uri, "mongodb://shared:27017/mp3s");
+        assert_eq!(l.videos.database, "videos");
+        assert_eq!(l.mp3s.uri, "mongodb://other:27017/music");
+        assert_eq!(l.mp3s.database, "music");
+    }
+
+    #[test]
     fn missing_uri_names_variable() {
         let env = [("OTHER", "x")];
         let err = MongoLocations::from_env(&env).unwrap_err();
@@ -104,6 +242,50 @@ mod tests {
     #[test]
     fn bad_scheme_is_invalid() {
         let env = [("MONGODB_URI", "http://x")];
-        assert!(MongoLocations::from_env(&env).is_err());
+        let err = MongoLocations::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("MONGODB_URI"), "{err}");
+    }
+
+    /// The driver's text, as `mongodb` 3.9 words it (`sdam/description/server.rs`).
+    const DRIVER_REFUSAL: &str = "Server at mongodb:27017 reports wire version 7, but this \
+        version of the MongoDB Rust driver requires at least 9 (MongoDB 4.4).";
+
+    #[test]
+    fn the_drivers_refusal_becomes_a_sentence() {
+        assert_eq!(
+            too_old_from_driver_message(DRIVER_REFUSAL).unwrap(),
+            "MongoDB 4.0 at mongodb:27017 (wire version 7) is older than 4.4, the oldest \
+             supported; see docs/migrating-from-python.md"
+        );
+        assert_eq!(
+            too_old_from_driver_message("Server selection timeout: No available servers."),
+            None
+        );
+        assert!(too_old_from_driver_message(
+            "Server at h:1 reports wire version 8, but this version of the MongoDB Rust driver \
+             requires at least 9 (MongoDB 4.4)."
+        )
+        .unwrap()
+        .starts_with("MongoDB 4.2 at h:1"));
+    }
+
+    #[test]
+    fn versions_older_than_4_4_are_refused() {
+        assert_eq!(
+            too_old_version("4.0.8").unwrap(),
+            "MongoDB 4.0.8 is older than 4.4, the oldest supported; see \
+             docs/migrating-from-python.md"
+        );
+        assert!(too_old_version("3.6.23").is_some());
+        for ok in [
+            "4.4.0",
+            "5.0.31",
+            "7.0.14",
+            "8.2.11",
+            "10.0.0-rc1",
+            "unknown",
+        ] {
+            assert_eq!(too_old_version(ok), None, "{ok}");
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! The caller's identity: a Bearer JWT verified locally (HS256 only), as an axum extractor.
+//! The caller's identity: a Bearer JWT checked by [`crate::tokens::TokenChecker`] (locally with
+//! HS256, or by auth's `/validate`), as an axum extractor.
 
 use axum::{extract::FromRequestParts, http::header::AUTHORIZATION, http::request::Parts};
-use common::jwt::{bearer_token, Claims, TokenError};
+use common::jwt::{bearer_token, Claims};
 
-use crate::{error::ApiError, AppState};
+use crate::{error::ApiError, tokens::Refusal, AppState};
 
 /// The verified claims of the request's token. Rejects with 401 JSON when missing or invalid.
 #[derive(Debug, Clone)]
@@ -29,25 +30,20 @@ impl FromRequestParts<AppState> for User {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::Unauthorized("missing Authorization header (expected: Bearer <token>)".into())
         })?;
-        let header = header.to_str().map_err(|_| {
+        let text = header.to_str().map_err(|_| {
             ApiError::Unauthorized(
                 "malformed Authorization header (expected: Bearer <token>)".into(),
             )
         })?;
-        let token = bearer_token(header).ok_or_else(|| {
+        let token = bearer_token(text).ok_or_else(|| {
             ApiError::Unauthorized(
                 "malformed Authorization header (expected: Bearer <token>)".into(),
             )
         })?;
-        match state.keys.verify(token) {
+        match state.tokens.check(token, header).await {
             Ok(claims) => Ok(User(claims)),
-            Err(TokenError::Expired) => Err(ApiError::Unauthorized(
-                "token has expired, log in again".into(),
-            )),
-            Err(TokenError::Invalid(e)) => {
-                tracing::debug!(error = %e, "token refused");
-                Err(ApiError::Unauthorized("invalid token".into()))
-            }
+            Err(Refusal::AuthUnavailable(message)) => Err(ApiError::Unavailable(message)),
+            Err(refusal) => Err(ApiError::Unauthorized(refusal.to_string())),
         }
     }
 }

@@ -22,8 +22,9 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Base URL of the auth service, from `AUTH_SVC_ADDRESS` (`host:port` or a URL).
     pub auth_base_url: String,
-    /// HS256 secret shared with auth (`JWT_SECRET`, required).
-    pub jwt_secret: String,
+    /// HS256 secret shared with auth (`JWT_SECRET`); unset, tokens are validated by auth's
+    /// `POST /validate` as the original gateway does.
+    pub jwt_secret: Option<String>,
     /// Where uploads, jobs and MP3s live (`MONGODB_VIDEOS_URI`, `MONGODB_MP3S_URI`, `MONGODB_URI`).
     pub mongo: MongoLocations,
     /// AMQP URL of RabbitMQ (`RABBITMQ_URL`).
@@ -45,7 +46,7 @@ impl Config {
                     reason,
                 },
             )?;
-        let jwt_secret = config::required(env, "JWT_SECRET")?;
+        let jwt_secret = config::optional(env, "JWT_SECRET");
         let mongo = MongoLocations::from_env(env)?;
         let rabbitmq_url =
             config::or_default(env, "RABBITMQ_URL", "amqp://guest:guest@rabbitmq:5672/%2f");
@@ -113,9 +114,31 @@ mod tests {
     }
 
     #[test]
-    fn jwt_secret_is_required() {
-        let err = Config::from_env(&[MONGO]).unwrap_err();
-        assert_eq!(err, ConfigError::Missing("JWT_SECRET"));
+    fn jwt_secret_is_optional() {
+        assert_eq!(Config::from_env(&[MONGO]).unwrap().jwt_secret, None);
+        let c = Config::from_env(&[MONGO, ("JWT_SECRET", "s")]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn the_original_gateway_configmap_is_enough() {
+        // src/gateway-service/manifest/configmap.yaml of the original; it has no Secret for us.
+        let c = Config::from_env(&[
+            ("AUTH_SVC_ADDRESS", "auth:5000"),
+            (
+                "MONGODB_VIDEOS_URI",
+                "mongodb://mohamed:mo1234@mongodb:27017/videos?authSource=admin",
+            ),
+            (
+                "MONGODB_MP3S_URI",
+                "mongodb://mohamed:mo1234@mongodb:27017/mp3s?authSource=admin",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_secret, None);
+        assert_eq!(c.auth_base_url, "http://auth:5000");
+        assert_eq!(c.mongo.videos.database, "videos");
+        assert_eq!(c.mongo.mp3s.database, "mp3s");
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl From<crate::storage::StorageError> for ApiError {
                 tracing::warn!(error = %source, "MongoDB unavailable");
                 Self::Unavailable("the file store is unavailable, try again shortly".to_owned())
             }
+            StorageError::TooOld(sentence) => {
+                tracing::error!("{sentence}");
+                Self::Unavailable(format!("the file store cannot be used: {sentence}"))
+            }
             StorageError::Other(source) => Self::Internal(source.into()),
         }
     }

@@ -8,17 +8,18 @@ pub mod openapi;
 pub mod queue;
 pub mod routes;
 pub mod storage;
+pub mod tokens;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
-use common::jwt::JwtKeys;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use queue::VideoQueue;
 use storage::Storage;
+use tokens::TokenChecker;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -28,8 +29,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The configuration the gateway started with.
     pub config: Config,
-    /// HS256 keys to verify tokens.
-    pub keys: JwtKeys,
+    /// Checks Bearer tokens: locally (`JWT_SECRET`) or through auth's `/validate`.
+    pub tokens: TokenChecker,
     /// MongoDB: uploads, MP3s, jobs.
     pub storage: Storage,
     /// The conversion queue.
@@ -66,8 +67,14 @@ impl Application {
             .timeout(Duration::from_secs(30))
             .build()?;
         let listener = TcpListener::bind(config.addr).await?;
+        let tokens = TokenChecker::new(
+            config.jwt_secret.as_deref(),
+            &config.auth_base_url,
+            http.clone(),
+        );
+        tracing::info!("{}", tokens.describe());
         let state = AppState(Arc::new(Inner {
-            keys: JwtKeys::new(config.jwt_secret.as_bytes()),
+            tokens,
             config,
             storage,
             queue,
@@ -94,7 +101,7 @@ impl Application {
             router,
             state,
         } = self;
-        tokio::spawn(ensure_indexes(state.storage.clone()));
+        tokio::spawn(prepare_mongo(state.storage.clone()));
         // Connect to the broker in the background so the first upload does not pay for it.
         let warm = state.clone();
         tokio::spawn(async move {
@@ -120,20 +127,35 @@ impl Application {
     }
 }
 
-/// Creates the indexes, retrying while MongoDB is unreachable.
-async fn ensure_indexes(storage: Storage) {
+/// Logs the MongoDB server's version, or why it cannot be used, and creates the indexes;
+/// retries while MongoDB is unreachable or too old.
+async fn prepare_mongo(storage: Storage) {
     let mut delay = Duration::from_millis(500);
+    let mut last_sentence = None;
     loop {
-        match storage.ensure_indexes().await {
-            Ok(()) => {
-                tracing::info!("MongoDB indexes in place");
+        let result = async {
+            let version = storage.check_server().await?;
+            storage.ensure_indexes().await?;
+            Ok::<_, storage::StorageError>(version)
+        }
+        .await;
+        match result {
+            Ok(version) => {
+                tracing::info!(%version, "MongoDB server ready, indexes in place");
                 return;
             }
+            Err(storage::StorageError::TooOld(sentence)) => {
+                // Said once (and again if it changes), not at every retry.
+                if last_sentence.as_ref() != Some(&sentence) {
+                    tracing::error!("{sentence}");
+                    last_sentence = Some(sentence);
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot create MongoDB indexes yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot use MongoDB yet");
             }
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }

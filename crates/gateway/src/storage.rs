@@ -1,16 +1,16 @@
 //! MongoDB: uploads and MP3s in GridFS (bucket `fs` of the `videos` and `mp3s` databases) and the
 //! `jobs` collection. Reads files chunk by chunk so that memory stays flat whatever their size.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use common::{
-    jobs::{self, Job},
-    mongo::MongoLocations,
+    jobs::{self, Job, JobState},
+    mongo::{MongoLocations, ServerProblem},
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use mongodb::{
-    bson::{doc, oid::ObjectId, Bson, Document},
+    bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::ErrorKind,
     gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream},
     options::{ClientOptions, IndexOptions},
@@ -23,12 +23,15 @@ const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Chunks fetched per cursor batch while streaming a file out (255 KiB each).
 const CHUNKS_PER_BATCH: u32 = 4;
 
-/// A MongoDB failure: the server is away (503) or something else went wrong (500).
+/// A MongoDB failure: the server is away or too old (503) or something else went wrong (500).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// No server reachable, connection dropped: the client may retry later.
     #[error("MongoDB unavailable: {0}")]
     Unavailable(#[source] mongodb::error::Error),
+    /// The server is older than the driver supports; the sentence says which and what to do.
+    #[error("{0}")]
+    TooOld(String),
     /// Any other failure.
     #[error("MongoDB error: {0}")]
     Other(#[source] mongodb::error::Error),
@@ -36,6 +39,9 @@ pub enum StorageError {
 
 impl From<mongodb::error::Error> for StorageError {
     fn from(e: mongodb::error::Error) -> Self {
+        if let Some(sentence) = common::mongo::too_old(&e) {
+            return Self::TooOld(sentence);
+        }
         let unavailable = matches!(
             *e.kind,
             ErrorKind::ServerSelection { .. }
@@ -151,11 +157,32 @@ impl Storage {
         Ok(())
     }
 
-    /// Round trip to both databases' servers.
+    /// Round trip to both databases' servers, which must be new enough for the driver; answers
+    /// the server version (both, when they differ).
+    pub async fn check_server(&self) -> StorageResult<String> {
+        let check = |db: &Database| {
+            let db = db.clone();
+            async move {
+                common::mongo::check_server(&db)
+                    .await
+                    .map_err(|problem| match problem {
+                        ServerProblem::TooOld(sentence) => StorageError::TooOld(sentence),
+                        ServerProblem::Other(e) => e.into(),
+                    })
+            }
+        };
+        let videos = check(&self.videos).await?;
+        let mp3s = check(&self.mp3s).await?;
+        Ok(if videos == mp3s {
+            videos
+        } else {
+            format!("{videos} (videos), {mp3s} (mp3s)")
+        })
+    }
+
+    /// Round trip to both databases' servers, refusing one too old for the driver.
     pub async fn ping(&self) -> StorageResult<()> {
-        self.videos.run_command(doc! { "ping": 1 }).await?;
-        self.mp3s.run_command(doc! { "ping": 1 }).await?;
-        Ok(())
+        self.check_server().await.map(drop)
     }
 
     /// Opens a GridFS upload stream in the videos bucket with the upload's metadata.
@@ -188,13 +215,67 @@ impl Storage {
         find_file(&self.mp3_bucket, doc! { "_id": id }).await
     }
 
-    /// The MP3 made from upload `video_fid` (the original's lookup by `metadata.video_fid`).
+    /// The MP3 made from upload `video_fid` (the original's lookup by `metadata.video_fid`); the
+    /// oldest if there are several, the one the converter keeps.
     pub async fn mp3_for_video(&self, video_fid: ObjectId) -> StorageResult<Option<StoredFile>> {
-        find_file(
-            &self.mp3_bucket,
-            doc! { "metadata.video_fid": video_fid.to_hex() },
-        )
-        .await
+        Ok(self
+            .mp3_bucket
+            .find_one(doc! { "metadata.video_fid": video_fid.to_hex() })
+            .sort(doc! { "_id": 1 })
+            .await?
+            .and_then(StoredFile::from_doc))
+    }
+
+    /// The MP3s made from each of `video_fids` (the oldest per upload), in one indexed query.
+    pub async fn mp3s_for_videos(
+        &self,
+        video_fids: &[ObjectId],
+    ) -> StorageResult<HashMap<ObjectId, StoredFile>> {
+        let mut found = HashMap::new();
+        if video_fids.is_empty() {
+            return Ok(found);
+        }
+        let hex: Vec<String> = video_fids.iter().map(|id| id.to_hex()).collect();
+        let mut cursor = self
+            .mp3_bucket
+            .find(doc! { "metadata.video_fid": { "$in": hex } })
+            .sort(doc! { "_id": 1 })
+            .await?;
+        while let Some(file) = cursor.try_next().await? {
+            let Some(file) = StoredFile::from_doc(file) else {
+                continue;
+            };
+            if let Some(video_fid) = file.video_fid().and_then(|v| ObjectId::parse_str(v).ok()) {
+                found.entry(video_fid).or_insert(file);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Marks the job of `video_fid` completed with `mp3_fid` unless it already is: the MP3 was
+    /// stored by a converter that does not keep jobs (the original's).
+    pub async fn reconcile_completed(
+        &self,
+        video_fid: ObjectId,
+        mp3_fid: ObjectId,
+    ) -> StorageResult<bool> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! {
+                    "_id": video_fid,
+                    "$or": [
+                        { "state": { "$ne": JobState::Completed.as_str() } },
+                        { "mp3_fid": Bson::Null },
+                    ],
+                },
+                doc! { "$set": {
+                    "state": JobState::Completed.as_str(), "progress": 100.0,
+                    "mp3_fid": mp3_fid, "error": Bson::Null, "updated_at": DateTime::now(),
+                } },
+            )
+            .await?;
+        Ok(result.modified_count > 0)
     }
 
     /// Removes an upload and its chunks; missing is fine.

@@ -9,7 +9,10 @@ use axum::{
 use common::jobs::Job;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_fid, status::StatusBody};
+use super::{
+    parse_fid,
+    status::{needs_mp3_lookup, reconcile, StatusBody},
+};
 use crate::{
     claims::User,
     error::{ApiError, ApiResult},
@@ -130,10 +133,25 @@ pub async fn list_jobs(
         )));
     }
     let skip = (page - 1).saturating_mul(per_page);
-    let (jobs, total) = state
+    let (mut jobs, total) = state
         .storage
         .jobs_of(user.email(), skip, per_page as i64)
         .await?;
+    // One query for the MP3s of the page's unfinished jobs (stored by a converter that keeps
+    // no jobs), however long the page.
+    let open: Vec<_> = jobs
+        .iter()
+        .filter(|job| needs_mp3_lookup(job))
+        .map(|job| job.id)
+        .collect();
+    let mut mp3s = state.storage.mp3s_for_videos(&open).await?;
+    for job in &mut jobs {
+        if let Some(mp3) = mp3s.remove(&job.id) {
+            if user.may_see(mp3.owner()) {
+                reconcile(&state, job, mp3.id).await;
+            }
+        }
+    }
     Ok(Json(JobsPage {
         jobs: jobs.iter().map(JobView::from).collect(),
         page,

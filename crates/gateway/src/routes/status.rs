@@ -1,5 +1,7 @@
-//! `GET /status?fid=<video_fid>`: where a conversion stands, from its job document, or for uploads
-//! of the original system (no job) from the MP3 found by `metadata.video_fid`.
+//! `GET /status?fid=<video_fid>`: where a conversion stands. An MP3 whose `metadata.video_fid` is
+//! the upload means completed, whatever the job document says (the original converter writes no
+//! job; the job is then brought up to date); otherwise the job document, or for uploads of the
+//! original system (no job) `queued` while the upload is there.
 
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
@@ -106,9 +108,16 @@ pub async fn status_of(
     video_fid: ObjectId,
 ) -> ApiResult<StatusBody> {
     let not_found = || ApiError::no_such_file(&video_fid.to_hex());
-    if let Some(job) = state.storage.job(video_fid).await? {
+    if let Some(mut job) = state.storage.job(video_fid).await? {
         if !user.may_see(job.owner.as_deref()) {
             return Err(not_found());
+        }
+        if needs_mp3_lookup(&job) {
+            if let Some(mp3) = state.storage.mp3_for_video(video_fid).await? {
+                if user.may_see(mp3.owner()) {
+                    reconcile(state, &mut job, mp3.id).await;
+                }
+            }
         }
         return Ok(StatusBody::of_job(&job));
     }
@@ -124,6 +133,31 @@ pub async fn status_of(
         Some(_) => Err(not_found()),
         None if video.is_some() => Ok(StatusBody::processing(JobState::Queued, 0.0)),
         None => Err(not_found()),
+    }
+}
+
+/// Whether the job document alone cannot say the upload is done: an MP3 in `mp3s` with its
+/// `metadata.video_fid` is the truth whoever stored it (the original converter updates no job).
+pub fn needs_mp3_lookup(job: &Job) -> bool {
+    job.state != JobState::Completed || job.mp3_fid.is_none()
+}
+
+/// Records in `job` (and in the jobs collection) that MP3 `mp3_fid` exists. A failed write is
+/// logged only: the MP3 is the truth, and the next look finds it again.
+pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
+    let was = job.state;
+    job.state = JobState::Completed;
+    job.progress = 100.0;
+    job.mp3_fid = Some(mp3_fid);
+    job.error = None;
+    job.updated_at = mongodb::bson::DateTime::now();
+    match state.storage.reconcile_completed(job.id, mp3_fid).await {
+        Ok(true) => tracing::info!(video_fid = %job.id, %mp3_fid, was = was.as_str(),
+            "job marked completed: its MP3 was stored by another converter"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, video_fid = %job.id, "cannot record the completed job")
+        }
     }
 }
 
