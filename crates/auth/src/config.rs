@@ -31,6 +31,10 @@ pub struct Config {
     /// How many proxies in front of auth append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`);
     /// 0 ignores the header and uses the connection's peer address.
     pub trusted_proxy_hops: usize,
+    /// Whether a plaintext password (a row of the original's) is replaced by an argon2id hash
+    /// at its first successful login (`AUTH_UPGRADE_LEGACY_PASSWORDS`, default true). Off while
+    /// the original auth still serves the same table, so that it can still log those users in.
+    pub upgrade_legacy_passwords: bool,
 }
 
 /// Limits on failed logins; both count failures within a sliding window.
@@ -69,6 +73,7 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .field("upgrade_legacy_passwords", &self.upgrade_legacy_passwords)
             .finish()
     }
 }
@@ -112,6 +117,7 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             )? as usize,
             trusted_proxy_hops: config::parsed_or(env, "TRUSTED_PROXY_HOPS", 0)?,
+            upgrade_legacy_passwords: flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
         })
     }
 }
@@ -137,6 +143,21 @@ fn database_options(env: &impl Env) -> Result<PgConnectOptions, ConfigError> {
         options
     };
     Ok(options.application_name("auth"))
+}
+
+/// A yes/no setting: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), any case.
+fn flag(env: &impl Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = config::optional(env, name) else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{raw:?}: expected true or false"),
+        }),
+    }
 }
 
 /// A number that must be at least 1.
@@ -219,6 +240,35 @@ mod tests {
         assert_eq!(config.database.get_port(), 5433);
         assert_eq!(config.rate_limit, RateLimitConfig::default());
         assert_eq!(config.trusted_proxy_hops, 0);
+        assert!(config.upgrade_legacy_passwords);
+    }
+
+    #[test]
+    fn legacy_password_upgrade_switch() {
+        for (raw, want) in [
+            ("false", false),
+            ("FALSE", false),
+            ("0", false),
+            ("true", true),
+        ] {
+            let env = [
+                ("JWT_SECRET", "s"),
+                ("DATABASE_URL", "postgres://db/x"),
+                ("AUTH_UPGRADE_LEGACY_PASSWORDS", raw),
+            ];
+            assert_eq!(
+                Config::from_env(&env).unwrap().upgrade_legacy_passwords,
+                want,
+                "{raw}"
+            );
+        }
+        let env = [
+            ("JWT_SECRET", "s"),
+            ("DATABASE_URL", "postgres://db/x"),
+            ("AUTH_UPGRADE_LEGACY_PASSWORDS", "sometimes"),
+        ];
+        let err = Config::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("AUTH_UPGRADE_LEGACY_PASSWORDS"), "{err}");
     }
 
     #[test]

@@ -112,9 +112,16 @@ impl Application {
                 limits.window,
             )),
             trusted_proxy_hops: config.trusted_proxy_hops,
+            upgrade_legacy_passwords: config.upgrade_legacy_passwords,
             schema_ready,
         };
 
+        if !config.upgrade_legacy_passwords {
+            tracing::info!(
+                "AUTH_UPGRADE_LEGACY_PASSWORDS is off: plaintext passwords stay as they are, \
+                 so the original auth can still log those users in"
+            );
+        }
         tracing::info!(addr = %config.addr, port, "auth listening");
         Ok(Application {
             listener,

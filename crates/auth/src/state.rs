@@ -24,6 +24,8 @@ pub struct AppState {
     pub ip_limiter: Arc<FailureLimiter>,
     /// How many proxies' `X-Forwarded-For` entries to trust.
     pub trusted_proxy_hops: usize,
+    /// Whether plaintext rows are rehashed at login (`AUTH_UPGRADE_LEGACY_PASSWORDS`).
+    pub upgrade_legacy_passwords: bool,
     /// Set once the users table is known to exist.
     pub schema_ready: Arc<AtomicBool>,
 }

@@ -25,7 +25,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::worker::{Outcome, Worker};
+use crate::{
+    storage::StorageError,
+    worker::{Outcome, Worker},
+};
 
 /// Header of a dead letter giving the reason, in words for a person.
 pub const REASON_HEADER: &str = "x-converter-reason";
@@ -35,6 +38,10 @@ pub const ORIGINAL_QUEUE_HEADER: &str = "x-original-queue";
 const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+/// Longest wait for the MongoDB check before consuming.
+const MONGO_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a MongoDB server found too old is looked at again.
+pub const TOO_OLD_RECHECK: Duration = Duration::from_secs(30);
 /// AMQP persistent delivery mode.
 const PERSISTENT: u8 = 2;
 
@@ -67,6 +74,7 @@ impl Consumer {
     /// Runs until `stop` fires: consume, reconnect on failures, then let in-flight jobs finish
     /// within the grace period and requeue those that would not.
     pub async fn run(self, stop: CancellationToken) {
+        self.wait_while_mongo_too_old(&stop).await;
         let abort_jobs = CancellationToken::new();
         let mut jobs = JoinSet::new();
         let mut delay = INITIAL_RECONNECT_DELAY;
@@ -112,6 +120,41 @@ impl Consumer {
             let _ = conn.close(200, "shutting down").await;
         }
         tracing::info!("consumer stopped");
+    }
+
+    /// Takes no message while the MongoDB server is older than the driver supports: they stay
+    /// queued instead of failing one by one. Logs the server's version once it is usable; any
+    /// other Mongo problem is left to the jobs' retries.
+    async fn wait_while_mongo_too_old(&self, stop: &CancellationToken) {
+        let mut said: Option<String> = None;
+        loop {
+            let check =
+                tokio::time::timeout(MONGO_CHECK_TIMEOUT, self.worker.storage.check_server()).await;
+            match check {
+                Ok(Ok(version)) => {
+                    tracing::info!(%version, "MongoDB server");
+                    return;
+                }
+                Ok(Err(StorageError::TooOld(sentence))) => {
+                    if said.as_ref() != Some(&sentence) {
+                        tracing::error!("{sentence}; messages stay queued until it is replaced");
+                        said = Some(sentence);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "MongoDB not usable yet; jobs will retry");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("MongoDB did not answer in time; jobs will retry");
+                    return;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TOO_OLD_RECHECK) => {}
+                () = stop.cancelled() => return,
+            }
+        }
     }
 
     /// One connection's life: returns Ok when asked to stop, Err when the connection failed.

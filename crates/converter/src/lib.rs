@@ -120,16 +120,24 @@ impl Application {
 
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
     // Bounded, so a probe gets an answer before its own timeout while Mongo is unreachable.
-    let mongo = tokio::time::timeout(std::time::Duration::from_secs(2), ready.storage.ping())
-        .await
-        .map_err(|_| ())
-        .and_then(|r| r.map_err(|_| ()));
+    let mongo = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        ready.storage.check_server(),
+    )
+    .await
+    {
+        Ok(Ok(_)) => "ok".to_owned(),
+        // Says which version runs and what to do, not a bare "unavailable".
+        Ok(Err(storage::StorageError::TooOld(sentence))) => sentence,
+        Ok(Err(_)) | Err(_) => "unavailable".to_owned(),
+    };
     let consuming = ready.consuming.load(Ordering::Relaxed);
+    let ok = mongo == "ok";
     let body = Json(serde_json::json!({
-        "mongodb": if mongo.is_ok() { "ok" } else { "unavailable" },
+        "mongodb": mongo,
         "rabbitmq": if consuming { "consuming" } else { "not consuming" },
     }));
-    if mongo.is_ok() && consuming {
+    if ok && consuming {
         (StatusCode::OK, body)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use common::{
     jobs::{self, Job, JobState},
-    mongo::MongoLocations,
+    mongo::{MongoLocations, ServerProblem},
 };
 use futures::TryStreamExt;
 use mongodb::{
@@ -26,16 +26,30 @@ const BUCKET: &str = "fs";
 pub enum StorageError {
     /// The database answered with an error or is unreachable.
     #[error("MongoDB: {0}")]
-    Mongo(#[from] mongodb::error::Error),
+    Mongo(#[source] mongodb::error::Error),
+    /// The server is older than the driver supports; the sentence says which and what to do.
+    /// Not the message's fault: it waits in the queue until the server is replaced.
+    #[error("{0}")]
+    TooOld(String),
     /// Reading or writing a local temporary file failed.
     #[error("temporary file: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<mongodb::error::Error> for StorageError {
+    fn from(e: mongodb::error::Error) -> Self {
+        match common::mongo::too_old(&e) {
+            Some(sentence) => Self::TooOld(sentence),
+            None => Self::Mongo(e),
+        }
+    }
 }
 
 /// Handles on the two databases.
 #[derive(Clone, Debug)]
 pub struct Storage {
     videos_db: Database,
+    mp3s_db: Database,
     jobs: Collection<Job>,
     videos: GridFsBucket,
     mp3s: GridFsBucket,
@@ -64,13 +78,27 @@ impl Storage {
             videos: bucket(&videos_db),
             mp3s: bucket(&mp3s_db),
             videos_db,
+            mp3s_db,
         })
     }
 
-    /// Round trip to the videos database (readiness).
-    pub async fn ping(&self) -> Result<(), StorageError> {
-        self.videos_db.run_command(doc! { "ping": 1 }).await?;
-        Ok(())
+    /// Round trip to both databases' servers, which must be new enough for the driver (readiness,
+    /// and before consuming); answers the server version.
+    pub async fn check_server(&self) -> Result<String, StorageError> {
+        let mut versions = Vec::new();
+        for db in [&self.videos_db, &self.mp3s_db] {
+            let version =
+                common::mongo::check_server(db)
+                    .await
+                    .map_err(|problem| match problem {
+                        ServerProblem::TooOld(sentence) => StorageError::TooOld(sentence),
+                        ServerProblem::Other(e) => StorageError::Mongo(e),
+                    })?;
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        Ok(versions.join(", "))
     }
 
     /// The job of an upload, if the gateway (or an earlier attempt) wrote one.

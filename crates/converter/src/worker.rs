@@ -126,6 +126,16 @@ impl Worker {
                     return Outcome::Requeue;
                 }
                 JobError::Permanent(reason) => return self.fail(id, reason).await,
+                // Not the message's fault and no retry fixes it: back to the queue (after a
+                // pause, so it does not spin) until the server is replaced.
+                JobError::Transient(StorageError::TooOld(sentence)) => {
+                    tracing::error!("{sentence}; the message goes back to the queue");
+                    tokio::select! {
+                        () = tokio::time::sleep(crate::consumer::TOO_OLD_RECHECK) => {}
+                        () = abort.cancelled() => {}
+                    }
+                    return Outcome::Requeue;
+                }
                 JobError::Transient(_) | JobError::Internal(_) if attempt < self.max_attempts => {
                     let delay = backoff(self.retry_base, attempt);
                     tracing::warn!(error = %error, attempt, ?delay, "attempt failed, retrying");

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+use std::collections::HashMap;
+
 use common::jobs::{JobState, Mp3Quality};
 use helpers::*;
 
@@ -197,5 +199,58 @@ async fn readiness_follows_the_consumer_and_health_is_always_up() {
     assert!(body.contains(r#""rabbitmq":"consuming""#), "{body}");
     assert!(body.contains(r#""mongodb":"ok""#), "{body}");
     app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_original_converter_configmap_converts() {
+    let mut env = TestEnv::new().await;
+    env.use_original_databases();
+    let src = video_with_audio(env.media.path(), "old.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "old.mp4", "ops@example.com").await;
+
+    // src/converter-service/manifest/configmap.yaml of the original: MONGODB_URI with `mp3s` in
+    // its path (credentials left out: the stand-in has no users; host and queue are this
+    // test's). RABBITMQ_URL stands for the original's hard-coded host `rabbitmq`.
+    let (_, hosts_and_path) = env.mongo_uri.split_once("://").unwrap();
+    let host = hosts_and_path.split('/').next().unwrap();
+    let original_env: HashMap<String, String> = [
+        ("MP3_QUEUE", "mp3".to_owned()),
+        ("VIDEO_QUEUE", env.queue.clone()),
+        (
+            "MONGODB_URI",
+            format!("mongodb://{host}/mp3s?authSource=admin&directConnection=true"),
+        ),
+        ("RABBITMQ_URL", env.amqp_url.clone()),
+        ("CONVERTER_ADDR", "127.0.0.1:0".to_owned()),
+        ("CONVERTER_TMP_DIR", env.tmp.path().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let app = env.spawn_app_with_env(&original_env).await;
+
+    env.publish(fid, "ops@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    let files = env.mp3_files(fid).await;
+    assert_eq!(files.len(), 1, "one MP3 in the database mp3s");
+    assert_eq!(Some(files[0].id.clone()), job.mp3_fid.map(Into::into));
+    assert_eq!(env.declare(&env.dlq()).await, 0, "nothing dead-lettered");
+    app.stop().await;
+
+    // The shared databases keep only what other tests stored.
+    let mp3_bucket = env.mp3_bucket();
+    mp3_bucket.delete(files[0].id.clone()).await.unwrap();
+    env.videos()
+        .gridfs_bucket(None)
+        .delete(fid.into())
+        .await
+        .unwrap();
+    env.videos()
+        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .delete_one(mongodb::bson::doc! { "_id": fid })
+        .await
+        .unwrap();
     env.cleanup().await;
 }

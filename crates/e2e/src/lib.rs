@@ -87,8 +87,9 @@ impl Stack {
             .await
             .context("POST /register")?;
         let status = response.status();
+        // 200, as the original gateway answers a registration.
         ensure!(
-            status == StatusCode::CREATED,
+            status == StatusCode::OK,
             "POST /register answered {status}: {}",
             response.text().await.unwrap_or_default()
         );

@@ -8,7 +8,10 @@ use axum::{
 };
 
 use crate::{
-    client_addr::client_ip, credentials::BasicCredentials, error::AuthError, password::Verdict,
+    client_addr::client_ip,
+    credentials::BasicCredentials,
+    error::AuthError,
+    password::{self, Verdict},
     state::AppState,
 };
 
@@ -84,7 +87,11 @@ async fn attempt(
     drop((email_slot, ip_slot));
     state.email_limiter.reset(&email_key);
 
-    if verdict == Verdict::ValidNeedsRehash {
+    // A plaintext row stays as it is while the upgrade is off, so that the original auth,
+    // still serving the same table, can log the user in too. Weaker argon2 hashes are of no use
+    // to the original either way, so they are always brought up to our parameters.
+    let plaintext = !password::looks_hashed(&user.password);
+    if verdict == Verdict::ValidNeedsRehash && (state.upgrade_legacy_passwords || !plaintext) {
         upgrade_password(state, &user, credentials.password).await;
     }
     // The stored spelling of the email, so that one account always has one username.

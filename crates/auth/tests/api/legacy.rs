@@ -67,6 +67,59 @@ async fn original_database_is_kept_and_its_seed_user_logs_in_and_is_upgraded() {
 }
 
 #[tokio::test]
+async fn with_the_upgrade_off_plaintext_rows_log_in_and_stay_plaintext() {
+    let app = spawn_app_with(
+        original_database("").await,
+        &[("AUTH_UPGRADE_LEGACY_PASSWORDS", "false")],
+    )
+    .await;
+    let before = rows(&app.db).await;
+
+    for _ in 0..2 {
+        let response = app.login(SEED_EMAIL, SEED_PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        let token = response.text().await.unwrap();
+        assert_eq!(app.validate(&token).await.status(), 200);
+    }
+    let wrong = app.login(SEED_EMAIL, "admin123").await;
+    assert_eq!(wrong.status(), 401);
+
+    // The row is exactly as the original auth needs it: it still compares the plaintext.
+    assert_eq!(rows(&app.db).await, before);
+    assert_eq!(app.stored_password(SEED_EMAIL).await, SEED_PASSWORD);
+
+    // Accounts made meanwhile get argon2id all the same (the original auth cannot log them in).
+    assert_eq!(
+        app.register("mixed@example.com", "long enough")
+            .await
+            .status(),
+        201
+    );
+    assert!(app
+        .stored_password("mixed@example.com")
+        .await
+        .starts_with("$argon2id$"));
+    assert_eq!(
+        app.login("mixed@example.com", "long enough").await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn with_the_upgrade_on_explicitly_plaintext_rows_are_rehashed() {
+    let app = spawn_app_with(
+        original_database("").await,
+        &[("AUTH_UPGRADE_LEGACY_PASSWORDS", "true")],
+    )
+    .await;
+    assert_eq!(app.login(SEED_EMAIL, SEED_PASSWORD).await.status(), 200);
+    assert!(app
+        .stored_password(SEED_EMAIL)
+        .await
+        .starts_with("$argon2id$"));
+}
+
+#[tokio::test]
 async fn wrong_password_does_not_touch_a_plaintext_row() {
     let app = spawn_app_with(original_database("").await, &[]).await;
 

@@ -35,6 +35,8 @@ pub struct TestEnv {
     pub media: tempfile::TempDir,
     pub client: Client,
     pub channel: Channel,
+    /// Drop `videos_db` and `mp3s_db` at the end (not when they are the shared `videos`/`mp3s`).
+    pub drop_databases: bool,
     _connection: Connection,
 }
 
@@ -74,8 +76,17 @@ impl TestEnv {
             media: tempfile::tempdir().unwrap(),
             client,
             channel,
+            drop_databases: true,
             _connection: connection,
         }
+    }
+
+    /// Uses the databases `videos` and `mp3s` themselves, as the original converter does; they
+    /// are shared with other tests, so the test removes what it stored and nothing is dropped.
+    pub fn use_original_databases(&mut self) {
+        self.videos_db = common::mongo::DEFAULT_VIDEOS_DB.to_owned();
+        self.mp3s_db = common::mongo::DEFAULT_MP3S_DB.to_owned();
+        self.drop_databases = false;
     }
 
     /// The converter's environment for this test.
@@ -103,7 +114,12 @@ impl TestEnv {
 
     /// Starts the converter in this process; dropping the handle's sender stops it.
     pub async fn spawn_app(&self) -> RunningApp {
-        let config = Config::from_env(&self.env()).expect("config");
+        self.spawn_app_with_env(&self.env()).await
+    }
+
+    /// Starts the converter in this process with exactly the environment `env`.
+    pub async fn spawn_app_with_env(&self, env: &HashMap<String, String>) -> RunningApp {
+        let config = Config::from_env(env).expect("config");
         let app = Application::build(config).await.expect("build");
         let port = app.port();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -304,7 +320,11 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let (amqp, mongo) = (self.amqp_url.clone(), self.mongo_uri.clone());
         let queues = [self.queue.clone(), self.dlq()];
-        let dbs = [self.videos_db.clone(), self.mp3s_db.clone()];
+        let dbs = if self.drop_databases {
+            vec![self.videos_db.clone(), self.mp3s_db.clone()]
+        } else {
+            Vec::new()
+        };
         // Drop cannot await, and may run inside the test's runtime: use a thread of our own.
         let cleaner = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()

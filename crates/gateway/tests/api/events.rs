@@ -10,13 +10,14 @@ const USER: &str = "erin@example.com";
 const OTHER: &str = "eve@example.com";
 
 /// Reads Server-Sent Events as (event, data) pairs until the server closes the stream.
-struct EventReader {
+pub struct EventReader {
     stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
 }
 
 impl EventReader {
-    fn new(res: reqwest::Response) -> Self {
+    /// Reads the body of `res`.
+    pub fn new(res: reqwest::Response) -> Self {
         Self {
             stream: res.bytes_stream().boxed(),
             buffer: String::new(),
@@ -24,7 +25,7 @@ impl EventReader {
     }
 
     /// The next event, or `None` when the stream ended. Gives up after 20 s.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub async fn next(&mut self) -> Option<(String, Value)> {
         tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {

@@ -56,6 +56,9 @@ pub struct Options {
     pub mongodb_uri: Option<String>,
     /// Do not start the gateway in-process (the test runs the binary itself).
     pub no_gateway: bool,
+    /// Leave `JWT_SECRET` out of the gateway's environment, as the original gateway's
+    /// ConfigMap does: tokens are then validated by auth (`with_auth`, else a closed port).
+    pub without_jwt_secret: bool,
 }
 
 /// One test's gateway and everything it talks to.
@@ -64,7 +67,7 @@ pub struct TestApp {
     pub base: String,
     /// HTTP client.
     pub http: reqwest::Client,
-    /// Keys for the gateway's secret, to mint tokens as auth would.
+    /// Keys for the secret of the gateway and auth, to mint tokens as auth would.
     pub keys: JwtKeys,
     /// This test's `VIDEO_QUEUE`.
     pub queue: String,
@@ -127,7 +130,9 @@ impl TestApp {
             env.insert(k.to_owned(), v);
         };
         set("GATEWAY_ADDR", "127.0.0.1:0".to_owned());
-        set("JWT_SECRET", secret.clone());
+        if !options.without_jwt_secret {
+            set("JWT_SECRET", secret.clone());
+        }
         set(
             "AUTH_SVC_ADDRESS",
             format!("127.0.0.1:{}", auth_port.unwrap_or_else(closed_port)),

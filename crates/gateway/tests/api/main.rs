@@ -11,4 +11,5 @@ mod memory;
 mod seed_flow;
 mod shutdown;
 mod status;
+mod takeover;
 mod upload;

@@ -72,7 +72,7 @@ async fn register_login_upload_status_download() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
+    assert_eq!(res.status(), 200);
 
     // curl -X POST http://gateway/login -u email:password
     let res = app
