@@ -1,7 +1,7 @@
 //! Where the uploads and the MP3s live, from the original's variables, and whether the server is
 //! one the driver can talk to.
 //!
-//! Precedence (the same in the gateway and the converter; `docs/configuration-mongodb.md`):
+//! Precedence (the same in the gateway and the converter; `docs/gateway.md#mongodb-locations`):
 //!
 //! | variable | used for | database |
 //! |---|---|---|

@@ -37,8 +37,8 @@ pub enum Refusal {
 
 /// How tokens are checked; chosen once at start from whether `JWT_SECRET` is set.
 pub enum TokenChecker {
-    /// HS256 with the shared secret, no network.
-    Local(JwtKeys),
+    /// HS256 with the shared secret, no network (boxed: the keys are large, the enum is not).
+    Local(Box<JwtKeys>),
     /// Auth's `POST /validate`, answers cached per token.
     Remote(RemoteValidator),
 }
@@ -47,7 +47,7 @@ impl TokenChecker {
     /// Local with `secret`, else remote through `auth_base_url`.
     pub fn new(secret: Option<&str>, auth_base_url: &str, http: reqwest::Client) -> Self {
         match secret {
-            Some(secret) => Self::Local(JwtKeys::new(secret.as_bytes())),
+            Some(secret) => Self::Local(Box::new(JwtKeys::new(secret.as_bytes()))),
             None => Self::Remote(RemoteValidator::new(auth_base_url, http)),
         }
     }
