@@ -8,5 +8,7 @@ pub mod jwt;
 pub mod message;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "old-mongo-stand-in")]
+pub mod old_mongo;
 pub mod shutdown;
 pub mod telemetry;

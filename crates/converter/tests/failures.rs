@@ -180,3 +180,42 @@ async fn transient_failures_retry_a_bounded_number_of_times_then_dead_letter() {
     task.await.unwrap().unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_mongodb_older_than_4_4_keeps_the_messages_queued_and_says_why() {
+    let env = TestEnv::new().await;
+    // The handshake of a MongoDB 4.0 server (wire version 7), as the original's chart runs.
+    let old = common::old_mongo::OldMongo::start(7).await.unwrap();
+    let mut vars = env.env();
+    vars.remove("MONGODB_VIDEOS_URI");
+    vars.remove("MONGODB_MP3S_URI");
+    vars.insert("MONGODB_URI".into(), old.uri(""));
+    vars.insert("CONVERTER_MAX_ATTEMPTS".into(), "1".into());
+    env.publish(ObjectId::new(), "old@example.com").await;
+    let app = env.spawn_app_with_env(&vars).await;
+
+    let sentence = format!(
+        "MongoDB 4.0 at {} (wire version 7) is older than 4.4, the oldest supported; see \
+         docs/migrating-from-python.md",
+        old.address()
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = app.get("/readyz").await;
+        if body.contains(&sentence) {
+            assert_eq!(status, 503);
+            assert!(body.contains(r#""rabbitmq":"not consuming""#), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "readyz never said why: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing taken, nothing dead-lettered: the message waits for a usable server.
+    assert_eq!(env.declare(&env.queue).await, 1);
+    assert_eq!(env.declare(&env.dlq()).await, 0);
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -307,3 +307,40 @@ async fn the_test_mongodb_is_new_enough_and_says_its_version() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["mongodb"], "ok", "{body}");
 }
+
+#[tokio::test]
+async fn a_mongodb_older_than_4_4_is_refused_in_words() {
+    // The handshake of a MongoDB 4.0 server (wire version 7), as the original's chart runs.
+    let old = common::old_mongo::OldMongo::start(7).await.unwrap();
+    let app = TestApp::spawn_with(Options {
+        mongodb_uri: Some(old.uri("videos")),
+        ..Options::default()
+    })
+    .await;
+    let sentence = format!(
+        "MongoDB 4.0 at {} (wire version 7) is older than 4.4, the oldest supported; see \
+         docs/migrating-from-python.md",
+        old.address()
+    );
+
+    let res = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["mongodb"],
+        format!("not ready: {sentence}").as_str(),
+        "{body}"
+    );
+
+    let res = app.get_as("s@example.com", "/jobs").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        error_of(res).await,
+        format!("the file store cannot be used: {sentence}")
+    );
+}
