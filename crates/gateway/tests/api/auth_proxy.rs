@@ -5,11 +5,7 @@ use crate::helpers::{Options, TestApp};
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn post(app: &TestApp, path: &str, user: Option<(&str, &str)>) -> reqwest::Response {
-    let mut req = app.http.post(format!("{}{path}", app.base));
-    if let Some((email, password)) = user {
-        req = req.basic_auth(email, Some(password));
-    }
-    req.send().await.unwrap()
+    app.post_basic(path, user).await
 }
 
 #[tokio::test]

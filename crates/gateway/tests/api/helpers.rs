@@ -193,6 +193,24 @@ impl TestApp {
         format!("Bearer {}", self.token(email))
     }
 
+    /// POST `path` with HTTP Basic credentials (none when `None`), as to `/login` and `/register`.
+    pub async fn post_basic(&self, path: &str, user: Option<(&str, &str)>) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some((email, password)) = user {
+            request = request.basic_auth(email, Some(password));
+        }
+        request.send().await.unwrap()
+    }
+
+    /// GET `path` with this `Authorization` header value (none when `None`).
+    pub async fn get_with(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// GET `path` with a token for `email`.
     pub async fn get_as(&self, email: &str, path: &str) -> reqwest::Response {
         self.http

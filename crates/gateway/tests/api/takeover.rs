@@ -22,11 +22,7 @@ use crate::{
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn get(app: &TestApp, path: &str, authorization: Option<&str>) -> reqwest::Response {
-    let mut request = app.http.get(format!("{}{path}", app.base));
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    request.send().await.unwrap()
+    app.get_with(path, authorization).await
 }
 
 async fn error_of(res: reqwest::Response) -> String {
@@ -45,21 +41,9 @@ async fn without_jwt_secret_tokens_are_validated_by_auth() {
     assert!(!app.env.contains_key("JWT_SECRET"));
     let email = "olga@example.com";
 
-    let res = app
-        .http
-        .post(format!("{}/register", app.base))
-        .basic_auth(email, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_basic("/register", Some((email, PASSWORD))).await;
     assert_eq!(res.status(), 200);
-    let res = app
-        .http
-        .post(format!("{}/login", app.base))
-        .basic_auth(email, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_basic("/login", Some((email, PASSWORD))).await;
     assert_eq!(res.status(), 200);
     let bearer = format!("Bearer {}", res.text().await.unwrap().trim());
 
