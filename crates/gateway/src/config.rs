@@ -1,6 +1,6 @@
 //! Every environment variable the gateway reads, read here and nowhere else.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use common::{
     config::{self, ConfigError, Env},
@@ -10,6 +10,23 @@ use common::{
 
 /// Default body size limit of an upload: 200 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 * 1024 * 1024;
+
+/// Default deadline for a request's headers (and for the next request on a kept-alive
+/// connection): 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default idle timeout of a connection on which nothing moves: 60 s (longer than the 15 s
+/// keep-alive comments of event streams).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default cap on one user's concurrent event streams (per gateway replica).
+pub const DEFAULT_MAX_EVENT_STREAMS_PER_USER: usize = 8;
+/// Default longest life of one event stream: 5 minutes, after which the page reconnects.
+pub const DEFAULT_EVENT_STREAM_MAX_SECS: u64 = 300;
+/// Default cap on one user's concurrent uploads (per gateway replica).
+pub const DEFAULT_MAX_UPLOADS_PER_USER: usize = 3;
+/// Default age of a `queued` job after which the sweeper publishes it again: 30 minutes.
+pub const DEFAULT_REQUEUE_STUCK_AFTER_SECS: u64 = 1800;
+/// Default number of re-publications before a stuck job is failed.
+pub const DEFAULT_MAX_REQUEUES: u32 = 3;
 
 /// The MongoDB variables, read by [`MongoLocations::from_env`] (shared with the converter); listed
 /// here so that every variable the gateway reads is named in this file.
@@ -33,6 +50,25 @@ pub struct Config {
     pub video_queue: String,
     /// Largest accepted upload, in bytes (`MAX_UPLOAD_BYTES`, default 200 MiB).
     pub max_upload_bytes: u64,
+    /// Deadline for a request's headers and for the next request on an idle kept-alive
+    /// connection (`HTTP_HEADER_READ_TIMEOUT_SECS`, default 10).
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed
+    /// (`HTTP_IDLE_TIMEOUT_SECS`, default 60).
+    pub idle_timeout: Duration,
+    /// Concurrent `/events` streams one user may hold (`MAX_EVENT_STREAMS_PER_USER`, default 8).
+    pub max_event_streams_per_user: usize,
+    /// Longest life of an `/events` stream (`EVENT_STREAM_MAX_SECS`, default 300).
+    pub event_stream_max: Duration,
+    /// Concurrent uploads one user may send (`MAX_UPLOADS_PER_USER`, default 3).
+    pub max_uploads_per_user: usize,
+    /// Bytes of uploads and MP3s one user may keep (`MAX_USER_STORAGE_BYTES`, unset: no quota).
+    pub max_user_storage_bytes: Option<u64>,
+    /// Age after which a job still `queued` is published again (`REQUEUE_STUCK_AFTER_SECS`,
+    /// default 1800).
+    pub requeue_stuck_after: Duration,
+    /// Re-publications of a stuck job before it is failed (`MAX_REQUEUES`, default 3).
+    pub max_requeues: u32,
 }
 
 impl Config {
@@ -65,6 +101,34 @@ impl Config {
                 reason: "must be greater than 0".to_owned(),
             });
         }
+        let header_read_timeout = seconds(
+            env,
+            "HTTP_HEADER_READ_TIMEOUT_SECS",
+            DEFAULT_HEADER_READ_TIMEOUT_SECS,
+        )?;
+        let idle_timeout = seconds(env, "HTTP_IDLE_TIMEOUT_SECS", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let max_event_streams_per_user = positive(
+            env,
+            "MAX_EVENT_STREAMS_PER_USER",
+            DEFAULT_MAX_EVENT_STREAMS_PER_USER,
+        )?;
+        let event_stream_max =
+            seconds(env, "EVENT_STREAM_MAX_SECS", DEFAULT_EVENT_STREAM_MAX_SECS)?;
+        let max_uploads_per_user =
+            positive(env, "MAX_UPLOADS_PER_USER", DEFAULT_MAX_UPLOADS_PER_USER)?;
+        let max_user_storage_bytes = config::parsed_optional(env, "MAX_USER_STORAGE_BYTES")?;
+        if max_user_storage_bytes == Some(0) {
+            return Err(ConfigError::Invalid {
+                name: "MAX_USER_STORAGE_BYTES",
+                reason: "must be greater than 0 (unset it for no quota)".to_owned(),
+            });
+        }
+        let requeue_stuck_after = seconds(
+            env,
+            "REQUEUE_STUCK_AFTER_SECS",
+            DEFAULT_REQUEUE_STUCK_AFTER_SECS,
+        )?;
+        let max_requeues = config::parsed_or(env, "MAX_REQUEUES", DEFAULT_MAX_REQUEUES)?;
         Ok(Config {
             addr,
             auth_base_url,
@@ -73,8 +137,37 @@ impl Config {
             rabbitmq_url,
             video_queue,
             max_upload_bytes,
+            header_read_timeout,
+            idle_timeout,
+            max_event_streams_per_user,
+            event_stream_max,
+            max_uploads_per_user,
+            max_user_storage_bytes,
+            requeue_stuck_after,
+            max_requeues,
         })
     }
+}
+
+/// A whole number of seconds greater than 0.
+fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    positive(env, name, default).map(Duration::from_secs)
+}
+
+/// A number greater than 0.
+fn positive<T>(env: &impl Env, name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::fmt::Display,
+{
+    let value = config::parsed_or(env, name, default)?;
+    if value <= T::default() {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be greater than 0".to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// `auth:5000` (the original's form, no scheme) or `http://auth:5000/` -> `http://auth:5000`.
@@ -111,6 +204,14 @@ mod tests {
         assert_eq!(c.max_upload_bytes, 200 * 1024 * 1024);
         assert_eq!(c.mongo.videos.database, "videos");
         assert_eq!(c.mongo.mp3s.database, "mp3s");
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_event_streams_per_user, 8);
+        assert_eq!(c.event_stream_max, Duration::from_secs(300));
+        assert_eq!(c.max_uploads_per_user, 3);
+        assert_eq!(c.max_user_storage_bytes, None);
+        assert_eq!(c.requeue_stuck_after, Duration::from_secs(1800));
+        assert_eq!(c.max_requeues, 3);
     }
 
     #[test]
@@ -164,6 +265,15 @@ mod tests {
             ("MAX_UPLOAD_BYTES", "0"),
             ("GATEWAY_ADDR", "nowhere"),
             ("RABBITMQ_URL", "http://rabbit"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("MAX_EVENT_STREAMS_PER_USER", "0"),
+            ("EVENT_STREAM_MAX_SECS", "-1"),
+            ("MAX_UPLOADS_PER_USER", "0"),
+            ("MAX_USER_STORAGE_BYTES", "0"),
+            ("MAX_USER_STORAGE_BYTES", "1GB"),
+            ("REQUEUE_STUCK_AFTER_SECS", "0"),
+            ("MAX_REQUEUES", "many"),
         ] {
             let err = Config::from_env(&[("JWT_SECRET", "s"), MONGO, (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

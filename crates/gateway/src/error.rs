@@ -22,6 +22,12 @@ pub enum ApiError {
     /// 413: the upload is larger than `MAX_UPLOAD_BYTES`.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429: the caller already holds as many streams or uploads as allowed.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// 405: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 416: the Range lies outside the file; carries the file's length.
     #[error("requested range is outside the file of {0} bytes")]
     RangeNotSatisfiable(u64),
@@ -41,6 +47,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

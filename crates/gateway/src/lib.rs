@@ -4,13 +4,16 @@
 pub mod claims;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod openapi;
 pub mod queue;
 pub mod routes;
+pub mod server;
 pub mod storage;
+pub mod sweeper;
 pub mod tokens;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -37,6 +40,10 @@ pub struct Inner {
     pub queue: VideoQueue,
     /// HTTP client for the auth service.
     pub http: reqwest::Client,
+    /// Open `/events` streams per user.
+    pub event_streams: Arc<limits::PerUser>,
+    /// Uploads in progress per user.
+    pub uploads: Arc<limits::PerUser>,
     /// Cancelled on SIGTERM, so that long-lived responses (event streams) end and graceful
     /// shutdown does not wait for them.
     pub shutdown: CancellationToken,
@@ -75,6 +82,8 @@ impl Application {
         tracing::info!("{}", tokens.describe());
         let state = AppState(Arc::new(Inner {
             tokens,
+            event_streams: limits::PerUser::new(config.max_event_streams_per_user),
+            uploads: limits::PerUser::new(config.max_uploads_per_user),
             config,
             storage,
             queue,
@@ -109,19 +118,22 @@ impl Application {
                 tracing::warn!(error = %e, "RabbitMQ not reachable yet; will retry on demand");
             }
         });
-        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let token = state.shutdown.clone();
-            async move {
-                common::shutdown::signal().await;
-                token.cancel();
+        // Dropping this future (a test aborting it) stops the background tasks too.
+        let _stop_tasks = state.shutdown.clone().drop_guard();
+        tokio::spawn(sweeper::run(state.clone()));
+        let token = state.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = common::shutdown::signal() => token.cancel(),
+                () = token.cancelled() => {}
             }
-        })
-        .await?;
+        });
+        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+        let timeouts = server::Timeouts {
+            header_read: state.config.header_read_timeout,
+            idle: state.config.idle_timeout,
+        };
+        server::serve(listener, router, timeouts, state.shutdown.clone()).await?;
         state.queue.close().await;
         Ok(())
     }

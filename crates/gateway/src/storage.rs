@@ -320,6 +320,69 @@ impl Storage {
         Ok(())
     }
 
+    /// Up to `limit` jobs still `queued` whose last change is older than `before`.
+    pub async fn stuck_jobs(&self, before: DateTime, limit: i64) -> StorageResult<Vec<Document>> {
+        Ok(self
+            .jobs
+            .clone_with_type::<Document>()
+            .find(doc! { "state": "queued", "updated_at": { "$lt": before } })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Claims stuck job `id` for a re-publication: succeeds for exactly one caller among
+    /// gateway replicas, the one whose update still finds it `queued` with the `updated_at` it
+    /// read. Counts the re-publication in `requeues`.
+    pub async fn claim_requeue(&self, id: ObjectId, seen: DateTime) -> StorageResult<bool> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id, "state": "queued", "updated_at": seen },
+                doc! { "$set": { "updated_at": DateTime::now() }, "$inc": { "requeues": 1 } },
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+
+    /// Fails stuck job `id` with `reason`, on the same condition as [`Storage::claim_requeue`].
+    pub async fn fail_stuck(
+        &self,
+        id: ObjectId,
+        seen: DateTime,
+        reason: &str,
+    ) -> StorageResult<bool> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id, "state": "queued", "updated_at": seen },
+                doc! { "$set": {
+                    "state": "failed",
+                    "error": reason,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+
+    /// Bytes `owner` keeps: the lengths of their uploads and their MP3s.
+    pub async fn usage_of(&self, owner: &str) -> StorageResult<u64> {
+        let mut total: u64 = 0;
+        for db in [&self.videos, &self.mp3s] {
+            let mut files = db
+                .collection::<Document>("fs.files")
+                .find(doc! { "metadata.owner": owner })
+                .projection(doc! { "length": 1 })
+                .await?;
+            while let Some(file) = files.try_next().await? {
+                total = total.saturating_add(file.get("length").and_then(bson_int).unwrap_or(0));
+            }
+        }
+        Ok(total)
+    }
+
     /// One page of `owner`'s jobs, newest first, and how many they have in all.
     pub async fn jobs_of(
         &self,

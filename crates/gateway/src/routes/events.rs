@@ -2,7 +2,8 @@
 //!
 //! The gateway polls the job document (every 500 ms) instead of using change streams, which
 //! need a replica set; each change is sent as one `status` event with the `/status` JSON, and the
-//! stream ends after `completed` or `failed`.
+//! stream ends after `completed` or `failed`, or when it has lived `EVENT_STREAM_MAX_SECS` (the
+//! client reconnects). A user holds at most `MAX_EVENT_STREAMS_PER_USER` streams at once.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -15,7 +16,11 @@ use axum::{
 use futures::Stream;
 
 use super::{fid_param, status::status_of, FidQuery};
-use crate::{claims::User, error::ApiResult, AppState};
+use crate::{
+    claims::User,
+    error::{ApiError, ApiResult},
+    AppState,
+};
 
 /// How often the job document is read.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -39,6 +44,7 @@ pub fn router() -> Router<AppState> {
         (status = 400, description = "fid missing or malformed"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such upload, or another user's"),
+        (status = 429, description = "The caller already holds MAX_EVENT_STREAMS_PER_USER streams"),
     )
 )]
 pub async fn events(
@@ -47,9 +53,21 @@ pub async fn events(
     query: Result<Query<FidQuery>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let fid = fid_param(query)?;
+    let slot = state
+        .event_streams
+        .try_acquire(user.email())
+        .ok_or_else(|| {
+            ApiError::TooManyRequests(format!(
+                "you already follow {} uploads at once; close a page or wait for one to finish",
+                state.event_streams.max()
+            ))
+        })?;
     // Errors before the stream starts (404, 503) are ordinary JSON answers.
     let first = status_of(&state, &user, fid).await?;
+    let ends_at = tokio::time::Instant::now() + state.config.event_stream_max;
     let stream = async_stream::stream! {
+        // Held as long as the stream lives; dropped when it ends or the client goes away.
+        let _slot = slot;
         let mut last = first;
         yield Ok(status_event(&last));
         while !last.is_final() {
@@ -57,6 +75,9 @@ pub async fn events(
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
                 // The gateway is stopping: end the stream; the client reconnects elsewhere.
                 () = state.shutdown.cancelled() => break,
+                // Lived long enough (a job stuck `queued` would hold it forever): end cleanly,
+                // the client reconnects and gets the current status first.
+                () = tokio::time::sleep_until(ends_at) => break,
             }
             match status_of(&state, &user, fid).await {
                 Ok(current) if current == last => {}

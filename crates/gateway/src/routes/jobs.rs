@@ -23,6 +23,9 @@ use crate::{
 const DEFAULT_PER_PAGE: u64 = 20;
 /// Largest page size.
 const MAX_PER_PAGE: u64 = 100;
+/// Largest page number: far beyond any history, and small enough that the number of jobs to skip
+/// always fits MongoDB's 64-bit signed skip.
+const MAX_PAGE: u64 = 1_000_000;
 
 /// `GET /jobs`, `DELETE /jobs/{video_fid}`.
 pub fn router() -> Router<AppState> {
@@ -34,9 +37,11 @@ pub fn router() -> Router<AppState> {
 /// `?page=&per_page=` of `/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PageQuery {
-    /// Page number, from 1 (default 1).
+    /// Page number, 1 to 1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Jobs per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
 }
 
@@ -124,15 +129,17 @@ pub async fn list_jobs(
     })?;
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page == 0 {
-        return Err(ApiError::BadRequest("page starts at 1".into()));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(ApiError::BadRequest(format!(
+            "page must be 1 to {MAX_PAGE}"
+        )));
     }
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::BadRequest(format!(
             "per_page must be 1 to {MAX_PER_PAGE}"
         )));
     }
-    let skip = (page - 1).saturating_mul(per_page);
+    let skip = (page - 1) * per_page;
     let (mut jobs, total) = state
         .storage
         .jobs_of(user.email(), skip, per_page as i64)
@@ -160,7 +167,7 @@ pub async fn list_jobs(
     }))
 }
 
-/// Deletes one of the caller's uploads: its chunks, its MP3 and its job.
+/// Deletes one of the caller's uploads: its job, its chunks and its MP3s, at any stage.
 #[utoipa::path(
     delete,
     path = "/jobs/{video_fid}",
@@ -182,18 +189,28 @@ pub async fn delete_job(
     let id = parse_fid(&video_fid)?;
     let not_found = || ApiError::no_such_file(&id.to_hex());
     let job = state.storage.job(id).await?;
+    let mine = Some(user.email());
     let mp3_fid = match &job {
         // Only the owner deletes; files without an owner (the original's) are read-only.
-        Some(job) if job.owner.as_deref() == Some(user.email()) => job.mp3_fid,
+        Some(job) if job.owner.as_deref() == mine => job.mp3_fid,
         Some(_) => return Err(not_found()),
+        // No job: an upload, or what an interrupted earlier delete left (an MP3).
         None => match state.storage.video(id).await? {
-            Some(video) if video.owner() == Some(user.email()) => None,
-            _ => return Err(not_found()),
+            Some(video) if video.owner() == mine => None,
+            Some(_) => return Err(not_found()),
+            None => match state.storage.mp3_for_video(id).await? {
+                Some(mp3) if mp3.owner() == mine => None,
+                _ => return Err(not_found()),
+            },
         },
     };
-    state.storage.delete_mp3s_of(id, mp3_fid).await?;
-    state.storage.delete_video(id).await?;
+    // The job goes first: a converter that finds no job neither recreates it nor keeps the MP3
+    // it is about to store, and the sweeper cannot re-publish it. Then the upload, so no new
+    // conversion can start; last every MP3 made from it, found by `metadata.video_fid` too, so
+    // one stored before the job named it is not missed.
     state.storage.delete_job(id).await?;
+    state.storage.delete_video(id).await?;
+    state.storage.delete_mp3s_of(id, mp3_fid).await?;
     tracing::info!(video_fid = %id, owner = user.email(), "upload deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,13 +2,18 @@
 
 pub mod auth_proxy;
 pub mod download;
+pub mod drain;
 pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod status;
 pub mod upload;
 
-use axum::{extract::Query, Router};
+use axum::{
+    extract::Query,
+    http::{Method, Uri},
+    Router,
+};
 use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 
@@ -26,7 +31,22 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(crate::openapi::router())
         .merge(common::http::ops_router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Last, so it also covers refusals by extractors and fallbacks.
+        .layer(axum::middleware::from_fn_with_state(
+            drain::Bound::for_uploads(state.config.max_upload_bytes),
+            drain::drain_refused,
+        ))
         .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not accept {method}", uri.path()))
 }
 
 /// `?fid=<hex>` of `/status`, `/download` and `/events`.

@@ -26,7 +26,7 @@ use crate::{
 
 /// Room for the multipart framing (boundaries, part headers, small text fields) on top of the
 /// file itself when bounding the whole request body.
-const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+pub(crate) const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
 /// Longest accepted value of a text field (`bitrate`, `vbr_quality`).
 const MAX_TEXT_FIELD: usize = 64;
 /// Longest stored file name, in characters.
@@ -99,7 +99,8 @@ impl Options {
         (status = 200, description = "Stored and queued", body = UploadResponse),
         (status = 400, description = "No file, two files, an empty file, bad options or a malformed body"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
-        (status = 413, description = "Larger than MAX_UPLOAD_BYTES; nothing is kept"),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES, or than what is left of the caller's MAX_USER_STORAGE_BYTES; nothing is kept"),
+        (status = 429, description = "The caller already sends MAX_UPLOADS_PER_USER uploads"),
         (status = 503, description = "MongoDB or RabbitMQ unavailable; nothing is kept"),
     )
 )]
@@ -109,7 +110,13 @@ pub async fn upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<UploadResponse>> {
-    let result = handle(&state, &user, &headers, multipart).await;
+    let result = match state.uploads.try_acquire(user.email()) {
+        Some(_slot) => handle(&state, &user, &headers, multipart).await,
+        None => Err(ApiError::TooManyRequests(format!(
+            "you already send {} uploads at once; wait for one to finish",
+            state.uploads.max()
+        ))),
+    };
     let outcome = match &result {
         Ok(_) => "stored",
         Err(e) => match e.status_code().as_u16() {
@@ -128,15 +135,18 @@ async fn handle(
     headers: &HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<UploadResponse>> {
-    let max = state.config.max_upload_bytes;
+    let limit = FileLimit::of(state, user).await?;
     // Refuse an announced oversized body before reading any of it.
     let announced = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > max.saturating_add(MULTIPART_OVERHEAD)) {
-        return Err(too_large(max));
+    if limit.bytes == 0
+        || announced.is_some_and(|len| len > limit.bytes.saturating_add(MULTIPART_OVERHEAD))
+    {
+        return Err(limit.exceeded());
     }
+    let max = state.config.max_upload_bytes;
     let mut multipart = multipart.map_err(|e| {
         ApiError::BadRequest(format!(
             "expected a multipart/form-data body with the video in the field `file` ({})",
@@ -159,7 +169,7 @@ async fn handle(
                         "more than one file: send exactly one file, in the field `file`".into(),
                     ));
                 }
-                stored = Some(store_video(state, user, field).await?);
+                stored = Some(store_video(state, user, field, &limit).await?);
             } else if name == "bitrate" {
                 let value = text_field(field, &name, max).await?;
                 options.bitrate = Some(value.parse().map_err(|_| {
@@ -240,6 +250,7 @@ async fn store_video(
     state: &AppState,
     user: &User,
     mut field: Field<'_>,
+    limit: &FileLimit,
 ) -> ApiResult<StoredVideo> {
     let max = state.config.max_upload_bytes;
     let id = ObjectId::new();
@@ -256,8 +267,8 @@ async fn store_video(
     let written = async {
         while let Some(bytes) = field.chunk().await.map_err(|e| form_error(e, max))? {
             size += bytes.len() as u64;
-            if size > max {
-                return Err(too_large(max));
+            if size > limit.bytes {
+                return Err(limit.exceeded());
             }
             upload.write_all(&bytes).await.map_err(store_error)?;
         }
@@ -323,6 +334,49 @@ fn clean_filename(raw: Option<&str>) -> String {
         "upload".to_owned()
     } else {
         name.to_owned()
+    }
+}
+
+/// The largest file this upload may store: `MAX_UPLOAD_BYTES`, or less when the user's quota
+/// has less room left.
+struct FileLimit {
+    bytes: u64,
+    /// `Some((quota, used))` when the quota is what limits.
+    quota: Option<(u64, u64)>,
+    max_upload_bytes: u64,
+}
+
+impl FileLimit {
+    async fn of(state: &AppState, user: &User) -> ApiResult<Self> {
+        let max_upload_bytes = state.config.max_upload_bytes;
+        let Some(quota) = state.config.max_user_storage_bytes else {
+            return Ok(Self {
+                bytes: max_upload_bytes,
+                quota: None,
+                max_upload_bytes,
+            });
+        };
+        let used = state.storage.usage_of(user.email()).await?;
+        let room = quota.saturating_sub(used);
+        Ok(Self {
+            bytes: room.min(max_upload_bytes),
+            quota: (room < max_upload_bytes).then_some((quota, used)),
+            max_upload_bytes,
+        })
+    }
+
+    /// The 413 for a file over this limit.
+    fn exceeded(&self) -> ApiError {
+        match self.quota {
+            // 413 rather than 507: the client has to act (delete files), and a 5xx would count
+            // as a server fault and invite retries that cannot succeed.
+            Some((quota, used)) => ApiError::PayloadTooLarge(format!(
+                "your files already take {used} of your {quota} bytes of storage ({:.0} MiB); \
+                 delete some conversions to upload this file",
+                quota as f64 / (1024.0 * 1024.0)
+            )),
+            None => too_large(self.max_upload_bytes),
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Options {
     /// Leave `JWT_SECRET` out of the gateway's environment, as the original gateway's
     /// ConfigMap does: tokens are then validated by auth (`with_auth`, else a closed port).
     pub without_jwt_secret: bool,
+    /// Further settings, e.g. `("HTTP_IDLE_TIMEOUT_SECS", "1")`.
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// One test's gateway and everything it talks to.
@@ -158,6 +160,9 @@ impl TestApp {
         if let Some(max) = options.max_upload_bytes {
             set("MAX_UPLOAD_BYTES", max.to_string());
         }
+        for (name, value) in &options.env {
+            set(name, value.clone());
+        }
 
         let mut base = String::new();
         if !options.no_gateway {
@@ -249,6 +254,26 @@ impl TestApp {
             count(&self.videos, "fs.files").await,
             count(&self.videos, "fs.chunks").await,
         )
+    }
+
+    /// Number of documents in `fs.files` and `fs.chunks` of the MP3s database.
+    pub async fn mp3_counts(&self) -> (u64, u64) {
+        (
+            count(&self.mp3s, "fs.files").await,
+            count(&self.mp3s, "fs.chunks").await,
+        )
+    }
+
+    /// Another gateway process-alike on the same databases, queue and secret (a second
+    /// replica); stopped when the returned handle is aborted.
+    pub async fn spawn_replica(&self) -> (String, tokio::task::JoinHandle<()>) {
+        let config = gateway::Config::from_env(&self.env).unwrap();
+        let app = gateway::Application::build(config).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        (base, task)
     }
 
     /// Number of job documents.
