@@ -2,12 +2,15 @@
 //! Run `eval "$(bash scripts/test-deps.sh)"` first.
 
 mod auth_proxy;
+mod bounds;
 mod download;
 mod events;
 mod health;
 mod helpers;
 mod jobs;
+mod leftovers;
 mod memory;
+mod refused_bodies;
 mod seed_flow;
 mod shutdown;
 mod status;
