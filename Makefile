@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # A fixed target directory outside the clone, so later runs (and CI) reuse the build.
 export CARGO_TARGET_DIR ?= /var/tmp/vidconv-target
 
-.PHONY: up down status logs clean test test-rust test-deploy test-frontend test-e2e lint fmt bench
+.PHONY: up down status logs clean test test-rust test-fuzz test-deploy test-frontend test-e2e lint fmt bench
 
 up: ## Install what is missing, build, start the whole stack under .stack/, print the URLs
 	@bash scripts/stack.sh up
@@ -20,10 +20,13 @@ logs: ## Follow the services' logs
 clean: down ## Stop and wipe the stack's data, logs and secrets under .stack/
 	@bash scripts/stack.sh clean
 
-test: test-rust test-deploy test-frontend test-e2e ## Every test, installing what it needs
+test: test-rust test-fuzz test-deploy test-frontend test-e2e ## Every test, installing what it needs
 
 test-rust: ## Format, lint, unit and integration tests against real Postgres, RabbitMQ, Mongo stand-in
 	@bash scripts/test-rust.sh
+
+test-fuzz: ## Schemathesis against the gateway's and auth's OpenAPI: no 5xx, no answer off its schema
+	@bash scripts/test-schemathesis.sh
 
 test-deploy: ## Lint and validate Dockerfiles, Helm charts, k8s manifests, Jenkinsfile
 	@bash scripts/test-deploy.sh
