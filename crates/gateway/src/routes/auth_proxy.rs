@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 200, description = "The JWT, as plain text", content_type = "text/plain", body = String),
         (status = 401, description = "Wrong or missing credentials"),
+        (status = 429, description = "Too many failed logins; `Retry-After` says when to try again"),
         (status = 503, description = "The auth service is unreachable"),
     )
 )]
@@ -59,6 +60,7 @@ pub async fn login(
         (status = 200, description = "Registered; auth's body passed through"),
         (status = 400, description = "Missing or malformed credentials"),
         (status = 409, description = "The email is already registered"),
+        (status = 429, description = "Too many registrations; `Retry-After` says when to try again"),
         (status = 503, description = "The auth service is unreachable"),
     )
 )]

@@ -108,3 +108,28 @@ async fn a_malformed_form_gets_its_400_sentence() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("multipart/form-data"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_client_that_expects_100_continue_gets_the_413_without_sending_the_body() {
+    let app = TestApp::spawn_with(Options {
+        max_upload_bytes: Some(3_000_000),
+        ..Options::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nAuthorization: {}\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 50000000\r\n\
+         Expect: 100-continue\r\n\r\n",
+        app.bearer("curl@example.com")
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No body is sent: the answer must come anyway, and must not invite the body.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+}
