@@ -308,7 +308,9 @@ impl Api {
         };
         let status = response.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS {
-            return Ok(Events::Unavailable(format!("GET /events answered {status}")));
+            return Ok(Events::Unavailable(format!(
+                "GET /events answered {status}"
+            )));
         }
         let response = check(response, Context::Token).await?;
         let is_stream = response

@@ -106,11 +106,15 @@ impl Context {
             )));
         }
         // A saved token belongs to the gateway it came from.
-        let token = cli.token.clone().filter(|t| !t.trim().is_empty()).or_else(|| {
-            saved
-                .filter(|c| c.url.trim_end_matches('/') == url)
-                .map(|c| c.token)
-        });
+        let token = cli
+            .token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| {
+                saved
+                    .filter(|c| c.url.trim_end_matches('/') == url)
+                    .map(|c| c.token)
+            });
         Ok(Context {
             url,
             token,

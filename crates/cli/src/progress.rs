@@ -1,11 +1,7 @@
 //! What people see: one progress bar per file on stderr (upload, conversion, download; hidden
 //! when stderr is not a terminal) and one result line per file.
 
-use std::{
-    io::Write,
-    sync::Arc,
-    time::Duration,
-};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -144,10 +140,7 @@ mod tests {
     #[test]
     fn templates_parse() {
         for template in [UPLOAD, CONVERT, WAIT, DOWNLOAD] {
-            assert!(
-                ProgressStyle::with_template(template).is_ok(),
-                "{template}"
-            );
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
         }
     }
 }

@@ -43,11 +43,7 @@ pub async fn login(context: &Context, args: LoginArgs, output: &Output) -> Resul
 }
 
 /// Creates the account, then logs in unless `--no-login`.
-pub async fn register(
-    context: &Context,
-    args: RegisterArgs,
-    output: &Output,
-) -> Result<u8, Fatal> {
+pub async fn register(context: &Context, args: RegisterArgs, output: &Output) -> Result<u8, Fatal> {
     let password = password(&args.email, args.password_stdin, true)?;
     context
         .anonymous()?

@@ -88,9 +88,7 @@ pub async fn convert(context: &Context, args: ConvertArgs, output: &Output) -> R
         let name = display_name(input);
         if refused_token.is_some() {
             failed += 1;
-            output.complain(&format!(
-                "failed {name}: not tried, the token was refused"
-            ));
+            output.complain(&format!("failed {name}: not tried, the token was refused"));
             continue;
         }
         let dest = match plan(input, &args.output, args.force, &mut claimed) {
@@ -121,14 +119,28 @@ pub async fn convert(context: &Context, args: ConvertArgs, output: &Output) -> R
                     ApiError::Unauthorized(message) => Outcome::Unauthorized(message),
                     other => Outcome::Failed(format!("upload failed: {other}")),
                 };
-                report(output, &name, &outcome, &mut saved, &mut failed, &mut refused_token);
+                report(
+                    output,
+                    &name,
+                    &outcome,
+                    &mut saved,
+                    &mut failed,
+                    &mut refused_token,
+                );
             }
         }
     }
     while let Some(joined) = following.join_next().await {
         match joined {
             Ok((name, outcome)) => {
-                report(output, &name, &outcome, &mut saved, &mut failed, &mut refused_token);
+                report(
+                    output,
+                    &name,
+                    &outcome,
+                    &mut saved,
+                    &mut failed,
+                    &mut refused_token,
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -220,12 +232,12 @@ fn plan(
 
 /// Follows the conversion of `video_fid` and downloads its MP3 to `dest`.
 async fn finish(api: &Api, video_fid: &str, dest: &Path, force: bool, bar: &FileBar) -> Outcome {
-    let status = match follow::follow(api, video_fid, &Settings::default(), |u| bar.update(&u)).await
-    {
-        Ok(status) => status,
-        Err(ApiError::Unauthorized(message)) => return Outcome::Unauthorized(message),
-        Err(e) => return Outcome::Failed(format!("lost track of the conversion: {e}")),
-    };
+    let status =
+        match follow::follow(api, video_fid, &Settings::default(), |u| bar.update(&u)).await {
+            Ok(status) => status,
+            Err(ApiError::Unauthorized(message)) => return Outcome::Unauthorized(message),
+            Err(e) => return Outcome::Failed(format!("lost track of the conversion: {e}")),
+        };
     if status.status == "failed" {
         return Outcome::Failed(format!(
             "conversion failed: {}",
@@ -305,9 +317,11 @@ mod tests {
             .contains("--force"));
         let mut claimed = HashSet::new();
         assert_eq!(plan(&a, &out, true, &mut claimed), Ok(out.join("a.mp3")));
-        assert!(plan(&dir.path().join("missing.mp4"), &out, true, &mut claimed)
-            .unwrap_err()
-            .contains("cannot read"));
+        assert!(
+            plan(&dir.path().join("missing.mp4"), &out, true, &mut claimed)
+                .unwrap_err()
+                .contains("cannot read")
+        );
         assert_eq!(
             plan(&other, &out, true, &mut claimed),
             Err("not a file".to_owned())
