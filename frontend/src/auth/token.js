@@ -65,3 +65,27 @@ export function saveCurrentJob(job) {
     // as for the token
   }
 }
+
+const BATCH_KEY = 'vidconv.currentBatch';
+
+/** The uploaded files of the batch the convert page shows (`[{videoFid, filename}]`), or null. */
+export function loadCurrentBatch() {
+  try {
+    const batch = JSON.parse(sessionStorage.getItem(BATCH_KEY));
+    if (!Array.isArray(batch)) return null;
+    const jobs = batch.filter((job) => job && typeof job.videoFid === 'string' && typeof job.filename === 'string');
+    return jobs.length ? jobs : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Stores or (with null or an empty list) forgets the uploaded files of the batch. */
+export function saveCurrentBatch(jobs) {
+  try {
+    if (jobs?.length) sessionStorage.setItem(BATCH_KEY, JSON.stringify(jobs));
+    else sessionStorage.removeItem(BATCH_KEY);
+  } catch {
+    // as for the token
+  }
+}

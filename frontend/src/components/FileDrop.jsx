@@ -1,31 +1,39 @@
 import { useId, useState } from 'react';
 import { formatBytes, isMp4 } from '../lib/format.js';
 
+/** Why files were left out: one sentence naming them. */
+function rejectionMessage(names) {
+  if (names.length === 1) return `"${names[0]}" is not an MP4 video. Choose a file ending in .mp4.`;
+  const quoted = names.map((name) => `"${name}"`);
+  return `${quoted.slice(0, -1).join(', ')} and ${quoted.at(-1)} are not MP4 videos; they were left out.`;
+}
+
 /**
- * Choose an MP4 with the file picker (a real, focusable <input type="file">) or drop one on the area.
- * Calls `onSelect(file)` for an MP4 and `onReject(message)` for anything else.
+ * Choose MP4s with the file picker (a real, focusable <input type="file" multiple>) or drop them
+ * on the area. Calls `onSelect(files)` with the MP4s among them (possibly none) and, when some
+ * were not MP4s, `onReject(message)` after it.
  */
-export default function FileDrop({ file, onSelect, onReject, disabled = false }) {
+export default function FileDrop({ files = [], onSelect, onReject, disabled = false }) {
   const id = useId();
   const [dragging, setDragging] = useState(false);
 
-  const take = (candidate) => {
-    if (!candidate) return;
-    if (isMp4(candidate)) onSelect(candidate);
-    else onReject(`"${candidate.name}" is not an MP4 video. Choose a file ending in .mp4.`);
+  const take = (candidates) => {
+    const list = Array.from(candidates ?? []);
+    if (list.length === 0) return;
+    const accepted = list.filter(isMp4);
+    const rejected = list.filter((file) => !isMp4(file)).map((file) => file.name);
+    onSelect(accepted);
+    if (rejected.length) onReject(rejectionMessage(rejected));
   };
 
   const onDrop = (event) => {
     event.preventDefault();
     setDragging(false);
     if (disabled) return;
-    const files = event.dataTransfer?.files;
-    if (files && files.length > 1) {
-      onReject('Drop one video at a time.');
-      return;
-    }
-    take(files?.[0]);
+    take(event.dataTransfer?.files);
   };
+
+  const total = files.reduce((sum, file) => sum + file.size, 0);
 
   return (
     <div
@@ -47,25 +55,31 @@ export default function FileDrop({ file, onSelect, onReject, disabled = false })
         <label htmlFor={id} className="cursor-pointer font-semibold text-indigo-700 underline-offset-2 hover:underline">
           Choose an MP4 video
         </label>{' '}
-        or drag and drop it here
+        (or several) or drag and drop them here
       </p>
       <input
         id={id}
         type="file"
         accept="video/mp4,.mp4,.m4v"
+        multiple
         disabled={disabled}
         className="sr-only"
         aria-describedby={`${id}-chosen`}
         onChange={(event) => {
-          take(event.target.files?.[0]);
+          take(event.target.files);
           // Let the same file be chosen again after "convert another".
           event.target.value = '';
         }}
       />
       <p id={`${id}-chosen`} className="mt-2 text-sm text-slate-500" aria-live="polite">
-        {file ? (
+        {files.length === 1 ? (
           <>
-            Selected: <span className="font-medium text-slate-800">{file.name}</span> ({formatBytes(file.size)})
+            Selected: <span className="font-medium text-slate-800">{files[0].name}</span> ({formatBytes(files[0].size)})
+          </>
+        ) : files.length > 1 ? (
+          <>
+            Selected: {files.length} videos ({formatBytes(total)}):{' '}
+            <span className="font-medium text-slate-800">{files.map((file) => file.name).join(', ')}</span>
           </>
         ) : (
           'No file chosen yet.'

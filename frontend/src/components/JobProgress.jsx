@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { useAuth } from '../auth/AuthContext.jsx';
 import DownloadButton from './DownloadButton.jsx';
 import ProgressBar from './ProgressBar.jsx';
@@ -6,9 +6,13 @@ import StateBadge from './StateBadge.jsx';
 import { stateOf } from '../lib/jobs.js';
 import { WATCH_DEFAULTS } from '../api/client.js';
 
-/** Live conversion progress of one upload, then its download (or the reason it failed). */
-export default function JobProgress({ videoFid, filename }) {
+/**
+ * Live conversion progress of one upload, then its download (or the reason it failed).
+ * `barLabel` names the progress bar (several on one page need different names).
+ */
+export default function JobProgress({ videoFid, filename, barLabel = 'Conversion' }) {
   const { api } = useAuth();
+  const headingId = useId();
   const [status, setStatus] = useState(null);
   const [transport, setTransport] = useState(null);
   const [error, setError] = useState(null);
@@ -30,9 +34,9 @@ export default function JobProgress({ videoFid, filename }) {
   const progress = measured ? status.progress : 0;
 
   return (
-    <section aria-labelledby="job-heading" className="space-y-4 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6">
+    <section aria-labelledby={headingId} className="space-y-4 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6">
       <div className="flex flex-wrap items-center justify-between gap-2">
-        <h2 id="job-heading" className="min-w-0 truncate text-base font-semibold" title={filename}>
+        <h2 id={headingId} className="min-w-0 truncate text-base font-semibold" title={filename}>
           {filename}
         </h2>
         <span aria-live="polite" data-testid="job-state">
@@ -42,7 +46,7 @@ export default function JobProgress({ videoFid, filename }) {
       {(state === 'queued' || state === 'processing') && (
         <>
           <ProgressBar
-            label="Conversion"
+            label={barLabel}
             value={progress}
             indeterminate={state === 'queued' || !measured}
             detail={state === 'queued' ? 'Waiting for a converter…' : measured ? `${Math.round(progress)}%` : 'Converting…'}
@@ -52,7 +56,7 @@ export default function JobProgress({ videoFid, filename }) {
       )}
       {state === 'completed' && status?.mp3_fid && (
         <div className="space-y-3">
-          <ProgressBar label="Conversion" value={100} tone="emerald" detail="Done" />
+          <ProgressBar label={barLabel} value={100} tone="emerald" detail="Done" />
           <DownloadButton mp3Fid={status.mp3_fid} videoName={filename} />
         </div>
       )}

@@ -1,8 +1,9 @@
 import { useEffect, useRef, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useAuth } from '../auth/AuthContext.jsx';
-import { loadCurrentJob, saveCurrentJob } from '../auth/token.js';
+import { loadCurrentBatch, loadCurrentJob, saveCurrentBatch, saveCurrentJob } from '../auth/token.js';
 import Alert from '../components/Alert.jsx';
+import BatchList from '../components/BatchList.jsx';
 import Button from '../components/Button.jsx';
 import FileDrop from '../components/FileDrop.jsx';
 import JobProgress from '../components/JobProgress.jsx';
@@ -11,37 +12,108 @@ import QualitySelect from '../components/QualitySelect.jsx';
 import { parseQuality } from '../lib/jobs.js';
 import { formatBytes, formatSpeed } from '../lib/format.js';
 
-/** Choose an MP4, pick a quality, upload with a progress bar, then follow the conversion live. */
+/** The uploaded files of a batch as the page remembers them: `[{videoFid, filename}]`. */
+function uploadedOf(items) {
+  return items.filter((item) => item.phase === 'uploaded').map((item) => ({ videoFid: item.videoFid, filename: item.name }));
+}
+
+/** A remembered batch as list items (all uploaded: the conversions are followed again). */
+function restoreBatch() {
+  return loadCurrentBatch()?.map((job, index) => ({ key: `${index}-${job.videoFid}`, name: job.filename, phase: 'uploaded', videoFid: job.videoFid })) ?? null;
+}
+
+/**
+ * Choose MP4s, pick a quality, upload with a progress bar, then follow the conversion live. One
+ * file shows as one conversion; several become a batch: uploaded one after another, each with its
+ * own upload bar, then its conversion and download button; a failure does not stop the others.
+ */
 export default function ConvertPage() {
   const { api } = useAuth();
-  const [file, setFile] = useState(null);
+  const [files, setFiles] = useState([]);
   const [quality, setQuality] = useState('');
   const [error, setError] = useState(null);
   const [upload, setUpload] = useState(null); // {loaded, total, bytesPerSecond} while uploading
   // {videoFid, filename} once uploaded; kept in sessionStorage so leaving the page and coming back
   // (History, a reload) shows the same conversion again.
   const [job, setJobState] = useState(loadCurrentJob);
+  // The batch's files while it runs and after (see BatchList), or null; its uploaded files are
+  // kept in sessionStorage like `job`.
+  const [batch, setBatchState] = useState(restoreBatch);
   const abortRef = useRef(null);
+  const cancelledRef = useRef(false);
   const setJob = (next) => {
     saveCurrentJob(next);
     setJobState(next);
   };
+  const updateBatch = (change) => {
+    setBatchState((current) => {
+      const next = typeof change === 'function' ? change(current) : change;
+      saveCurrentBatch(next ? uploadedOf(next) : null);
+      return next;
+    });
+  };
+  const updateItem = (index, patch) => updateBatch((items) => items?.map((item, i) => (i === index ? { ...item, ...patch } : item)) ?? items);
   const headingRef = useRef(null);
 
   useEffect(() => {
     document.title = 'Convert · Video to MP3';
   }, []);
 
-  // Cancel a running upload when leaving the page.
-  useEffect(() => () => abortRef.current?.(), []);
+  // Cancel a running upload (and the rest of a batch) when leaving the page.
+  useEffect(
+    () => () => {
+      cancelledRef.current = true;
+      abortRef.current?.();
+    },
+    [],
+  );
+
+  /** Uploads the files one after another; each failure is noted on its file, and the next goes on. */
+  const startBatch = async (chosen) => {
+    const options = parseQuality(quality);
+    cancelledRef.current = false;
+    setJob(null);
+    updateBatch(chosen.map((chosenFile, index) => ({ key: `${index}-${chosenFile.name}`, name: chosenFile.name, size: chosenFile.size, phase: 'waiting' })));
+    for (const [index, chosenFile] of chosen.entries()) {
+      if (cancelledRef.current) {
+        updateItem(index, { phase: 'cancelled' });
+        continue;
+      }
+      updateItem(index, { phase: 'uploading', upload: { loaded: 0, total: chosenFile.size, bytesPerSecond: 0 } });
+      const { promise, abort } = api.upload(chosenFile, options, (progress) => updateItem(index, { upload: progress }));
+      abortRef.current = abort;
+      try {
+        const videoFid = await promise;
+        updateItem(index, { phase: 'uploaded', videoFid });
+      } catch (caught) {
+        if (caught?.name === 'AbortError') {
+          cancelledRef.current = true;
+          updateItem(index, { phase: 'cancelled' });
+        } else {
+          updateItem(index, { phase: 'failed', error: caught.message });
+          // A refused token signs out (the app shows the login page): nothing more can upload.
+          if (caught?.status === 401) cancelledRef.current = true;
+        }
+      } finally {
+        abortRef.current = null;
+      }
+    }
+  };
 
   const start = async (event) => {
     event.preventDefault();
-    if (!file) {
+    if (files.length === 0) {
       setError('Choose an MP4 video first.');
       return;
     }
     setError(null);
+    if (files.length > 1) {
+      const chosen = files;
+      setFiles([]);
+      await startBatch(chosen);
+      return;
+    }
+    const [file] = files;
     setUpload({ loaded: 0, total: file.size, bytesPerSecond: 0 });
     const { promise, abort } = api.upload(file, parseQuality(quality), setUpload);
     abortRef.current = abort;
@@ -58,12 +130,19 @@ export default function ConvertPage() {
 
   const another = () => {
     setJob(null);
-    setFile(null);
+    updateBatch(null);
+    setFiles([]);
     setError(null);
     headingRef.current?.focus();
   };
 
+  const cancelBatch = () => {
+    cancelledRef.current = true;
+    abortRef.current?.();
+  };
+
   const uploading = upload !== null;
+  const batchUploading = batch?.some((item) => item.phase === 'waiting' || item.phase === 'uploading') ?? false;
   const percent = upload && upload.total > 0 ? (upload.loaded / upload.total) * 100 : 0;
 
   return (
@@ -81,7 +160,25 @@ export default function ConvertPage() {
         </p>
       </div>
 
-      {job ? (
+      {batch ? (
+        <div className="space-y-4">
+          <p role="status" className="text-sm text-slate-700">
+            {batchSummary(batch)}
+          </p>
+          <BatchList items={batch} />
+          <div className="flex flex-wrap gap-3">
+            {batchUploading ? (
+              <Button variant="secondary" onClick={cancelBatch}>
+                Cancel the remaining uploads
+              </Button>
+            ) : (
+              <Button variant="secondary" onClick={another}>
+                Convert more videos
+              </Button>
+            )}
+          </div>
+        </div>
+      ) : job ? (
         <div className="space-y-4">
           <JobProgress key={job.videoFid} videoFid={job.videoFid} filename={job.filename} />
           <Button variant="secondary" onClick={another}>
@@ -91,16 +188,13 @@ export default function ConvertPage() {
       ) : (
         <form onSubmit={start} className="space-y-5 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6" aria-label="Upload a video">
           <FileDrop
-            file={file}
+            files={files}
             disabled={uploading}
             onSelect={(chosen) => {
-              setFile(chosen);
+              setFiles(chosen);
               setError(null);
             }}
-            onReject={(message) => {
-              setFile(null);
-              setError(message);
-            }}
+            onReject={setError}
           />
           <QualitySelect value={quality} onChange={setQuality} disabled={uploading} />
           {error && <Alert kind="error">{error}</Alert>}
@@ -114,8 +208,8 @@ export default function ConvertPage() {
             />
           )}
           <div className="flex flex-wrap gap-3">
-            <Button type="submit" disabled={uploading || !file}>
-              {uploading ? 'Uploading…' : 'Upload and convert'}
+            <Button type="submit" disabled={uploading || files.length === 0}>
+              {uploading ? 'Uploading…' : files.length > 1 ? `Upload and convert ${files.length} videos` : 'Upload and convert'}
             </Button>
             {uploading && (
               <Button variant="secondary" onClick={() => abortRef.current?.()}>
@@ -127,4 +221,19 @@ export default function ConvertPage() {
       )}
     </div>
   );
+}
+
+/** One sentence on where the batch stands, read out as it changes. */
+function batchSummary(items) {
+  const count = (phase) => items.filter((item) => item.phase === phase).length;
+  const total = items.length;
+  const uploaded = count('uploaded');
+  const failed = count('failed');
+  const cancelled = count('cancelled');
+  const parts = [`${uploaded} of ${total} ${total === 1 ? 'video' : 'videos'} uploaded`];
+  if (failed) parts.push(`${failed} failed`);
+  if (cancelled) parts.push(`${cancelled} cancelled`);
+  const uploadingItem = items.find((item) => item.phase === 'uploading');
+  if (uploadingItem) parts.push(`uploading ${uploadingItem.name}`);
+  return `${parts.join(', ')}.`;
 }

@@ -1,4 +1,4 @@
-import { act, fireEvent, screen, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeXhr, fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers.jsx';
@@ -30,6 +30,7 @@ async function startUpload() {
 
 beforeEach(() => {
   FakeXhr.last = null;
+  FakeXhr.all = [];
   vi.stubGlobal('XMLHttpRequest', FakeXhr);
 });
 afterEach(() => vi.unstubAllGlobals());
@@ -209,5 +210,106 @@ describe('convert page with the gateway\'s stream limits', () => {
     expect(screen.queryByText(/Live updates unavailable/)).toBeNull();
     expect(screen.queryByRole('alert')).toBeNull();
     expect(calls.map((c) => c.path)).toEqual(['/events', '/events']);
+  });
+});
+
+const mp4 = (name, size = 4096) => new File([new Uint8Array(size)], name, { type: 'video/mp4' });
+
+/** /events answers per upload id: `{fid: [sse lines]}`. */
+function eventsByFid(streams) {
+  return ({ query }) => sse(streams[query.get('fid')] ?? []);
+}
+
+describe('convert page batches', () => {
+  it('uploads several videos one after another; a refused upload does not stop the others', async () => {
+    const calls = fakeGateway({
+      'GET /events': eventsByFid({
+        f1: ['event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"m1"}\n\n'],
+        f3: ['event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"m3"}\n\n'],
+      }),
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), [mp4('a.mp4'), mp4('b.mp4'), mp4('c.mp4')]);
+    expect(screen.getByText('a.mp4, b.mp4, c.mp4')).toBeInTheDocument();
+    await user.selectOptions(screen.getByLabelText(/MP3 quality/), 'vbr:2');
+    await user.click(screen.getByRole('button', { name: 'Upload and convert 3 videos' }));
+
+    // One upload at a time: the others wait.
+    expect(FakeXhr.all).toHaveLength(1);
+    expect(FakeXhr.all[0].body.get('file').name).toBe('a.mp4');
+    expect(within(screen.getByRole('region', { name: 'b.mp4' })).getByText('Waiting')).toBeInTheDocument();
+    act(() => FakeXhr.all[0].progress(2048, 4096));
+    expect(screen.getByRole('progressbar', { name: 'Upload of a.mp4' })).toHaveAttribute('aria-valuenow', '50');
+    expect(screen.getByRole('status')).toHaveTextContent('0 of 3 videos uploaded, uploading a.mp4.');
+
+    act(() => FakeXhr.all[0].respond(200, { status: 'success', video_fid: 'f1' }));
+    await waitFor(() => expect(FakeXhr.all).toHaveLength(2));
+    expect(FakeXhr.all[1].body.get('file').name).toBe('b.mp4');
+    act(() => FakeXhr.all[1].respond(400, { error: 'the file is empty' }));
+    await waitFor(() => expect(FakeXhr.all).toHaveLength(3));
+    act(() => FakeXhr.all[2].respond(200, { status: 'success', video_fid: 'f3' }));
+
+    expect(await screen.findByRole('button', { name: 'Download a.mp3' })).toBeInTheDocument();
+    expect(await screen.findByRole('button', { name: 'Download c.mp3' })).toBeInTheDocument();
+    expect(within(screen.getByRole('region', { name: 'b.mp4' })).getByRole('alert')).toHaveTextContent('The upload failed: The file is empty.');
+    expect(screen.getByRole('status')).toHaveTextContent('2 of 3 videos uploaded, 1 failed.');
+    expect(FakeXhr.all.map((xhr) => xhr.body.get('vbr_quality'))).toEqual(['2', '2', '2']);
+    expect(calls.filter((c) => c.path === '/events').map((c) => c.query.get('fid')).sort()).toEqual(['f1', 'f3']);
+
+    await user.click(screen.getByRole('button', { name: 'Convert more videos' }));
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeDisabled();
+    expect(sessionStorage.getItem('vidconv.currentBatch')).toBeNull();
+  });
+
+  it('shows a failed conversion next to the finished ones, and again after a visit to History', async () => {
+    fakeGateway({
+      'GET /events': eventsByFid({
+        f1: ['event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"m1"}\n\n'],
+        f2: ['event: status\ndata: {"status":"failed","state":"failed","error":"the file is not a video or audio file that can be read"}\n\n'],
+      }),
+      'GET /jobs': () => json({ jobs: [], page: 1, per_page: 20, total: 0 }),
+    });
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    fireEvent.drop(screen.getByTestId('drop-zone'), { dataTransfer: { files: [mp4('good.mp4'), mp4('bad.mp4')] } });
+    await user.click(screen.getByRole('button', { name: 'Upload and convert 2 videos' }));
+    act(() => FakeXhr.all[0].respond(200, { status: 'success', video_fid: 'f1' }));
+    await waitFor(() => expect(FakeXhr.all).toHaveLength(2));
+    act(() => FakeXhr.all[1].respond(200, { status: 'success', video_fid: 'f2' }));
+
+    expect(await screen.findByRole('button', { name: 'Download good.mp3' })).toBeInTheDocument();
+    expect(await screen.findByText(/The conversion failed: the file is not a video or audio file that can be read/)).toBeInTheDocument();
+    expect(screen.getByRole('progressbar', { name: 'Conversion of good.mp4' })).toHaveAttribute('aria-valuenow', '100');
+
+    await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'History' }));
+    expect(await screen.findByRole('heading', { name: 'History' })).toBeInTheDocument();
+    await user.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('link', { name: 'Convert' }));
+    expect(await screen.findByRole('button', { name: 'Download good.mp3' })).toBeInTheDocument();
+    expect(await screen.findByText(/The conversion failed: the file is not a video/)).toBeInTheDocument();
+    expect(FakeXhr.all).toHaveLength(2);
+  });
+
+  it('leaves out dropped files that are not MP4s, naming them', () => {
+    fakeGateway({});
+    renderApp('/convert', { token: makeToken() });
+    const notes = new File(['x'], 'notes.txt', { type: 'text/plain' });
+    fireEvent.drop(screen.getByTestId('drop-zone'), { dataTransfer: { files: [mp4('a.mp4'), notes, mp4('b.mp4')] } });
+    expect(screen.getByRole('alert')).toHaveTextContent('"notes.txt" is not an MP4 video.');
+    expect(screen.getByText('a.mp4, b.mp4')).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Upload and convert 2 videos' })).toBeEnabled();
+  });
+
+  it('cancelling stops the upload in progress and the ones after it', async () => {
+    fakeGateway({});
+    const user = userEvent.setup();
+    renderApp('/convert', { token: makeToken() });
+    await user.upload(screen.getByLabelText('Choose an MP4 video'), [mp4('a.mp4'), mp4('b.mp4')]);
+    await user.click(screen.getByRole('button', { name: 'Upload and convert 2 videos' }));
+    await user.click(screen.getByRole('button', { name: 'Cancel the remaining uploads' }));
+
+    expect(await screen.findByRole('status')).toHaveTextContent('0 of 2 videos uploaded, 2 cancelled.');
+    expect(FakeXhr.all).toHaveLength(1);
+    expect(screen.getByRole('button', { name: 'Convert more videos' })).toBeInTheDocument();
   });
 });

@@ -68,12 +68,16 @@ export function renderApp(path, { token } = {}) {
 export class FakeXhr {
   static last = null;
 
+  /** Every request made since the test reset it, in order. */
+  static all = [];
+
   constructor() {
     this.upload = {};
     this.headers = {};
     this.status = 0;
     this.responseText = '';
     FakeXhr.last = this;
+    FakeXhr.all.push(this);
   }
 
   open(method, url) {
