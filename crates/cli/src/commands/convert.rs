@@ -82,20 +82,18 @@ pub async fn convert(context: &Context, args: ConvertArgs, output: &Output) -> R
 
     let mut claimed = HashSet::new();
     let mut following = JoinSet::new();
-    let (mut saved, mut failed) = (0usize, 0usize);
-    let mut refused_token = None;
+    let mut tally = Tally::default();
     for input in &args.files {
         let name = display_name(input);
-        if refused_token.is_some() {
-            failed += 1;
-            output.complain(&format!("failed {name}: not tried, the token was refused"));
+        if tally.refused_token.is_some() {
+            let not_tried = Outcome::Failed("not tried, the token was refused".into());
+            tally.report(output, &name, not_tried);
             continue;
         }
         let dest = match plan(input, &args.output, args.force, &mut claimed) {
             Ok(dest) => dest,
             Err(reason) => {
-                failed += 1;
-                output.complain(&format!("failed {name}: {reason}"));
+                tally.report(output, &name, Outcome::Failed(reason));
                 continue;
             }
         };
@@ -119,35 +117,25 @@ pub async fn convert(context: &Context, args: ConvertArgs, output: &Output) -> R
                     ApiError::Unauthorized(message) => Outcome::Unauthorized(message),
                     other => Outcome::Failed(format!("upload failed: {other}")),
                 };
-                report(
-                    output,
-                    &name,
-                    &outcome,
-                    &mut saved,
-                    &mut failed,
-                    &mut refused_token,
-                );
+                tally.report(output, &name, outcome);
             }
         }
     }
     while let Some(joined) = following.join_next().await {
         match joined {
-            Ok((name, outcome)) => {
-                report(
-                    output,
-                    &name,
-                    &outcome,
-                    &mut saved,
-                    &mut failed,
-                    &mut refused_token,
-                );
-            }
-            Err(e) => {
-                failed += 1;
-                output.complain(&format!("failed: a conversion task stopped: {e}"));
-            }
+            Ok((name, outcome)) => tally.report(output, &name, outcome),
+            Err(e) => tally.report(
+                output,
+                "?",
+                Outcome::Failed(format!("a conversion task stopped: {e}")),
+            ),
         }
     }
+    let Tally {
+        saved,
+        failed,
+        refused_token,
+    } = tally;
 
     if args.files.len() > 1 {
         output.say(&format!(
@@ -168,31 +156,36 @@ pub async fn convert(context: &Context, args: ConvertArgs, output: &Output) -> R
     Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 
-fn report(
-    output: &Output,
-    name: &str,
-    outcome: &Outcome,
-    saved: &mut usize,
-    failed: &mut usize,
-    refused_token: &mut Option<String>,
-) {
-    match outcome {
-        Outcome::Saved(path, bytes) => {
-            *saved += 1;
-            output.say(&format!(
-                "done   {name} -> {} ({})",
-                path.display(),
-                indicatif::HumanBytes(*bytes)
-            ));
-        }
-        Outcome::Failed(reason) => {
-            *failed += 1;
-            output.complain(&format!("failed {name}: {reason}"));
-        }
-        Outcome::Unauthorized(message) => {
-            *failed += 1;
-            output.complain(&format!("failed {name}: the token was refused"));
-            refused_token.get_or_insert_with(|| message.clone());
+/// How the files ended so far.
+#[derive(Default)]
+struct Tally {
+    saved: usize,
+    failed: usize,
+    /// Why the token was refused, once it was.
+    refused_token: Option<String>,
+}
+
+impl Tally {
+    /// Counts `outcome` and prints its line: stdout for a saved MP3, stderr for a failure.
+    fn report(&mut self, output: &Output, name: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Saved(path, bytes) => {
+                self.saved += 1;
+                output.say(&format!(
+                    "done   {name} -> {} ({})",
+                    path.display(),
+                    indicatif::HumanBytes(bytes)
+                ));
+            }
+            Outcome::Failed(reason) => {
+                self.failed += 1;
+                output.complain(&format!("failed {name}: {reason}"));
+            }
+            Outcome::Unauthorized(message) => {
+                self.failed += 1;
+                output.complain(&format!("failed {name}: the token was refused"));
+                self.refused_token.get_or_insert(message);
+            }
         }
     }
 }
