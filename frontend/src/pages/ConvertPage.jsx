@@ -152,7 +152,7 @@ export default function ConvertPage() {
           Convert a video to MP3
         </h1>
         <p className="mt-1 text-sm text-slate-600">
-          Upload an MP4; the audio track becomes an MP3 named after the video. Earlier conversions are in{' '}
+          Upload an MP4, or several at once; each audio track becomes an MP3 named after its video. Earlier conversions are in{' '}
           <Link to="/history" className="font-medium text-indigo-700 underline-offset-2 hover:underline">
             History
           </Link>
