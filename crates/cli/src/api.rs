@@ -382,6 +382,13 @@ impl Api {
         file.flush().await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
         drop(file);
+        // Temporary files are created owner-only; the MP3 gets a download's usual mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(partial.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(io)?;
+        }
         let persisted = if replace {
             partial.persist(dest).map(drop)
         } else {

@@ -101,6 +101,7 @@ impl FileBar {
                     if self.bar.length() != Some(100) {
                         self.bar.disable_steady_tick();
                         self.bar.set_style(style(CONVERT));
+                        self.bar.set_message("");
                         self.bar.set_length(100);
                     }
                     self.bar.set_position(progress.clamp(0.0, 100.0) as u64);

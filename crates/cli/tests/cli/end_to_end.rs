@@ -86,6 +86,11 @@ async fn converts_a_video_and_reports_a_broken_file_with_exit_code_1() {
         ["lecture.mp3"],
         "only the MP3, no partial files"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&mp3).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "MP3 mode {mode:o}");
+    }
     let (codec, bit_rate, duration) = probe(&mp3);
     assert_eq!(codec, "mp3");
     assert_eq!(bit_rate, 192_000);
