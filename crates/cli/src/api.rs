@@ -190,14 +190,8 @@ impl Api {
     /// `POST /login` with HTTP Basic: the JWT.
     pub async fn login(&self, email: &str, password: &str) -> Result<String, ApiError> {
         let response = self
-            .http
-            .post(self.url("/login"))
-            .basic_auth(email, Some(password))
-            .timeout(SHORT_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| self.transport(&e))?;
-        let response = check(response, Context::Login).await?;
+            .post_basic("/login", email, password, Context::Login)
+            .await?;
         let token = response.text().await.map_err(|e| self.transport(&e))?;
         let token = token.trim().to_owned();
         // A JWT is three base64url parts; anything else is not the gateway's answer.
@@ -211,15 +205,28 @@ impl Api {
 
     /// `POST /register` with HTTP Basic (201 from auth, 200 from the original gateway).
     pub async fn register(&self, email: &str, password: &str) -> Result<(), ApiError> {
+        self.post_basic("/register", email, password, Context::Register)
+            .await
+            .map(drop)
+    }
+
+    /// A POST with HTTP Basic credentials (the auth proxy's way), checked.
+    async fn post_basic(
+        &self,
+        path: &str,
+        email: &str,
+        password: &str,
+        context: Context,
+    ) -> Result<Response, ApiError> {
         let response = self
             .http
-            .post(self.url("/register"))
+            .post(self.url(path))
             .basic_auth(email, Some(password))
             .timeout(SHORT_TIMEOUT)
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
-        check(response, Context::Register).await.map(drop)
+        check(response, context).await
     }
 
     /// `POST /upload` of the file at `path`, streamed from disk (never whole in memory);
