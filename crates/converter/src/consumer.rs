@@ -79,9 +79,10 @@ impl Consumer {
         let mut jobs = JoinSet::new();
         let mut delay = INITIAL_RECONNECT_DELAY;
         let mut connection: Option<Connection> = None;
+        let mut channel: Option<Channel> = None;
         while !stop.is_cancelled() {
             match self
-                .session(&stop, &abort_jobs, &mut jobs, &mut connection)
+                .session(&stop, &abort_jobs, &mut jobs, &mut connection, &mut channel)
                 .await
             {
                 Ok(()) => break,
@@ -91,6 +92,7 @@ impl Consumer {
                         delay = INITIAL_RECONNECT_DELAY;
                     }
                     tracing::warn!(error = %e, ?delay, "RabbitMQ unavailable, reconnecting");
+                    channel = None;
                     if let Some(conn) = connection.take() {
                         let _ = conn.close(0, "reconnecting").await;
                     }
@@ -114,6 +116,13 @@ impl Consumer {
                 tracing::warn!(in_flight = jobs.len(), "grace period over, requeueing");
                 abort_jobs.cancel();
                 while jobs.join_next().await.is_some() {}
+            }
+        }
+        // The channel first: dropping its last handle would queue a channel close inside lapin
+        // that races the connection close and gets logged as a connection ERROR.
+        if let Some(channel) = channel {
+            if let Err(e) = channel.close(200, "shutting down").await {
+                tracing::debug!(error = %e, "closing the AMQP channel");
             }
         }
         if let Some(conn) = connection {
@@ -164,6 +173,7 @@ impl Consumer {
         abort_jobs: &CancellationToken,
         jobs: &mut JoinSet<()>,
         connection: &mut Option<Connection>,
+        open_channel: &mut Option<Channel>,
     ) -> Result<(), lapin::Error> {
         // Named so operators (and tests) can tell our connection apart in `rabbitmqctl`.
         let properties = ConnectionProperties::default().with_connection_name(LongString::from(
@@ -216,6 +226,7 @@ impl Consumer {
                     if let Err(e) = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default()).await {
                         tracing::warn!(error = %e, "could not cancel the consumer");
                     }
+                    *open_channel = Some(channel);
                     return Ok(());
                 }
             }
