@@ -228,14 +228,14 @@ async fn sigterm_when_idle_logs_no_error() {
             .envs(env.env())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("converter binary");
-        let stderr = child.stderr.take().unwrap();
+        let logs = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in BufReader::new(logs).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
