@@ -241,9 +241,10 @@ async fn sigterm_when_idle_logs_no_error() {
         });
         let mut lines = Vec::new();
         loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("the converter never consumed: {lines:#?}"));
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                let _ = child.kill();
+                panic!("the converter never consumed: {lines:#?}");
+            };
             let consuming = line.contains("\"consuming\"");
             lines.push(line);
             if consuming {
