@@ -79,6 +79,54 @@ where
     optional(env, name).map(|raw| parse(name, &raw)).transpose()
 }
 
+/// Fewest bytes a signing secret may have (HS256 keys should be at least as long as the hash).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Pieces of the placeholder values shipped in the repository's manifests and compose file, in
+/// any letter case; a value containing one was copied, not generated.
+const PLACEHOLDER_MARKERS: [&str; 3] = ["change-me", "changeme", "replace-me"];
+
+/// The placeholder `JWT_SECRET` the compose file and the k8s Secrets used to ship.
+const OLD_DEFAULT_SECRET: &str = "change-me-to-a-long-random-string";
+
+/// A signing secret that must be set, at least [`MIN_SECRET_BYTES`] long and not a placeholder.
+pub fn secret(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
+    let value = required(env, name)?;
+    check_secret(name, &value)?;
+    Ok(value)
+}
+
+/// Like [`secret`], for a secret that may be left unset.
+pub fn optional_secret(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
+    let value = optional(env, name);
+    if let Some(value) = &value {
+        check_secret(name, value)?;
+    }
+    Ok(value)
+}
+
+/// Refuses a short or placeholder secret; the message never contains the value.
+fn check_secret(name: &'static str, value: &str) -> Result<(), ConfigError> {
+    const HOW: &str = "generate one with: openssl rand -hex 32";
+    let lower = value.to_ascii_lowercase();
+    if lower == OLD_DEFAULT_SECRET || PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m)) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("it is a placeholder copied from the repository, not a secret; {HOW}"),
+        });
+    }
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "it is {} bytes long and must be at least {MIN_SECRET_BYTES}; {HOW}",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn parse<T>(name: &'static str, raw: &str) -> Result<T, ConfigError>
 where
     T: FromStr,
@@ -127,6 +175,65 @@ mod tests {
             text.contains("AUTH_ADDR") && text.contains("nope"),
             "{text}"
         );
+    }
+
+    const GOOD_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn secrets_of_32_bytes_or_more_are_accepted() {
+        let env = [("JWT_SECRET", GOOD_SECRET)];
+        assert_eq!(secret(&env, "JWT_SECRET").unwrap(), GOOD_SECRET);
+        assert_eq!(
+            optional_secret(&env, "JWT_SECRET").unwrap().as_deref(),
+            Some(GOOD_SECRET)
+        );
+        assert_eq!(optional_secret(&[("X", "y")], "JWT_SECRET").unwrap(), None);
+        assert_eq!(
+            secret(&[("X", "y")], "JWT_SECRET"),
+            Err(ConfigError::Missing("JWT_SECRET"))
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused_with_the_way_out() {
+        let short = &GOOD_SECRET[..31];
+        for result in [
+            secret(&[("JWT_SECRET", short)], "JWT_SECRET").map(drop),
+            optional_secret(&[("JWT_SECRET", short)], "JWT_SECRET").map(drop),
+        ] {
+            let text = result.unwrap_err().to_string();
+            assert!(
+                text.contains("JWT_SECRET")
+                    && text.contains("31 bytes")
+                    && text.contains("generate one with: openssl rand -hex 32")
+                    && !text.contains(short),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_are_refused_whatever_their_length() {
+        for placeholder in [
+            "change-me-to-a-long-random-string",
+            "REPLACE-ME-generate-with-openssl-rand-hex-32",
+            "please-ChangeMe-0123456789abcdef0123456789",
+            "0123456789abcdef0123456789abcdef-Change-Me",
+            "replace-me",
+        ] {
+            let env = [("JWT_SECRET", placeholder)];
+            let text = secret(&env, "JWT_SECRET").unwrap_err().to_string();
+            assert!(
+                text.contains("JWT_SECRET")
+                    && text.contains("placeholder")
+                    && text.contains("generate one with: openssl rand -hex 32"),
+                "{placeholder}: {text}"
+            );
+            assert!(
+                optional_secret(&env, "JWT_SECRET").is_err(),
+                "{placeholder}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Code the auth, gateway and converter services share, and nothing else.
 
 pub mod config;
+pub mod forwarded;
 pub mod http;
 #[cfg(feature = "mongo")]
 pub mod jobs;
