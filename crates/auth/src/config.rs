@@ -3,6 +3,8 @@
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use common::config::{self, ConfigError, Env};
+
+use crate::rate_limit::LoginLimits;
 use sqlx::postgres::PgConnectOptions;
 
 /// Listen address when `AUTH_ADDR` is unset (the original's port).
@@ -23,8 +25,13 @@ pub struct Config {
     pub table: TableName,
     /// HS256 secret for tokens (`JWT_SECRET`).
     pub jwt_secret: String,
-    /// When failed logins are limited.
-    pub rate_limit: RateLimitConfig,
+    /// How failed logins are limited (see `rate_limit`).
+    pub login_limits: LoginLimits,
+    /// Registrations per client address within `register_window` (`REGISTER_MAX_PER_IP`); 0
+    /// disables.
+    pub register_max_per_ip: u32,
+    /// The window of `register_max_per_ip` (`REGISTER_WINDOW_SECS`).
+    pub register_window: Duration,
     /// Most password hashes computed at once (`PASSWORD_HASH_CONCURRENCY`, default: the number
     /// of CPUs); each takes 19 MiB while it runs.
     pub password_hash_concurrency: usize,
@@ -37,26 +44,8 @@ pub struct Config {
     pub upgrade_legacy_passwords: bool,
 }
 
-/// Limits on failed logins; both count failures within a sliding window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    /// Failed logins per email before further attempts answer 429 (`LOGIN_MAX_FAILURES_PER_EMAIL`).
-    pub max_failures_per_email: u32,
-    /// Failed logins per client address before 429 (`LOGIN_MAX_FAILURES_PER_IP`); 0 disables.
-    pub max_failures_per_ip: u32,
-    /// How long a failure counts (`LOGIN_FAILURE_WINDOW_SECS`).
-    pub window: Duration,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            max_failures_per_email: 10,
-            max_failures_per_ip: 100,
-            window: Duration::from_secs(15 * 60),
-        }
-    }
-}
+/// Longest slow-down allowed: well inside the 30 s request timeout of auth and the gateway.
+const MAX_SLOWDOWN_LIMIT_MS: u64 = 20_000;
 
 // Hand-written so that the JWT secret and the database password never reach a log line.
 impl fmt::Debug for Config {
@@ -70,7 +59,9 @@ impl fmt::Debug for Config {
             .field("database_max_connections", &self.database_max_connections)
             .field("table", &self.table)
             .field("jwt_secret", &"<redacted>")
-            .field("rate_limit", &self.rate_limit)
+            .field("login_limits", &self.login_limits)
+            .field("register_max_per_ip", &self.register_max_per_ip)
+            .field("register_window", &self.register_window)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("upgrade_legacy_passwords", &self.upgrade_legacy_passwords)
@@ -81,36 +72,24 @@ impl fmt::Debug for Config {
 impl Config {
     /// Reads the configuration; the error names the variable that is missing or wrong.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
-        let jwt_secret = config::required(env, "JWT_SECRET")?;
+        let jwt_secret = config::secret(env, "JWT_SECRET")?;
         let default_addr = SocketAddr::from(([0, 0, 0, 0], 5000));
         let addr = config::parsed_or(env, "AUTH_ADDR", default_addr)?;
         let database = database_options(env)?;
         let table = config::parsed_or(env, "AUTH_TABLE", TableName::default())?;
-        let defaults = RateLimitConfig::default();
-        let rate_limit = RateLimitConfig {
-            max_failures_per_email: positive(
-                env,
-                "LOGIN_MAX_FAILURES_PER_EMAIL",
-                defaults.max_failures_per_email,
-            )?,
-            max_failures_per_ip: config::parsed_or(
-                env,
-                "LOGIN_MAX_FAILURES_PER_IP",
-                defaults.max_failures_per_ip,
-            )?,
-            window: Duration::from_secs(u64::from(positive(
-                env,
-                "LOGIN_FAILURE_WINDOW_SECS",
-                defaults.window.as_secs() as u32,
-            )?)),
-        };
+        let login_limits = login_limits(env)?;
+        let register_max_per_ip = config::parsed_or(env, "REGISTER_MAX_PER_IP", 20)?;
+        let register_window =
+            Duration::from_secs(u64::from(positive(env, "REGISTER_WINDOW_SECS", 3600)?));
         Ok(Config {
             addr,
             database,
             database_max_connections: positive(env, "DATABASE_MAX_CONNECTIONS", 10)?,
             table,
             jwt_secret,
-            rate_limit,
+            login_limits,
+            register_max_per_ip,
+            register_window,
             password_hash_concurrency: positive(
                 env,
                 "PASSWORD_HASH_CONCURRENCY",
@@ -120,6 +99,59 @@ impl Config {
             upgrade_legacy_passwords: flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
         })
     }
+}
+
+/// The `LOGIN_*` variables. `LOGIN_MAX_FAILURES_PER_IP` (failures per address, before the limits
+/// were keyed by pair) is still read, with a warning, when its successor is not set.
+fn login_limits(env: &impl Env) -> Result<LoginLimits, ConfigError> {
+    let defaults = LoginLimits::default();
+    let failed_emails = match (
+        config::parsed_optional(env, "LOGIN_MAX_FAILED_EMAILS_PER_IP")?,
+        config::parsed_optional::<u32>(env, "LOGIN_MAX_FAILURES_PER_IP")?,
+    ) {
+        (Some(n), _) => n,
+        (None, Some(n)) => {
+            tracing::warn!(
+                "LOGIN_MAX_FAILURES_PER_IP is deprecated and now counts distinct failing emails \
+                 per address; rename it to LOGIN_MAX_FAILED_EMAILS_PER_IP (default {})",
+                defaults.max_failed_emails_per_ip
+            );
+            n
+        }
+        (None, None) => defaults.max_failed_emails_per_ip,
+    };
+    let millis = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        let ms = config::parsed_or(env, name, default.as_millis() as u64)?;
+        if ms > MAX_SLOWDOWN_LIMIT_MS {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "must be at most {MAX_SLOWDOWN_LIMIT_MS} (requests time out after 30 s)"
+                ),
+            });
+        }
+        Ok(Duration::from_millis(ms))
+    };
+    Ok(LoginLimits {
+        max_failures_per_pair: positive(
+            env,
+            "LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP",
+            defaults.max_failures_per_pair,
+        )?,
+        max_failed_emails_per_ip: failed_emails,
+        max_failures_per_email: config::parsed_or(
+            env,
+            "LOGIN_MAX_FAILURES_PER_EMAIL",
+            defaults.max_failures_per_email,
+        )?,
+        slowdown: millis("LOGIN_SLOWDOWN_MS", defaults.slowdown)?,
+        max_slowdown: millis("LOGIN_MAX_SLOWDOWN_MS", defaults.max_slowdown)?,
+        window: Duration::from_secs(u64::from(positive(
+            env,
+            "LOGIN_FAILURE_WINDOW_SECS",
+            defaults.window.as_secs() as u32,
+        )?)),
+    })
 }
 
 /// `DATABASE_URL` when set, else the original's `DATABASE_HOST`, `DATABASE_PORT` (5432),
@@ -226,8 +258,11 @@ impl FromStr for TableName {
 mod tests {
     use super::*;
 
+    /// A secret that passes the length check.
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
     const BASE: [(&str, &str); 2] = [
-        ("JWT_SECRET", "s3cret"),
+        ("JWT_SECRET", SECRET),
         ("DATABASE_URL", "postgres://u:pw@db:5433/authdb"),
     ];
 
@@ -238,7 +273,9 @@ mod tests {
         assert_eq!(config.table.as_str(), DEFAULT_TABLE);
         assert_eq!(config.database.get_host(), "db");
         assert_eq!(config.database.get_port(), 5433);
-        assert_eq!(config.rate_limit, RateLimitConfig::default());
+        assert_eq!(config.login_limits, LoginLimits::default());
+        assert_eq!(config.register_max_per_ip, 20);
+        assert_eq!(config.register_window, Duration::from_secs(3600));
         assert_eq!(config.trusted_proxy_hops, 0);
         assert!(config.upgrade_legacy_passwords);
     }
@@ -283,7 +320,7 @@ mod tests {
     #[test]
     fn original_database_variables() {
         let env = [
-            ("JWT_SECRET", "s"),
+            ("JWT_SECRET", SECRET),
             ("DATABASE_HOST", "postgres"),
             ("DATABASE_NAME", "authdb"),
             ("DATABASE_USER", "mohamed"),
@@ -298,7 +335,7 @@ mod tests {
 
     #[test]
     fn missing_database_host_is_named() {
-        let env = [("JWT_SECRET", "s")];
+        let env = [("JWT_SECRET", SECRET)];
         assert_eq!(
             Config::from_env(&env).unwrap_err(),
             ConfigError::Missing("DATABASE_HOST")
@@ -308,7 +345,7 @@ mod tests {
     #[test]
     fn debug_hides_secrets() {
         let text = format!("{:?}", Config::from_env(&BASE).unwrap());
-        assert!(!text.contains("s3cret") && !text.contains("pw"), "{text}");
+        assert!(!text.contains(SECRET) && !text.contains("pw"), "{text}");
     }
 
     #[test]
@@ -334,7 +371,7 @@ mod tests {
         }
         assert!("a".repeat(64).parse::<TableName>().is_err());
         let env = [
-            ("JWT_SECRET", "s"),
+            ("JWT_SECRET", SECRET),
             ("DATABASE_URL", "postgres://db/x"),
             ("AUTH_TABLE", "x;y"),
         ];
@@ -343,25 +380,78 @@ mod tests {
     }
 
     #[test]
+    fn short_or_placeholder_secrets_stop_the_service() {
+        for bad in ["s3cret", "change-me-to-a-long-random-string"] {
+            let env = [("JWT_SECRET", bad), ("DATABASE_URL", "postgres://db/x")];
+            let err = Config::from_env(&env).unwrap_err().to_string();
+            assert!(
+                err.contains("JWT_SECRET") && err.contains("openssl rand -hex 32"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn rate_limit_knobs() {
         let env = [
-            ("JWT_SECRET", "s"),
+            ("JWT_SECRET", SECRET),
             ("DATABASE_URL", "postgres://db/x"),
+            ("LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP", "4"),
+            ("LOGIN_MAX_FAILED_EMAILS_PER_IP", "0"),
             ("LOGIN_MAX_FAILURES_PER_EMAIL", "3"),
-            ("LOGIN_MAX_FAILURES_PER_IP", "0"),
+            ("LOGIN_SLOWDOWN_MS", "50"),
+            ("LOGIN_MAX_SLOWDOWN_MS", "200"),
             ("LOGIN_FAILURE_WINDOW_SECS", "60"),
+            ("REGISTER_MAX_PER_IP", "0"),
+            ("REGISTER_WINDOW_SECS", "10"),
             ("TRUSTED_PROXY_HOPS", "2"),
         ];
         let config = Config::from_env(&env).unwrap();
-        assert_eq!(config.rate_limit.max_failures_per_email, 3);
-        assert_eq!(config.rate_limit.max_failures_per_ip, 0);
-        assert_eq!(config.rate_limit.window, Duration::from_secs(60));
+        assert_eq!(
+            config.login_limits,
+            LoginLimits {
+                max_failures_per_pair: 4,
+                max_failed_emails_per_ip: 0,
+                max_failures_per_email: 3,
+                slowdown: Duration::from_millis(50),
+                max_slowdown: Duration::from_millis(200),
+                window: Duration::from_secs(60),
+            }
+        );
+        assert_eq!(config.register_max_per_ip, 0);
+        assert_eq!(config.register_window, Duration::from_secs(10));
         assert_eq!(config.trusted_proxy_hops, 2);
+        for (name, bad) in [
+            ("LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP", "0"),
+            ("LOGIN_MAX_SLOWDOWN_MS", "60000"),
+            ("REGISTER_WINDOW_SECS", "0"),
+        ] {
+            let env = [
+                ("JWT_SECRET", SECRET),
+                ("DATABASE_URL", "postgres://db/x"),
+                (name, bad),
+            ];
+            let err = Config::from_env(&env).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_deprecated_per_ip_setting_still_works_until_renamed() {
         let env = [
-            ("JWT_SECRET", "s"),
+            ("JWT_SECRET", SECRET),
             ("DATABASE_URL", "postgres://db/x"),
-            ("LOGIN_MAX_FAILURES_PER_EMAIL", "0"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "7"),
         ];
-        assert!(Config::from_env(&env).is_err());
+        let config = Config::from_env(&env).unwrap();
+        assert_eq!(config.login_limits.max_failed_emails_per_ip, 7);
+        let env = [
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", "postgres://db/x"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "7"),
+            ("LOGIN_MAX_FAILED_EMAILS_PER_IP", "5"),
+        ];
+        let config = Config::from_env(&env).unwrap();
+        assert_eq!(config.login_limits.max_failed_emails_per_ip, 5);
     }
 }

@@ -21,9 +21,15 @@ pub enum AuthError {
     /// Unknown email or wrong password; deliberately the same message for both.
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// Too many failed logins for this email or client address.
+    /// Too many failed logins for this email from this address, or for many emails from it.
     #[error("too many failed login attempts; try again in {} seconds", retry_after_secs(.0))]
     RateLimited(Duration),
+    /// Too many registrations from this client address.
+    #[error("too many registrations from this address; try again in {} seconds", retry_after_secs(.0))]
+    TooManyRegistrations(Duration),
+    /// A body on an endpoint that takes its input from headers.
+    #[error("{0}")]
+    BodyTooLarge(#[from] common::http::BodyTooLarge),
     /// A registration that breaks a rule; the message says which.
     #[error("{0}")]
     Invalid(String),
@@ -100,7 +106,8 @@ impl AuthError {
                 StatusCode::UNAUTHORIZED
             }
             Self::MissingRegisterCredentials | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyRegistrations(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -127,7 +134,7 @@ impl IntoResponse for AuthError {
             .into_response();
         let headers = response.headers_mut();
         match &self {
-            Self::RateLimited(wait) => {
+            Self::RateLimited(wait) | Self::TooManyRegistrations(wait) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(wait)),

@@ -3,7 +3,6 @@
 //!
 //! `main.rs` only reads [`Config`] and runs an [`Application`]; tests do the same on port 0.
 
-pub mod client_addr;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -19,7 +19,11 @@ use sqlx::{
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
-    config::Config, password::Hasher, rate_limit::FailureLimiter, state::AppState, store::UserStore,
+    config::Config,
+    password::Hasher,
+    rate_limit::{LoginLimiter, RegisterLimiter},
+    state::AppState,
+    store::UserStore,
 };
 
 /// How long a request waits for a database connection before answering 503.
@@ -95,21 +99,14 @@ impl Application {
             }
         };
 
-        if config.jwt_secret.len() < 32 {
-            tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
-        }
-        let limits = config.rate_limit;
         let state = AppState {
             store,
             hasher: Hasher::new(config.password_hash_concurrency),
             keys: JwtKeys::new(config.jwt_secret.as_bytes()),
-            email_limiter: Arc::new(FailureLimiter::new(
-                limits.max_failures_per_email,
-                limits.window,
-            )),
-            ip_limiter: Arc::new(FailureLimiter::new(
-                limits.max_failures_per_ip,
-                limits.window,
+            login_limiter: Arc::new(LoginLimiter::in_memory(config.login_limits)),
+            register_limiter: Arc::new(RegisterLimiter::in_memory(
+                config.register_max_per_ip,
+                config.register_window,
             )),
             trusted_proxy_hops: config.trusted_proxy_hops,
             upgrade_legacy_passwords: config.upgrade_legacy_passwords,

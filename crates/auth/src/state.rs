@@ -1,13 +1,22 @@
 //! What every handler shares.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
+use axum::http::HeaderMap;
 use common::jwt::JwtKeys;
 
-use crate::{error::AuthError, password::Hasher, rate_limit::FailureLimiter, store::UserStore};
+use crate::{
+    error::AuthError,
+    password::Hasher,
+    rate_limit::{LoginLimiter, RegisterLimiter},
+    store::UserStore,
+};
 
 /// The shared state of the auth service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -18,10 +27,10 @@ pub struct AppState {
     pub hasher: Hasher,
     /// HS256 keys from `JWT_SECRET`.
     pub keys: JwtKeys,
-    /// Failed logins per (lower-cased) email.
-    pub email_limiter: Arc<FailureLimiter>,
-    /// Failed logins per client address.
-    pub ip_limiter: Arc<FailureLimiter>,
+    /// Failed logins per (email, address), per address and per email.
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Registrations per client address.
+    pub register_limiter: Arc<RegisterLimiter>,
     /// How many proxies' `X-Forwarded-For` entries to trust.
     pub trusted_proxy_hops: usize,
     /// Whether plaintext rows are rehashed at login (`AUTH_UPGRADE_LEGACY_PASSWORDS`).
@@ -34,6 +43,12 @@ impl AppState {
     /// Whether the schema set-up has completed.
     pub fn is_schema_ready(&self) -> bool {
         self.schema_ready.load(Ordering::Acquire)
+    }
+
+    /// The client's address: the connection's `peer`, or what the trusted proxies in front
+    /// of auth report in `X-Forwarded-For`.
+    pub fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        common::forwarded::client_ip_by_hops(headers, peer, self.trusted_proxy_hops)
     }
 
     /// `Err(NotReady)` until the users table is set up, so that requests arriving while

@@ -8,7 +8,6 @@ use axum::{
 };
 
 use crate::{
-    client_addr::client_ip,
     credentials::BasicCredentials,
     error::AuthError,
     password::{self, Verdict},
@@ -24,7 +23,8 @@ use crate::{
     responses(
         (status = 200, description = "The JWT, as a plain-text body", body = String, content_type = "text/plain"),
         (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many failed logins for this email or address; see Retry-After", body = crate::error::ErrorBody),
+        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed logins for this email from this address, or for many emails from this address; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
     )
 )]
@@ -53,19 +53,23 @@ async fn attempt(
     let credentials =
         BasicCredentials::from_headers(headers).ok_or(AuthError::MissingLoginCredentials)?;
     let email_key = credentials.email.to_lowercase();
-    let ip_key = client_ip(headers, peer, state.trusted_proxy_hops).to_string();
+    let ip = state.client_ip(headers, peer);
 
-    // Take a slot in both limits before checking anything: the attempt counts as a failure
-    // until it is known to be none. Dropping a slot (success, database error) gives it back.
-    let now = Instant::now();
-    let email_slot = state
-        .email_limiter
-        .reserve(&email_key, now)
-        .map_err(|wait| rate_limited(&credentials.email, &ip_key, wait))?;
-    let ip_slot = state
-        .ip_limiter
-        .reserve(&ip_key, now)
-        .map_err(|wait| rate_limited(&credentials.email, &ip_key, wait))?;
+    // The attempt takes its places in the limits before anything is checked: it counts as a
+    // failure until it is known to be none. Dropping it (a database error) gives them back.
+    let attempt = state
+        .login_limiter
+        .begin(&email_key, ip, Instant::now())
+        .map_err(|wait| {
+            tracing::info!(email = %credentials.email, client = %ip, "login refused: rate limited");
+            AuthError::RateLimited(wait)
+        })?;
+    if !attempt.delay().is_zero() {
+        // Many failures for this email from elsewhere: slow this attempt down, refuse nothing.
+        metrics::counter!("auth_login_slowdowns_total").increment(1);
+        tracing::info!(email = %credentials.email, client = %ip, delay_ms = attempt.delay().as_millis() as u64, "login slowed down");
+        tokio::time::sleep(attempt.delay()).await;
+    }
 
     state.require_schema()?;
     let user = state.store.find_by_email(&credentials.email).await?;
@@ -78,14 +82,12 @@ async fn attempt(
     let user = match (verdict, user) {
         (Verdict::Valid | Verdict::ValidNeedsRehash, Some(user)) => user,
         _ => {
-            email_slot.fail();
-            ip_slot.fail();
-            tracing::info!(email = %credentials.email, client = %ip_key, "login failed");
+            attempt.failed();
+            tracing::info!(email = %credentials.email, client = %ip, "login failed");
             return Err(AuthError::InvalidCredentials);
         }
     };
-    drop((email_slot, ip_slot));
-    state.email_limiter.reset(&email_key);
+    attempt.succeeded();
 
     // A plaintext row stays as it is while the upgrade is off, so that the original auth,
     // still serving the same table, can log the user in too. Weaker argon2 hashes are of no use
@@ -101,11 +103,6 @@ async fn attempt(
         .map_err(|e| AuthError::Internal(e.into()))?;
     tracing::info!(email = %user.email, "login succeeded");
     Ok(token)
-}
-
-fn rate_limited(email: &str, client: &str, wait: std::time::Duration) -> AuthError {
-    tracing::info!(email, client, "login refused: rate limited");
-    AuthError::RateLimited(wait)
 }
 
 /// Stores an argon2id hash in place of a plaintext (or weaker) password. A failure here is

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use axum::{http::StatusCode, routing::get, routing::post, Router};
+use axum::{http::StatusCode, middleware, routing::get, routing::post, Router};
+use common::http::{limit_body, TINY_BODY_BYTES};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::{error::AuthError, state::AppState};
@@ -21,6 +22,11 @@ pub fn router(state: AppState) -> Router {
         .route("/login", post(login::login))
         .route("/register", post(register::register))
         .route("/validate", post(validate::validate))
+        // Credentials travel in headers: these take no body worth reading.
+        .route_layer(middleware::from_fn_with_state(
+            TINY_BODY_BYTES,
+            limit_body::<AuthError>,
+        ))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(common::http::ops_router())

@@ -1,6 +1,12 @@
 //! `POST /register`: creates an account from HTTP Basic `email:password`.
 
-use axum::{extract::State, http::HeaderMap, http::StatusCode, Json};
+use std::{net::SocketAddr, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode},
+    Json,
+};
 use serde::Serialize;
 
 use crate::{
@@ -28,18 +34,22 @@ pub struct Registered {
         (status = 201, description = "Account created", body = Registered),
         (status = 400, description = "Missing credentials, or an email or password that breaks a rule (the message says which)", body = crate::error::ErrorBody),
         (status = 409, description = "An account with this email (in any letter case) exists", body = crate::error::ErrorBody),
+        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Registered>), AuthError> {
-    let result = create(&state, &headers).await;
+    let result = create(&state, peer, &headers).await;
     let outcome = match &result {
         Ok(_) => "created",
         Err(AuthError::Conflict) => "conflict",
         Err(AuthError::MissingRegisterCredentials | AuthError::Invalid(_)) => "invalid",
+        Err(AuthError::TooManyRegistrations(_)) => "rate_limited",
         Err(_) => "error",
     };
     metrics::counter!("auth_registrations_total", "outcome" => outcome).increment(1);
@@ -48,10 +58,34 @@ pub async fn register(
 
 async fn create(
     state: &AppState,
+    peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(StatusCode, Json<Registered>), AuthError> {
     let BasicCredentials { email, password } =
         BasicCredentials::from_headers(headers).ok_or(AuthError::MissingRegisterCredentials)?;
+    // Every registration costs an argon2 hash (19 MiB, tens of milliseconds): limit them per
+    // address before anything else. The place is given back only when the service failed.
+    let ip = state.client_ip(headers, peer);
+    let slot = state
+        .register_limiter
+        .begin(ip, Instant::now())
+        .map_err(|wait| {
+            tracing::info!(client = %ip, "registration refused: rate limited");
+            AuthError::TooManyRegistrations(wait)
+        })?;
+    let result = register_checked(state, email, password).await;
+    if let (Some(slot), Ok(_) | Err(AuthError::Conflict | AuthError::Invalid(_))) = (slot, &result)
+    {
+        slot.keep();
+    }
+    result
+}
+
+async fn register_checked(
+    state: &AppState,
+    email: String,
+    password: String,
+) -> Result<(StatusCode, Json<Registered>), AuthError> {
     check_new_email(&email).map_err(AuthError::Invalid)?;
     check_new_password(&password).map_err(AuthError::Invalid)?;
 

@@ -18,6 +18,7 @@ use crate::{error::AuthError, state::AppState};
     responses(
         (status = 200, description = "The token's claims", body = crate::openapi::TokenClaims),
         (status = 401, description = "Missing, malformed, tampered, expired or non-HS256 token", body = crate::error::ErrorBody),
+        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn validate(

@@ -103,8 +103,8 @@ impl Drop for TestDb {
     }
 }
 
-/// The test secret.
-pub const JWT_SECRET: &str = "test-secret-for-auth";
+/// The test secret (long enough for the service to accept it).
+pub const JWT_SECRET: &str = "test-secret-for-auth-0123456789abcdef";
 
 /// A running auth service and what a test needs to talk to it.
 pub struct TestApp {
@@ -214,6 +214,21 @@ impl TestApp {
             &[("x-forwarded-for", ip)],
         )
         .await
+    }
+
+    /// `POST /register` from the client address `ip`, as a proxy would forward it.
+    pub async fn register_from(&self, ip: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/register",
+            Some(&basic(email, password)),
+            &[("x-forwarded-for", ip)],
+        )
+        .await
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.expect("metrics")
     }
 
     /// `POST /validate` with `Authorization: Bearer <token>`.

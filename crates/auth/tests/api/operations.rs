@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, test_env, TestDb};
+use crate::helpers::{spawn_app, test_env, TestDb, JWT_SECRET};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200_with_postgres_up() {
@@ -204,6 +204,32 @@ async fn missing_jwt_secret_refuses_to_start_naming_it() {
 }
 
 #[tokio::test]
+async fn a_short_or_placeholder_jwt_secret_refuses_to_start() {
+    // The placeholder the compose file and the k8s Secrets used to ship, and a short one.
+    for secret in ["change-me-to-a-long-random-string", "s3cret"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+            .env_clear()
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1/x")
+            .env("AUTH_ADDR", "127.0.0.1:0")
+            .env("JWT_SECRET", secret)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{secret}");
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            logs.contains("JWT_SECRET") && logs.contains("openssl rand -hex 32"),
+            "{logs}"
+        );
+        assert!(!logs.contains(secret), "the secret was logged: {logs}");
+    }
+}
+
+#[tokio::test]
 async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -211,7 +237,7 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth"))
         .env_clear()
         .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", "binary-test-secret")
+        .env("JWT_SECRET", JWT_SECRET)
         .env("AUTH_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())

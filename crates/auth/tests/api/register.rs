@@ -106,3 +106,49 @@ async fn concurrent_registrations_of_one_email_create_one_row() {
     statuses.sort_unstable();
     assert_eq!(statuses, vec![201, 409, 409, 409]);
 }
+
+/// Attack: every registration costs an argon2 hash; a client may not ask for them endlessly.
+#[tokio::test]
+async fn registrations_are_throttled_per_client_address() {
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::TestDb::create().await,
+        &[("REGISTER_MAX_PER_IP", "3"), ("TRUSTED_PROXY_HOPS", "1")],
+    )
+    .await;
+    let taken = email();
+    // Created, taken and refused registrations all count.
+    assert_eq!(
+        app.register_from("203.0.113.9", &taken, "long enough")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.register_from("203.0.113.9", &taken, "long enough")
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        app.register_from("203.0.113.9", &email(), "short")
+            .await
+            .status(),
+        400
+    );
+
+    let refused = app
+        .register_from("203.0.113.9", &email(), "long enough")
+        .await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(error_message(refused)
+        .await
+        .contains("too many registrations from this address"));
+    // Another address registers as usual.
+    assert_eq!(
+        app.register_from("203.0.113.10", &email(), "long enough")
+            .await
+            .status(),
+        201
+    );
+}
