@@ -28,6 +28,9 @@ export STACK_EPMD_PORT=${E2E_EPMD_PORT:-31369}
 export STACK_MONGO_PORT=${E2E_MONGO_PORT:-31017}
 export STACK_MAX_UPLOAD_BYTES=${E2E_MAX_UPLOAD_BYTES:-1073741824}
 export STACK_DEMO_EMAIL=e2e-demo@example.com
+# Every test registers its own users, all from 127.0.0.1: more than auth's default
+# REGISTER_MAX_PER_IP allows an address in an hour (the limit has tests of its own).
+export REGISTER_MAX_PER_IP=0
 # Secrets are generated for this stack, never taken from the developer's environment.
 unset JWT_SECRET DATABASE_PASSWORD RABBITMQ_PASSWORD DEMO_PASSWORD STACK_TARGET_DIR STACK_POSTGRES_DIR
 

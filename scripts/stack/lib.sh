@@ -459,6 +459,8 @@ service_env() {
       echo "AUTH_ADDR=$addr"
       echo "DATABASE_URL=$(database_url)"
       echo "JWT_SECRET=$JWT_SECRET"
+      # Only the gateway talks to auth; it sets X-Forwarded-For to the client it sees.
+      echo "TRUSTED_PROXY_HOPS=1"
       ;;
     gateway)
       echo "GATEWAY_ADDR=$addr"
@@ -467,6 +469,8 @@ service_env() {
       echo "MONGODB_URI=$(mongodb_uri)"
       echo "RABBITMQ_URL=$(rabbitmq_url)"
       echo "MAX_UPLOAD_BYTES=$STACK_MAX_UPLOAD_BYTES"
+      # nginx (the web page) runs on this machine and names the browser in X-Forwarded-For.
+      echo "TRUSTED_PROXIES=127.0.0.1/32,::1/128"
       ;;
     converter)
       echo "CONVERTER_ADDR=$addr"

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{
     config::{self, ConfigError, Env},
+    forwarded::TrustedProxies,
     message::DEFAULT_VIDEO_QUEUE,
     mongo::MongoLocations,
 };
@@ -39,9 +40,11 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Base URL of the auth service, from `AUTH_SVC_ADDRESS` (`host:port` or a URL).
     pub auth_base_url: String,
-    /// HS256 secret shared with auth (`JWT_SECRET`); unset, tokens are validated by auth's
-    /// `POST /validate` as the original gateway does.
+    /// HS256 secret shared with auth (`JWT_SECRET`; at least 32 bytes, not a placeholder);
+    /// unset, tokens are validated by auth's `POST /validate` as the original gateway does.
     pub jwt_secret: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, CIDRs; default none).
+    pub trusted_proxies: TrustedProxies,
     /// Where uploads, jobs and MP3s live (`MONGODB_VIDEOS_URI`, `MONGODB_MP3S_URI`, `MONGODB_URI`).
     pub mongo: MongoLocations,
     /// AMQP URL of RabbitMQ (`RABBITMQ_URL`).
@@ -82,7 +85,8 @@ impl Config {
                     reason,
                 },
             )?;
-        let jwt_secret = config::optional(env, "JWT_SECRET");
+        let jwt_secret = config::optional_secret(env, "JWT_SECRET")?;
+        let trusted_proxies = config::parsed_or(env, "TRUSTED_PROXIES", TrustedProxies::default())?;
         let mongo = MongoLocations::from_env(env)?;
         let rabbitmq_url =
             config::or_default(env, "RABBITMQ_URL", "amqp://guest:guest@rabbitmq:5672/%2f");
@@ -133,6 +137,7 @@ impl Config {
             addr,
             auth_base_url,
             jwt_secret,
+            trusted_proxies,
             mongo,
             rabbitmq_url,
             video_queue,
@@ -193,10 +198,12 @@ mod tests {
     use super::*;
 
     const MONGO: (&str, &str) = ("MONGODB_URI", "mongodb://127.0.0.1:27017");
+    /// A secret that passes the length check.
+    const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
 
     #[test]
     fn defaults() {
-        let c = Config::from_env(&[("JWT_SECRET", "s"), MONGO]).unwrap();
+        let c = Config::from_env(&[SECRET, MONGO]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.auth_base_url, "http://auth:5000");
         assert_eq!(c.rabbitmq_url, "amqp://guest:guest@rabbitmq:5672/%2f");
@@ -212,13 +219,36 @@ mod tests {
         assert_eq!(c.max_user_storage_bytes, None);
         assert_eq!(c.requeue_stuck_after, Duration::from_secs(1800));
         assert_eq!(c.max_requeues, 3);
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs() {
+        let c = Config::from_env(&[SECRET, MONGO, ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")])
+            .unwrap();
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("11.1.2.3".parse().unwrap()));
+        let err = Config::from_env(&[SECRET, MONGO, ("TRUSTED_PROXIES", "nginx")]).unwrap_err();
+        assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn a_weak_jwt_secret_is_refused_when_set() {
+        for weak in ["s", "change-me-to-a-long-random-string"] {
+            let err = Config::from_env(&[("JWT_SECRET", weak), MONGO]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("JWT_SECRET") && text.contains("openssl rand -hex 32"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
     fn jwt_secret_is_optional() {
         assert_eq!(Config::from_env(&[MONGO]).unwrap().jwt_secret, None);
-        let c = Config::from_env(&[MONGO, ("JWT_SECRET", "s")]).unwrap();
-        assert_eq!(c.jwt_secret.as_deref(), Some("s"));
+        let c = Config::from_env(&[MONGO, SECRET]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some(SECRET.1));
     }
 
     #[test]
@@ -249,12 +279,10 @@ mod tests {
             ("http://10.0.0.1:5000/", "http://10.0.0.1:5000"),
             ("https://auth.example", "https://auth.example"),
         ] {
-            let c =
-                Config::from_env(&[("JWT_SECRET", "s"), MONGO, ("AUTH_SVC_ADDRESS", raw)]).unwrap();
+            let c = Config::from_env(&[SECRET, MONGO, ("AUTH_SVC_ADDRESS", raw)]).unwrap();
             assert_eq!(c.auth_base_url, want);
         }
-        let err = Config::from_env(&[("JWT_SECRET", "s"), MONGO, ("AUTH_SVC_ADDRESS", "ftp://x")])
-            .unwrap_err();
+        let err = Config::from_env(&[SECRET, MONGO, ("AUTH_SVC_ADDRESS", "ftp://x")]).unwrap_err();
         assert!(err.to_string().contains("AUTH_SVC_ADDRESS"));
     }
 
@@ -275,7 +303,7 @@ mod tests {
             ("REQUEUE_STUCK_AFTER_SECS", "0"),
             ("MAX_REQUEUES", "many"),
         ] {
-            let err = Config::from_env(&[("JWT_SECRET", "s"), MONGO, (name, value)]).unwrap_err();
+            let err = Config::from_env(&[SECRET, MONGO, (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
         }
     }

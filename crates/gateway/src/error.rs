@@ -19,7 +19,7 @@ pub enum ApiError {
     /// 404: nothing the caller may see is there.
     #[error("{0}")]
     NotFound(String),
-    /// 413: the upload is larger than `MAX_UPLOAD_BYTES`.
+    /// 413: the upload is larger than `MAX_UPLOAD_BYTES`, or a body on `/login`, `/register`.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 429: the caller already holds as many streams or uploads as allowed.
@@ -58,6 +58,12 @@ impl ApiError {
     /// A 404 for a file fid the caller may not see or that does not exist (the same answer).
     pub fn no_such_file(fid: &str) -> Self {
         Self::NotFound(format!("no file with fid {fid}"))
+    }
+}
+
+impl From<common::http::BodyTooLarge> for ApiError {
+    fn from(e: common::http::BodyTooLarge) -> Self {
+        Self::PayloadTooLarge(e.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! `POST /login` and `POST /register`, forwarded to the auth service as the original did, passing
 //! the status, body and content type (plus `WWW-Authenticate`, `Retry-After`) back and the
-//! `Authorization` header forward.
+//! `Authorization` header forward, with `X-Forwarded-For` set to the client as far as the
+//! gateway can tell (auth's login limits count by address).
 
 use std::net::SocketAddr;
 
@@ -8,9 +9,14 @@ use axum::{
     body::Bytes,
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
+    middleware,
     response::{IntoResponse, Response},
     routing::post,
     Router,
+};
+use common::{
+    forwarded::{client_ip_by_trusted, X_FORWARDED_FOR},
+    http::{limit_body, TINY_BODY_BYTES},
 };
 
 use crate::{
@@ -18,11 +24,15 @@ use crate::{
     AppState,
 };
 
-/// `POST /login`, `POST /register`.
+/// `POST /login`, `POST /register`; their input is in headers, so bodies stay tiny.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", post(login))
         .route("/register", post(register))
+        .route_layer(middleware::from_fn_with_state(
+            TINY_BODY_BYTES,
+            limit_body::<ApiError>,
+        ))
 }
 
 /// Logs in with HTTP Basic `email:password`; answers the JWT as plain text (from auth).
@@ -35,17 +45,18 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 200, description = "The JWT, as plain text", content_type = "text/plain", body = String),
         (status = 401, description = "Wrong or missing credentials"),
-        (status = 429, description = "Too many failed logins; `Retry-After` says when to try again"),
+        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 429, description = "Too many failed logins for this email from this address, or for many emails from it; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    forward(&state, "/login", client, &headers, body).await
+    forward(&state, "/login", peer, &headers, body).await
 }
 
 /// Registers HTTP Basic `email:password`: 200 when registered (auth's 201, answered as the
@@ -60,17 +71,18 @@ pub async fn login(
         (status = 200, description = "Registered; auth's body passed through"),
         (status = 400, description = "Missing or malformed credentials"),
         (status = 409, description = "The email is already registered"),
-        (status = 429, description = "Too many registrations; `Retry-After` says when to try again"),
+        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 429, description = "Too many registrations from this address; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut response = forward(&state, "/register", client, &headers, body).await?;
+    let mut response = forward(&state, "/register", peer, &headers, body).await?;
     // The original gateway passed auth's body on with Flask's default 200; scripts check for it.
     if response.status() == StatusCode::CREATED {
         *response.status_mut() = StatusCode::OK;
@@ -81,7 +93,7 @@ pub async fn register(
 async fn forward(
     state: &AppState,
     path: &str,
-    client: SocketAddr,
+    peer: SocketAddr,
     headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -92,12 +104,10 @@ async fn forward(
             request = request.header(name, value);
         }
     }
-    // Append the client to any X-Forwarded-For chain, so auth (rate limiting) sees who it is.
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(chain) if !chain.trim().is_empty() => format!("{}, {}", chain.trim(), client.ip()),
-        _ => client.ip().to_string(),
-    };
-    request = request.header("x-forwarded-for", forwarded_for);
+    // The client as this gateway sees it, replacing whatever the client wrote: auth trusts
+    // exactly one hop (this one), so nothing a client sends can choose its address.
+    let client = client_ip_by_trusted(headers, peer, &state.config.trusted_proxies);
+    request = request.header(X_FORWARDED_FOR, client.to_string());
 
     let unavailable = |e: reqwest::Error| {
         tracing::warn!(error = %e, url = %url, "auth service unreachable");

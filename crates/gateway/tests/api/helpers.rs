@@ -61,6 +61,8 @@ pub struct Options {
     pub without_jwt_secret: bool,
     /// Further settings, e.g. `("HTTP_IDLE_TIMEOUT_SECS", "1")`.
     pub env: Vec<(&'static str, String)>,
+    /// Extra variables for auth (with `with_auth`).
+    pub auth_env: Vec<(&'static str, String)>,
 }
 
 /// One test's gateway and everything it talks to.
@@ -117,6 +119,7 @@ impl TestApp {
                 ("AUTH_ADDR", "127.0.0.1:0".to_owned()),
             ]
             .into_iter()
+            .chain(options.auth_env.iter().cloned())
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
             let config = auth::Config::from_env(&auth_env).unwrap();
