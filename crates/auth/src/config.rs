@@ -289,7 +289,7 @@ mod tests {
             ("true", true),
         ] {
             let env = [
-                ("JWT_SECRET", "s"),
+                ("JWT_SECRET", SECRET),
                 ("DATABASE_URL", "postgres://db/x"),
                 ("AUTH_UPGRADE_LEGACY_PASSWORDS", raw),
             ];
@@ -300,7 +300,7 @@ mod tests {
             );
         }
         let env = [
-            ("JWT_SECRET", "s"),
+            ("JWT_SECRET", SECRET),
             ("DATABASE_URL", "postgres://db/x"),
             ("AUTH_UPGRADE_LEGACY_PASSWORDS", "sometimes"),
         ];
