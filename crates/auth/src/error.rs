@@ -25,7 +25,10 @@ pub enum AuthError {
     #[error("too many failed login attempts; try again in {} seconds", retry_after_secs(.0))]
     RateLimited(Duration),
     /// Too many registrations from this client address.
-    #[error("too many registrations from this address; try again in {} seconds", retry_after_secs(.0))]
+    #[error(
+        "too many registrations from this address; try again in {} seconds",
+        retry_after_secs(.0)
+    )]
     TooManyRegistrations(Duration),
     /// A body on an endpoint that takes its input from headers.
     #[error("{0}")]

@@ -218,7 +218,8 @@ mod tests {
     #[test]
     fn behind_trusted_proxies_the_rightmost_untrusted_entry_is_the_client() {
         let trusted: TrustedProxies = "10.0.0.0/24, 192.168.5.5".parse().unwrap();
-        // The client wrote 6.6.6.6; an outer trusted proxy saw 203.0.113.7; 192.168.5.5 passed it on.
+        // The client wrote 6.6.6.6, an outer trusted proxy saw 203.0.113.7, 192.168.5.5 passed
+        // it on.
         let h = xff(&["6.6.6.6, 203.0.113.7, 192.168.5.5"]);
         assert_eq!(
             client_ip_by_trusted(&h, peer(), &trusted),

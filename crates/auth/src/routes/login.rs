@@ -67,7 +67,8 @@ async fn attempt(
     if !attempt.delay().is_zero() {
         // Many failures for this email from elsewhere: slow this attempt down, refuse nothing.
         metrics::counter!("auth_login_slowdowns_total").increment(1);
-        tracing::info!(email = %credentials.email, client = %ip, delay_ms = attempt.delay().as_millis() as u64, "login slowed down");
+        let delay_ms = attempt.delay().as_millis() as u64;
+        tracing::info!(email = %credentials.email, client = %ip, delay_ms, "login slowed down");
         tokio::time::sleep(attempt.delay()).await;
     }
 
