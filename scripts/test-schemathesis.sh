@@ -92,9 +92,10 @@ run_st() {
   local name=$1
   shift
   log "fuzzing $name"
-  # From the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+  # From the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs. A
+  # generous request timeout: on a loaded 2-core machine the Mongo stand-in answers slowly.
   (cd "$WORK" && "$VENV/bin/st" run "$@" --checks "$CHECKS" --max-examples 30 --max-time 45 \
-    --request-timeout 10 --seed 20261201 --generation-database none --no-color \
+    --request-timeout 30 --seed 20261201 --generation-database none --no-color \
     --report-dir "$WORK/report-$name") || status=1
 }
 NO_COLOR=1 run_st gateway "http://127.0.0.1:$GATEWAY_PORT/openapi.json" \
