@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     let options = TranscodeOptions {
         quality,
         title: title_from_filename(&input),
+        limits: Default::default(),
     };
     let outputs: Vec<PathBuf> = if parallel == 1 {
         vec![PathBuf::from(&output)]

@@ -8,6 +8,8 @@ use common::{
     mongo::MongoLocations,
 };
 
+use crate::transcode::Limits;
+
 /// Default broker address, matching the k8s service name.
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@rabbitmq:5672/%2f";
 
@@ -26,7 +28,8 @@ pub struct Config {
     pub concurrency: u16,
     /// Where the spooled input and the MP3 being written live (`CONVERTER_TMP_DIR`).
     pub tmp_dir: PathBuf,
-    /// Attempts for a job failing transiently before it is dead-lettered (`CONVERTER_MAX_ATTEMPTS`).
+    /// Attempts for a job failing transiently before it is dead-lettered, and deliveries of a job
+    /// that may die mid-conversion (killed, crashed) before it is failed (`CONVERTER_MAX_ATTEMPTS`).
     pub max_attempts: u32,
     /// First retry delay, doubled per attempt (`CONVERTER_RETRY_BASE_MS`).
     pub retry_base: Duration,
@@ -36,30 +39,35 @@ pub struct Config {
     /// On SIGTERM, in-flight jobs get this long before they are requeued
     /// (`CONVERTER_SHUTDOWN_GRACE_SECS`); below Kubernetes' 30 s termination grace period.
     pub shutdown_grace: Duration,
+    /// Longest media (`CONVERTER_MAX_DURATION_SECS`), largest MP3 (`CONVERTER_MAX_OUTPUT_BYTES`)
+    /// and most streams in a file (`CONVERTER_MAX_STREAMS`).
+    pub limits: Limits,
 }
 
 impl Config {
     /// Reads the configuration; the error names the offending variable.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
         let default_addr = SocketAddr::from(([0, 0, 0, 0], 9090));
-        let concurrency: u16 = config::parsed_or(
+        let concurrency: u16 = positive(
             env,
             "CONVERTER_CONCURRENCY",
             u16::try_from(num_cpus::get().max(1)).unwrap_or(u16::MAX),
         )?;
-        if concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                name: "CONVERTER_CONCURRENCY",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        let max_attempts: u32 = config::parsed_or(env, "CONVERTER_MAX_ATTEMPTS", 5)?;
-        if max_attempts == 0 {
-            return Err(ConfigError::Invalid {
-                name: "CONVERTER_MAX_ATTEMPTS",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
+        let max_attempts: u32 = positive(env, "CONVERTER_MAX_ATTEMPTS", 5)?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_duration: Duration::from_secs(positive(
+                env,
+                "CONVERTER_MAX_DURATION_SECS",
+                defaults.max_duration.as_secs(),
+            )?),
+            max_output_bytes: positive(
+                env,
+                "CONVERTER_MAX_OUTPUT_BYTES",
+                defaults.max_output_bytes,
+            )?,
+            max_streams: positive(env, "CONVERTER_MAX_STREAMS", defaults.max_streams)?,
+        };
         Ok(Config {
             addr: config::parsed_or(env, "CONVERTER_ADDR", default_addr)?,
             rabbitmq_url: config::or_default(env, "RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
@@ -85,6 +93,7 @@ impl Config {
                 "CONVERTER_SHUTDOWN_GRACE_SECS",
                 25,
             )?),
+            limits,
         })
     }
 
@@ -92,6 +101,22 @@ impl Config {
     pub fn dead_letter_queue(&self) -> String {
         format!("{}{}", self.queue, common::jobs::DEAD_LETTER_QUEUE_SUFFIX)
     }
+}
+
+/// A number that must be at least 1.
+fn positive<T>(env: &impl Env, name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let value = config::parsed_or(env, name, default)?;
+    if value < T::from(1) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -108,6 +133,9 @@ mod tests {
         assert_eq!(c.rabbitmq_url, DEFAULT_RABBITMQ_URL);
         assert!(c.concurrency >= 1);
         assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.limits.max_duration, Duration::from_secs(6 * 3600));
+        assert_eq!(c.limits.max_output_bytes, 512 * 1024 * 1024);
+        assert_eq!(c.limits.max_streams, 16);
         assert_eq!(c.mongo.videos.database, "videos");
         assert_eq!(c.mongo.mp3s.database, "mp3s");
     }
@@ -131,6 +159,34 @@ mod tests {
         ];
         let err = Config::from_env(&env).unwrap_err().to_string();
         assert!(err.contains("CONVERTER_CONCURRENCY"), "{err}");
+
+        for name in [
+            "CONVERTER_MAX_ATTEMPTS",
+            "CONVERTER_MAX_DURATION_SECS",
+            "CONVERTER_MAX_OUTPUT_BYTES",
+            "CONVERTER_MAX_STREAMS",
+        ] {
+            for bad in ["0", "-1", "many"] {
+                let env = [("MONGODB_URI", "mongodb://m:27017/"), (name, bad)];
+                let err = Config::from_env(&env).unwrap_err().to_string();
+                assert!(err.contains(name), "{name}={bad}: {err}");
+            }
+        }
+        let env = [
+            ("MONGODB_URI", "mongodb://m:27017/"),
+            ("CONVERTER_MAX_DURATION_SECS", "60"),
+            ("CONVERTER_MAX_OUTPUT_BYTES", "300000"),
+            ("CONVERTER_MAX_STREAMS", "4"),
+        ];
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_duration: Duration::from_secs(60),
+                max_output_bytes: 300_000,
+                max_streams: 4,
+            }
+        );
 
         let err = Config::from_env(&[("X", "y")]).unwrap_err().to_string();
         assert!(err.contains("MONGODB_VIDEOS_URI"), "{err}");

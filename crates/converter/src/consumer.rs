@@ -270,7 +270,9 @@ async fn settle(
     outcome: &Outcome,
 ) {
     let result = match outcome {
-        Outcome::Completed { .. } => delivery.ack(BasicAckOptions::default()).await,
+        Outcome::Completed { .. } | Outcome::Discarded => {
+            delivery.ack(BasicAckOptions::default()).await
+        }
         Outcome::Requeue => {
             delivery
                 .nack(BasicNackOptions {

@@ -95,6 +95,7 @@ impl Application {
             max_attempts: self.config.max_attempts,
             retry_base: self.config.retry_base,
             job_timeout: self.config.job_timeout,
+            limits: self.config.limits,
         });
         let consumer = Consumer {
             settings: ConsumerSettings {

@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     gridfs::{FilesCollectionDocument, GridFsBucket},
-    options::GridFsBucketOptions,
+    options::{GridFsBucketOptions, ReturnDocument},
     Client, Collection, Database,
 };
 use tokio::io::AsyncWriteExt;
@@ -20,6 +20,20 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
 pub const MP3_CONTENT_TYPE: &str = "audio/mpeg";
 /// GridFS bucket name in both databases, as the original.
 const BUCKET: &str = "fs";
+/// Field of a job naming the MP3 being streamed into GridFS, so that the chunks of an upload cut
+/// short by a killed converter can be found and removed by the next delivery. Not part of
+/// [`Job`]: only the converter reads it.
+const MP3_UPLOAD_FIELD: &str = "mp3_upload";
+
+/// What a delivery learns when it claims a job for conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// Deliveries that began converting this job before and neither finished it nor handed it
+    /// back: each one died mid-conversion (killed, out of memory, crashed).
+    pub earlier_attempts: u32,
+    /// The MP3 an earlier delivery was streaming into GridFS when it stopped, if any.
+    pub unfinished_mp3: Option<ObjectId>,
+}
 
 /// A Mongo or I/O failure while storing or fetching; always worth retrying.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +67,7 @@ pub struct Storage {
     jobs: Collection<Job>,
     videos: GridFsBucket,
     mp3s: GridFsBucket,
+    mp3_chunks: Collection<Document>,
 }
 
 impl Storage {
@@ -77,6 +92,7 @@ impl Storage {
             jobs: videos_db.collection(jobs::COLLECTION),
             videos: bucket(&videos_db),
             mp3s: bucket(&mp3s_db),
+            mp3_chunks: mp3s_db.collection(&format!("{BUCKET}.chunks")),
             videos_db,
             mp3s_db,
         })
@@ -128,39 +144,57 @@ impl Storage {
         Ok(())
     }
 
-    /// Marks a job as being converted and counts the attempt.
-    pub async fn start_job(&self, id: ObjectId) -> Result<(), StorageError> {
-        self.jobs
-            .update_one(
-                doc! { "_id": id },
+    /// Counts a delivery's attempt at converting a job and marks the job `processing`, in one
+    /// atomic update that also returns what earlier deliveries left: how many began and never
+    /// ended, and the MP3 one was streaming. `None` when the job is gone (deleted) or final.
+    pub async fn claim_job(&self, id: ObjectId) -> Result<Option<Claim>, StorageError> {
+        let before = self
+            .jobs
+            .clone_with_type::<Document>()
+            .find_one_and_update(
+                // Not failed, and not completed with an MP3 (those are final).
+                doc! { "_id": id, "state": { "$ne": JobState::Failed.as_str() },
+                "mp3_fid": Bson::Null },
                 doc! {
                     "$set": { "state": JobState::Processing.as_str(), "progress": 0.0,
                               "error": Bson::Null, "updated_at": DateTime::now() },
                     "$inc": { "attempts": 1 },
                 },
             )
+            .return_document(ReturnDocument::Before)
+            .projection(doc! { "attempts": 1, MP3_UPLOAD_FIELD: 1 })
             .await?;
-        Ok(())
+        Ok(before.map(|job| Claim {
+            earlier_attempts: match job.get("attempts") {
+                Some(Bson::Int32(n)) => u32::try_from(*n).unwrap_or(0),
+                Some(Bson::Int64(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
+                _ => 0,
+            },
+            unfinished_mp3: job.get_object_id(MP3_UPLOAD_FIELD).ok(),
+        }))
     }
 
-    /// Records progress of a job still processing.
-    pub async fn set_progress(&self, id: ObjectId, progress: f64) -> Result<(), StorageError> {
-        self.jobs
+    /// Records progress of a job still processing; false when no such job is processing any
+    /// more (deleted, or finished by another delivery).
+    pub async fn set_progress(&self, id: ObjectId, progress: f64) -> Result<bool, StorageError> {
+        let result = self
+            .jobs
             .update_one(
                 doc! { "_id": id, "state": JobState::Processing.as_str() },
                 doc! { "$set": { "progress": progress, "updated_at": DateTime::now() } },
             )
             .await?;
-        Ok(())
+        Ok(result.matched_count > 0)
     }
 
-    /// Records the finished MP3.
+    /// Records the finished MP3, if the job still exists (it is never recreated); false when
+    /// it was deleted.
     pub async fn complete_job(
         &self,
         id: ObjectId,
         mp3_fid: ObjectId,
         duration_secs: Option<f64>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let mut set = doc! {
             "state": JobState::Completed.as_str(), "progress": 100.0, "mp3_fid": mp3_fid,
             "error": Bson::Null, "updated_at": DateTime::now(),
@@ -168,13 +202,17 @@ impl Storage {
         if let Some(d) = duration_secs {
             set.insert("duration_secs", d);
         }
-        self.jobs
-            .update_one(doc! { "_id": id }, doc! { "$set": set })
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$set": set, "$unset": { MP3_UPLOAD_FIELD: "" } },
+            )
             .await?;
-        Ok(())
+        Ok(result.matched_count > 0)
     }
 
-    /// Records why a job can never succeed.
+    /// Records why a job can never succeed (if it still exists: never recreated).
     pub async fn fail_job(&self, id: ObjectId, reason: &str) -> Result<(), StorageError> {
         self.jobs
             .update_one(
@@ -186,16 +224,61 @@ impl Storage {
         Ok(())
     }
 
-    /// Puts an interrupted job back to `queued` (its message was requeued).
+    /// Puts an interrupted job back to `queued` (its message was requeued) and takes back the
+    /// delivery's attempt: a shutdown is not a crash.
     pub async fn requeue_job(&self, id: ObjectId) -> Result<(), StorageError> {
         self.jobs
             .update_one(
                 doc! { "_id": id, "state": JobState::Processing.as_str() },
                 doc! { "$set": { "state": JobState::Queued.as_str(), "progress": 0.0,
-                "updated_at": DateTime::now() } },
+                "updated_at": DateTime::now() }, "$inc": { "attempts": -1 } },
             )
             .await?;
         Ok(())
+    }
+
+    /// Removes a job; missing is fine.
+    pub async fn delete_job(&self, id: ObjectId) -> Result<(), StorageError> {
+        self.jobs.delete_one(doc! { "_id": id }).await?;
+        Ok(())
+    }
+
+    /// Removes a job this converter created for a message without one, unless a delivery has
+    /// started on it since.
+    pub async fn delete_adopted_job(&self, id: ObjectId) -> Result<(), StorageError> {
+        self.jobs
+            .delete_one(doc! { "_id": id, "state": JobState::Queued.as_str(), "attempts": 0 })
+            .await?;
+        Ok(())
+    }
+
+    /// Notes in the job the MP3 about to be streamed into GridFS; false when the job is gone.
+    pub async fn begin_mp3_upload(
+        &self,
+        id: ObjectId,
+        mp3_fid: ObjectId,
+    ) -> Result<bool, StorageError> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$set": { MP3_UPLOAD_FIELD: mp3_fid } },
+            )
+            .await?;
+        Ok(result.matched_count > 0)
+    }
+
+    /// Removes the chunks of an MP3 upload that never got its files document (the converter
+    /// writing it was killed). A finished MP3 is left alone.
+    pub async fn sweep_unfinished_mp3(&self, mp3_fid: ObjectId) -> Result<u64, StorageError> {
+        if self.mp3s.find_one(doc! { "_id": mp3_fid }).await?.is_some() {
+            return Ok(0);
+        }
+        let result = self
+            .mp3_chunks
+            .delete_many(doc! { "files_id": mp3_fid })
+            .await?;
+        Ok(result.deleted_count)
     }
 
     /// Copies the upload into `dest` chunk by chunk; returns the bytes written.
@@ -208,14 +291,16 @@ impl Storage {
         Ok(n)
     }
 
-    /// Streams the MP3 at `src` into the mp3s bucket; a failed upload leaves no chunks behind.
+    /// Streams the MP3 at `src` into the mp3s bucket as file `id`; a failed upload leaves no
+    /// chunks behind, and neither do the leftovers of an earlier try with the same id.
     pub async fn store_mp3(
         &self,
+        id: ObjectId,
         src: &Path,
         filename: &str,
         video_fid: ObjectId,
         owner: Option<&str>,
-    ) -> Result<ObjectId, StorageError> {
+    ) -> Result<(), StorageError> {
         let mut metadata = doc! {
             "video_fid": video_fid.to_hex(),
             "content_type": MP3_CONTENT_TYPE,
@@ -223,7 +308,7 @@ impl Storage {
         if let Some(owner) = owner {
             metadata.insert("owner", owner);
         }
-        let id = ObjectId::new();
+        self.mp3_chunks.delete_many(doc! { "files_id": id }).await?;
         let upload = self
             .mp3s
             .open_upload_stream(filename)
@@ -245,7 +330,28 @@ impl Storage {
             }
             return Err(e.into());
         }
-        Ok(id)
+        self.check_chunks(id).await
+    }
+
+    /// Verifies that every chunk of a stored MP3 is there. A delivery of the same job running
+    /// at the same time (a redelivery after a lost connection) may have swept this upload's
+    /// chunks, taking them for a dead converter's; the MP3 is then removed and stored again.
+    async fn check_chunks(&self, id: ObjectId) -> Result<(), StorageError> {
+        let Some(file) = self.mp3s.find_one(doc! { "_id": id }).await? else {
+            return Err(missing_chunks(id));
+        };
+        let expected = file
+            .length
+            .div_ceil(u64::from(file.chunk_size_bytes.max(1)));
+        let stored = self
+            .mp3_chunks
+            .count_documents(doc! { "files_id": id })
+            .await?;
+        if stored != expected {
+            self.delete_mp3(id).await?;
+            return Err(missing_chunks(id));
+        }
+        Ok(())
     }
 
     /// Ids of the MP3s made from an upload, oldest first (`_id` order, the same for everyone).
@@ -268,4 +374,10 @@ impl Storage {
         self.mp3s.delete(Bson::ObjectId(id)).await?;
         Ok(())
     }
+}
+
+fn missing_chunks(id: ObjectId) -> StorageError {
+    StorageError::Io(std::io::Error::other(format!(
+        "the stored MP3 {id} is incomplete"
+    )))
 }

@@ -26,6 +26,37 @@ const MPEG1_RATES: [u32; 3] = [32_000, 44_100, 48_000];
 const DEFAULT_RATE: u32 = 44_100;
 /// Progress is reported at most this often.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// The demuxers an upload may be opened with: real audio and video containers only. Playlists
+/// (HLS, DASH), concat scripts, image sequences and anything else that opens further files are
+/// left out. Each entry is matched against FFmpeg's demuxer names (`mov,mp4,m4a,3gp,3g2,mj2` is
+/// one demuxer).
+pub const ACCEPTED_FORMATS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,asf,mpegts,\
+                                    mpeg,ogg,wav,w64,aiff,caf,mp3,aac,ac3,eac3,dts,flac,wv,ape,amr";
+/// Bytes FFmpeg may read to detect the format and the streams (its default, made explicit).
+pub const PROBE_SIZE_BYTES: u32 = 5_000_000;
+/// Media time FFmpeg may read to find the streams' parameters, in microseconds (its default).
+pub const ANALYZE_DURATION_MICROS: u32 = 5_000_000;
+
+/// Bounds on what one conversion may take in and produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest media accepted, counted in samples actually decoded.
+    pub max_duration: Duration,
+    /// Largest MP3 produced, in bytes.
+    pub max_output_bytes: u64,
+    /// Most streams (audio, video, subtitles, data) a file may have.
+    pub max_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_duration: Duration::from_secs(6 * 3600),
+            max_output_bytes: 512 * 1024 * 1024,
+            max_streams: 16,
+        }
+    }
+}
 
 /// What to produce.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +65,8 @@ pub struct TranscodeOptions {
     pub quality: Mp3Quality,
     /// ID3 title; none when empty.
     pub title: Option<String>,
+    /// What the input may be and the output may become.
+    pub limits: Limits,
 }
 
 /// What was produced.
@@ -57,6 +90,21 @@ pub enum TranscodeError {
     /// The file is not a container FFmpeg can open.
     #[error("the file is not a video or audio file that can be read ({0})")]
     Unreadable(ffmpeg::Error),
+    /// FFmpeg recognised the file, but not as one of [`ACCEPTED_FORMATS`].
+    #[error(
+        "the file is not a video or audio file that can be read (playlists, scripts and other \
+         formats that refer to further files are not accepted)"
+    )]
+    NotAccepted,
+    /// More streams than [`Limits::max_streams`].
+    #[error("the file has more streams than the {0} accepted")]
+    TooManyStreams(u32),
+    /// More audio than [`Limits::max_duration`], decoded or declared.
+    #[error("the media is longer than the {} accepted", human_duration(*.0))]
+    TooLong(Duration),
+    /// The MP3 would exceed [`Limits::max_output_bytes`].
+    #[error("the MP3 would be larger than the {} accepted", human_bytes(*.0))]
+    OutputTooLarge(u64),
     /// The container has no audio stream.
     #[error("the video has no audio track")]
     NoAudio,
@@ -167,7 +215,8 @@ pub fn transcode(
     mut progress: impl FnMut(f64),
 ) -> Result<TranscodeReport, TranscodeError> {
     init();
-    let mut ictx = format::input(&input).map_err(TranscodeError::Unreadable)?;
+    let limits = options.limits;
+    let mut ictx = open_input(input, &limits)?;
     let stream = ictx
         .streams()
         .best(media::Type::Audio)
@@ -183,6 +232,11 @@ pub fn transcode(
     let duration = stream_duration.or_else(|| {
         (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
     });
+    // A declared length over the limit is refused before any work; a declaration can lie the
+    // other way, so the decoded samples are counted below as well.
+    if duration.is_some_and(|d| d > limits.max_duration.as_secs_f64()) {
+        return Err(TranscodeError::TooLong(limits.max_duration));
+    }
 
     let decoder_ctx = codec::context::Context::from_parameters(stream.parameters())
         .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
@@ -191,6 +245,7 @@ pub fn transcode(
         .audio()
         .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
     decoder.set_packet_time_base(stream_tb);
+    let source_format = source_format_name(decoder.format(), decoder.rate(), decoder.channels())?;
     discard_other_streams(&mut ictx, stream_index);
 
     let mut octx = format::output_as(&output, "mp3").map_err(internal)?;
@@ -234,12 +289,15 @@ pub fn transcode(
         .map(|s| s.time_base())
         .unwrap_or(Rational::new(1, rate as i32));
 
-    let mut graph = build_filter(&decoder, stream_tb, &encoder)?;
+    let mut graph = build_filter(&decoder, source_format, stream_tb, &encoder)?;
     let mut pump = Pump {
         encoder_tb: Rational::new(1, rate as i32),
         out_tb,
         next_pts: 0,
         input_samples: 0,
+        decoded_secs: 0.0,
+        output_bytes: 0,
+        limits,
     };
 
     let mut throttle = Throttle::new(PROGRESS_INTERVAL);
@@ -265,6 +323,10 @@ pub fn transcode(
             Err(e) => return Err(TranscodeError::Damaged(format!("reading failed: {e}"))),
         }
         if packet.stream() != stream_index {
+            // Demuxers that find streams while reading (MPEG-TS) stop at `max_streams` + 1.
+            if ictx.nb_streams() > limits.max_streams {
+                return Err(TranscodeError::TooManyStreams(limits.max_streams));
+            }
             continue;
         }
         audio_packets += 1;
@@ -328,6 +390,80 @@ pub fn transcode(
     })
 }
 
+/// Opens an upload with the accepted demuxers and the `file` protocol only, probing bounded, and
+/// refuses it when it has more streams than allowed.
+fn open_input(input: &Path, limits: &Limits) -> Result<format::context::Input, TranscodeError> {
+    let mut options = Dictionary::new();
+    options.set("format_whitelist", ACCEPTED_FORMATS);
+    // Nested opens (a playlist's segments, a reference track) inherit this list.
+    options.set("protocol_whitelist", "file");
+    options.set("probesize", &PROBE_SIZE_BYTES.to_string());
+    options.set("analyzeduration", &ANALYZE_DURATION_MICROS.to_string());
+    // One over the limit: a demuxer stops creating streams there, before they are all probed,
+    // and a file just over the limit still opens and is refused below with its count.
+    options.set(
+        "max_streams",
+        &limits.max_streams.saturating_add(1).to_string(),
+    );
+    let ictx = format::input_with_dictionary(&input, options).map_err(|e| match e {
+        // What avformat_open_input answers for a demuxer not on the whitelist.
+        ffmpeg::Error::Other { errno } if errno == ffmpeg::error::EINVAL => {
+            TranscodeError::NotAccepted
+        }
+        // What demuxers answer when `max_streams` stops them (reading a header allocates
+        // nothing else big enough to run out of memory).
+        ffmpeg::Error::Other { errno } if errno == ffmpeg::error::ENOMEM => {
+            TranscodeError::TooManyStreams(limits.max_streams)
+        }
+        e => TranscodeError::Unreadable(e),
+    })?;
+    if ictx.nb_streams() > limits.max_streams {
+        return Err(TranscodeError::TooManyStreams(limits.max_streams));
+    }
+    Ok(ictx)
+}
+
+/// The decoder's sample format as FFmpeg names it for the filter graph. A decoder that has not
+/// learnt its format, rate or channel count from the file (nothing in it could be decoded while
+/// probing) cannot be converted; FFmpeg has no name for an unknown format.
+pub fn source_format_name(
+    format: format::Sample,
+    rate: u32,
+    channels: u16,
+) -> Result<&'static str, TranscodeError> {
+    if format == format::Sample::None || rate == 0 || channels == 0 {
+        return Err(TranscodeError::UnsupportedCodec(
+            "its sample format, rate or channels are unknown".into(),
+        ));
+    }
+    Ok(format.name())
+}
+
+/// "6 hours", "1 minute", "90 seconds": a limit in words.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs >= 3600 && secs.is_multiple_of(3600) {
+        (secs / 3600, "hour")
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// "512 MiB", "1 GiB", "300000 bytes": a size limit in words.
+pub fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MIB && bytes.is_multiple_of(1024 * MIB) {
+        format!("{} GiB", bytes / (1024 * MIB))
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Whether far less audio was decoded than the container declares (a cut-off upload).
 pub fn is_truncated(decoded_secs: f64, declared_secs: f64) -> bool {
     decoded_secs < declared_secs * 0.9 - 1.0
@@ -340,6 +476,11 @@ struct Pump {
     /// Next output pts in samples: counting samples keeps the timeline gap- and drift-free.
     next_pts: i64,
     input_samples: u64,
+    /// Seconds of audio decoded so far, whatever the container declares.
+    decoded_secs: f64,
+    /// Bytes of MP3 written so far.
+    output_bytes: u64,
+    limits: Limits,
 }
 
 impl Pump {
@@ -351,6 +492,10 @@ impl Pump {
         octx: &mut format::context::Output,
     ) -> Result<(), TranscodeError> {
         self.input_samples += decoded.samples() as u64;
+        self.decoded_secs += decoded.samples() as f64 / f64::from(decoded.rate().max(1));
+        if self.decoded_secs > self.limits.max_duration.as_secs_f64() {
+            return Err(TranscodeError::TooLong(self.limits.max_duration));
+        }
         let ts = decoded.timestamp();
         decoded.set_pts(ts);
         source(graph)?.source().add(decoded).map_err(internal)?;
@@ -386,6 +531,11 @@ impl Pump {
     ) -> Result<(), TranscodeError> {
         let mut encoded = ffmpeg::Packet::empty();
         while encoder.receive_packet(&mut encoded).is_ok() {
+            // Counted before writing, so the output file never grows past the limit.
+            self.output_bytes += encoded.size() as u64;
+            if self.output_bytes > self.limits.max_output_bytes {
+                return Err(TranscodeError::OutputTooLarge(self.limits.max_output_bytes));
+            }
             encoded.set_stream(0);
             encoded.rescale_ts(self.encoder_tb, self.out_tb);
             encoded.write_interleaved(octx).map_err(internal)?;
@@ -404,6 +554,7 @@ fn source(graph: &mut filter::Graph) -> Result<filter::Context, TranscodeError> 
 /// of exactly the encoder's frame size (1152 for MP3; the last one may be shorter).
 fn build_filter(
     decoder: &ffmpeg::decoder::Audio,
+    source_format: &str,
     time_base: Rational,
     encoder: &ffmpeg::encoder::Audio,
 ) -> Result<filter::Graph, TranscodeError> {
@@ -417,7 +568,7 @@ fn build_filter(
         "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
         time_base,
         decoder.rate(),
-        decoder.format().name(),
+        source_format,
         layout.bits()
     );
     let abuffer = filter::find("abuffer")
@@ -432,7 +583,12 @@ fn build_filter(
             .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
         out.set_sample_format(encoder.format());
         out.set_channel_layout(encoder.channel_layout());
-        out.set_sample_rate(encoder.rate());
+        // Not `set_sample_rate`: it writes an i64 where abuffersink takes an array of C ints,
+        // allowing a second rate of 0 that sources under 22.05 kHz negotiate to (the graph then
+        // fails). One i32 is exactly one allowed rate.
+        let rate = i32::try_from(encoder.rate())
+            .map_err(|_| TranscodeError::Internal("output rate out of range".into()))?;
+        ffmpeg::option::Settable::set::<i32>(&mut out, "sample_rates", &rate).map_err(internal)?;
     }
     graph
         .output("in", 0)
@@ -550,8 +706,56 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_sample_format_is_an_error_not_a_crash() {
+        use format::sample::Type;
+        let planar = format::Sample::F32(Type::Planar);
+        assert_eq!(source_format_name(planar, 44_100, 2).unwrap(), "fltp");
+        for (format, rate, channels) in [
+            (format::Sample::None, 44_100, 2),
+            (planar, 0, 2),
+            (planar, 44_100, 0),
+        ] {
+            let err = source_format_name(format, rate, channels).unwrap_err();
+            assert!(err.is_permanent());
+            assert_eq!(
+                err.to_string(),
+                "the audio track uses a format that cannot be decoded \
+                 (its sample format, rate or channels are unknown)"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_in_words() {
+        assert_eq!(human_duration(Duration::from_secs(6 * 3600)), "6 hours");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(human_bytes(512 * 1024 * 1024), "512 MiB");
+        assert_eq!(human_bytes(1024 * 1024 * 1024), "1 GiB");
+        assert_eq!(human_bytes(300_000), "300000 bytes");
+        assert_eq!(
+            TranscodeError::TooLong(Duration::from_secs(6 * 3600)).to_string(),
+            "the media is longer than the 6 hours accepted"
+        );
+        assert_eq!(
+            TranscodeError::OutputTooLarge(512 * 1024 * 1024).to_string(),
+            "the MP3 would be larger than the 512 MiB accepted"
+        );
+        assert_eq!(
+            TranscodeError::TooManyStreams(16).to_string(),
+            "the file has more streams than the 16 accepted"
+        );
+    }
+
+    #[test]
     fn permanence() {
         assert!(TranscodeError::NoAudio.is_permanent());
+        assert!(TranscodeError::NotAccepted.is_permanent());
+        assert!(TranscodeError::TooManyStreams(16).is_permanent());
+        assert!(TranscodeError::OutputTooLarge(1).is_permanent());
+        assert!(TranscodeError::TooLong(Duration::from_secs(1)).is_permanent());
         assert!(TranscodeError::Damaged("x".into()).is_permanent());
         assert!(!TranscodeError::Cancelled.is_permanent());
         assert!(!TranscodeError::Internal("x".into()).is_permanent());

@@ -3,6 +3,10 @@
 //! Idempotent, because RabbitMQ delivers at least once: an MP3 already stored for the upload is
 //! reused, and after storing ours only the oldest MP3 for the upload is kept, so a redelivered or
 //! concurrently processed message ends with exactly one MP3.
+//!
+//! Bounded: each delivery counts itself in the job before converting, so a file that kills the
+//! converter (whatever the cause) is failed after `max_attempts` deliveries instead of looping.
+//! A job deleted by its owner is never recreated, and whatever a delivery stored for it is removed.
 
 use std::{
     path::PathBuf,
@@ -17,12 +21,12 @@ use common::{
     jobs::{Job, JobState},
     message::VideoMessage,
 };
-use mongodb::bson::oid::ObjectId;
+use mongodb::{bson::oid::ObjectId, gridfs::FilesCollectionDocument};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     storage::{Storage, StorageError},
-    transcode::{self, title_from_filename, TranscodeError, TranscodeOptions},
+    transcode::{self, title_from_filename, Limits, TranscodeError, TranscodeOptions},
 };
 
 /// How a message ended; the consumer acks, dead-letters or requeues accordingly.
@@ -42,6 +46,8 @@ pub enum Outcome {
     },
     /// Interrupted by shutdown: requeue for another converter.
     Requeue,
+    /// The job and its upload were deleted: nothing is kept, the message is acked.
+    Discarded,
 }
 
 impl Outcome {
@@ -52,6 +58,7 @@ impl Outcome {
             Self::Completed { reused: true, .. } => "duplicate",
             Self::Failed { .. } => "failed",
             Self::Requeue => "requeued",
+            Self::Discarded => "discarded",
         }
     }
 }
@@ -67,6 +74,8 @@ enum JobError {
     Internal(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("the job was deleted")]
+    Deleted,
 }
 
 /// What a job needs besides the message: storage, scratch space and limits.
@@ -76,12 +85,24 @@ pub struct Worker {
     pub storage: Storage,
     /// Directory for the spooled input and the MP3 being written.
     pub tmp_dir: PathBuf,
-    /// Attempts before a transient failure becomes permanent.
+    /// Attempts before a transient failure becomes permanent, and deliveries that may die
+    /// mid-conversion before the job is failed.
     pub max_attempts: u32,
     /// First retry delay, doubled per attempt.
     pub retry_base: Duration,
     /// Longest a single conversion may run.
     pub job_timeout: Duration,
+    /// What an input may be and an MP3 may become.
+    pub limits: Limits,
+}
+
+/// What one delivery carries from one in-place attempt to the next.
+#[derive(Debug)]
+struct Delivery {
+    /// Whether this delivery has counted itself in the job (once, whatever the retries).
+    claimed: bool,
+    /// Id of the MP3 this delivery stores, noted in the job before streaming it.
+    mp3_fid: ObjectId,
 }
 
 /// Parses a queue message: the original's JSON with a valid ObjectId, or a reason it is unusable.
@@ -111,20 +132,20 @@ impl Worker {
             }
         };
         tracing::Span::current().record("video_fid", id.to_hex());
+        let mut delivery = Delivery {
+            claimed: false,
+            mp3_fid: ObjectId::new(),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.attempt(&message, id, abort).await {
+            let error = match self.attempt(&message, id, abort, &mut delivery).await {
                 Ok(outcome) => return outcome,
                 Err(e) => e,
             };
             match error {
-                JobError::Cancelled => {
-                    if let Err(e) = self.storage.requeue_job(id).await {
-                        tracing::warn!(error = %e, "could not mark the interrupted job queued");
-                    }
-                    return Outcome::Requeue;
-                }
+                JobError::Deleted => return self.discard(id).await,
+                JobError::Cancelled => return self.requeue(id, &delivery).await,
                 JobError::Permanent(reason) => return self.fail(id, reason).await,
                 // Not the message's fault and no retry fixes it: back to the queue (after a
                 // pause, so it does not spin) until the server is replaced.
@@ -141,7 +162,7 @@ impl Worker {
                     tracing::warn!(error = %error, attempt, ?delay, "attempt failed, retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = abort.cancelled() => return Outcome::Requeue,
+                        () = abort.cancelled() => return self.requeue(id, &delivery).await,
                     }
                 }
                 JobError::Transient(_) | JobError::Internal(_) => {
@@ -162,75 +183,56 @@ impl Worker {
         Outcome::Failed { reason }
     }
 
+    /// Hands the job back for another converter; the delivery's attempt is taken back with it.
+    async fn requeue(&self, id: ObjectId, delivery: &Delivery) -> Outcome {
+        if delivery.claimed {
+            if let Err(e) = self.storage.requeue_job(id).await {
+                tracing::warn!(error = %e, "could not mark the interrupted job queued");
+            }
+        }
+        Outcome::Requeue
+    }
+
+    /// The owner deleted the job: removes what this or an earlier delivery stored for it (an
+    /// MP3, the job if it was completed after the deletion began), creates nothing.
+    async fn discard(&self, id: ObjectId) -> Outcome {
+        let removed = async {
+            for mp3 in self.storage.mp3s_for(id).await? {
+                self.storage.delete_mp3(mp3).await?;
+            }
+            self.storage.delete_job(id).await
+        }
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "could not remove what was stored for a deleted job");
+        }
+        tracing::info!("the upload and its job were deleted; dropping the message");
+        Outcome::Discarded
+    }
+
     async fn attempt(
         &self,
         message: &VideoMessage,
         id: ObjectId,
         abort: &CancellationToken,
+        delivery: &mut Delivery,
     ) -> Result<Outcome, JobError> {
         let job = self.storage.job(id).await?;
-        match &job {
-            Some(job) if job.state == JobState::Completed => {
-                if let Some(mp3_fid) = job.mp3_fid {
-                    tracing::info!(%mp3_fid, "job already completed");
-                    return Ok(Outcome::Completed {
-                        mp3_fid,
-                        reused: true,
-                    });
-                }
-            }
-            // Failed before (perhaps killed before dead-lettering): dead-letter again, never retry.
-            Some(job) if job.state == JobState::Failed => {
-                return Ok(Outcome::Failed {
-                    reason: job
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "the conversion failed".to_owned()),
-                });
-            }
-            _ => {}
+        if let Some(outcome) = job.as_ref().and_then(final_outcome) {
+            return Ok(outcome);
         }
         let Some(upload) = self.storage.upload(id).await? else {
-            if job.is_none() {
-                let owner = owner_of(message);
-                let job = Job::queued(
-                    id,
-                    owner,
-                    format!("{}.mp4", id.to_hex()),
-                    Default::default(),
-                    None,
-                );
-                self.storage.create_job(&job).await?;
-            }
-            return Err(JobError::Permanent(
-                "the uploaded video was not found".to_owned(),
-            ));
+            return match job {
+                // Deleted while queued (the gateway removes the upload, then the job).
+                None => Err(JobError::Deleted),
+                Some(_) => Err(JobError::Permanent(
+                    "the uploaded video was not found".to_owned(),
+                )),
+            };
         };
         let job = match job {
             Some(job) => job,
-            None => {
-                // A message from the original gateway: no job document yet.
-                let filename = upload
-                    .filename
-                    .clone()
-                    .or_else(|| {
-                        upload
-                            .metadata
-                            .as_ref()
-                            .and_then(|m| m.get_str("filename").ok().map(str::to_owned))
-                    })
-                    .unwrap_or_else(|| format!("{}.mp4", id.to_hex()));
-                let job = Job::queued(
-                    id,
-                    owner_of(message),
-                    filename,
-                    Default::default(),
-                    i64::try_from(upload.length).ok(),
-                );
-                self.storage.create_job(&job).await?;
-                tracing::info!("created the job for a message without one");
-                job
-            }
+            None => self.adopt(message, id, &upload).await?,
         };
 
         // An MP3 stored by an earlier delivery that died before recording it: reuse it.
@@ -245,7 +247,32 @@ impl Worker {
             });
         }
 
-        self.storage.start_job(id).await?;
+        if !delivery.claimed {
+            let Some(claim) = self.storage.claim_job(id).await? else {
+                // Deleted, or finished by another delivery, since we looked.
+                return match self.storage.job(id).await? {
+                    Some(job) => final_outcome(&job).ok_or_else(|| {
+                        JobError::Internal("the job changed while being claimed".to_owned())
+                    }),
+                    None => Err(JobError::Deleted),
+                };
+            };
+            delivery.claimed = true;
+            if let Some(unfinished) = claim.unfinished_mp3 {
+                let chunks = self.storage.sweep_unfinished_mp3(unfinished).await?;
+                if chunks > 0 {
+                    tracing::info!(mp3_fid = %unfinished, chunks,
+                        "removed the chunks of an MP3 upload a stopped converter left");
+                }
+            }
+            if claim.earlier_attempts >= self.max_attempts {
+                return Err(JobError::Permanent(format!(
+                    "the converter stopped while converting this file {} times",
+                    claim.earlier_attempts
+                )));
+            }
+        }
+
         let started = Instant::now();
         // Recreated if something removed it (another converter in this process shutting down).
         std::fs::create_dir_all(&self.tmp_dir).map_err(StorageError::from)?;
@@ -269,9 +296,12 @@ impl Worker {
         drop(input);
         let title = title_from_filename(&job.filename);
         let mp3_name = format!("{}.mp3", title.as_deref().unwrap_or("audio"));
-        let ours = self
-            .storage
-            .store_mp3(output.path(), &mp3_name, id, job.owner.as_deref())
+        let ours = delivery.mp3_fid;
+        if !self.storage.begin_mp3_upload(id, ours).await? {
+            return Err(JobError::Deleted);
+        }
+        self.storage
+            .store_mp3(ours, output.path(), &mp3_name, id, job.owner.as_deref())
             .await?;
         drop(output);
         let kept = self
@@ -287,24 +317,65 @@ impl Worker {
         })
     }
 
+    /// Creates the job for a message from the original gateway (which writes none), from the
+    /// upload's file document.
+    async fn adopt(
+        &self,
+        message: &VideoMessage,
+        id: ObjectId,
+        upload: &FilesCollectionDocument,
+    ) -> Result<Job, JobError> {
+        let filename = upload
+            .filename
+            .clone()
+            .or_else(|| {
+                upload
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get_str("filename").ok().map(str::to_owned))
+            })
+            .unwrap_or_else(|| format!("{}.mp4", id.to_hex()));
+        let job = Job::queued(
+            id,
+            owner_of(message),
+            filename,
+            Default::default(),
+            i64::try_from(upload.length).ok(),
+        );
+        self.storage.create_job(&job).await?;
+        // Deleted between our look and the insert: the job just made must not outlive it.
+        if self.storage.upload(id).await?.is_none() {
+            return Err(JobError::Deleted);
+        }
+        tracing::info!("created the job for a message without one");
+        Ok(job)
+    }
+
     /// Marks the job completed with the MP3 that survives deduplication. Checked again after the
     /// write: a converter racing us on a redelivered copy may have stored an older MP3 meanwhile
-    /// and removed ours; then the job is pointed at the survivor.
+    /// and removed ours; then the job is pointed at the survivor. [`JobError::Deleted`] when the
+    /// job or the upload was deleted meanwhile (the caller removes the MP3).
     async fn record_kept_mp3(
         &self,
         id: ObjectId,
         ours: ObjectId,
         duration_secs: Option<f64>,
-    ) -> Result<ObjectId, StorageError> {
+    ) -> Result<ObjectId, JobError> {
         let mut kept = self.keep_one_mp3(id).await?.unwrap_or(ours);
         for _ in 0..5 {
-            self.storage.complete_job(id, kept, duration_secs).await?;
+            if !self.storage.complete_job(id, kept, duration_secs).await? {
+                return Err(JobError::Deleted);
+            }
             match self.storage.mp3s_for(id).await?.first() {
                 Some(&first) if first != kept => {
                     kept = self.keep_one_mp3(id).await?.unwrap_or(first)
                 }
                 _ => break,
             }
+        }
+        // A deletion that began before the job was completed removes the upload next.
+        if self.storage.upload(id).await?.is_none() {
+            return Err(JobError::Deleted);
         }
         Ok(kept)
     }
@@ -332,10 +403,12 @@ impl Worker {
         abort: &CancellationToken,
     ) -> Result<transcode::TranscodeReport, JobError> {
         let cancel = Arc::new(AtomicBool::new(false));
+        let deleted = Arc::new(AtomicBool::new(false));
         let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0.0f64);
         let options = TranscodeOptions {
             quality: job.quality,
             title: title_from_filename(&job.filename),
+            limits: self.limits,
         };
         let flag = cancel.clone();
         let mut conversion = tokio::task::spawn_blocking(move || {
@@ -346,13 +419,23 @@ impl Worker {
         });
         let storage = self.storage.clone();
         let id = job.id;
+        let (stop, gone) = (cancel.clone(), deleted.clone());
         let reporter = tokio::spawn(async move {
             while progress_rx.changed().await.is_ok() {
                 let p = *progress_rx.borrow_and_update();
-                if p < 100.0 {
-                    if let Err(e) = storage.set_progress(id, (p * 10.0).round() / 10.0).await {
-                        tracing::debug!(error = %e, "progress not recorded");
+                if p >= 100.0 {
+                    continue;
+                }
+                match storage.set_progress(id, (p * 10.0).round() / 10.0).await {
+                    Ok(true) => {}
+                    // No longer processing: if the job is gone, its owner deleted it; stop.
+                    Ok(false) => {
+                        if let Ok(None) = storage.job(id).await {
+                            gone.store(true, Ordering::Relaxed);
+                            stop.store(true, Ordering::Relaxed);
+                        }
                     }
+                    Err(e) => tracing::debug!(error = %e, "progress not recorded"),
                 }
             }
         });
@@ -381,6 +464,9 @@ impl Worker {
                 "the conversion took longer than {} minutes",
                 self.job_timeout.as_secs().div_ceil(60)
             ))),
+            Ok(Err(TranscodeError::Cancelled)) if deleted.load(Ordering::Relaxed) => {
+                Err(JobError::Deleted)
+            }
             Ok(Err(TranscodeError::Cancelled)) => Err(JobError::Cancelled),
             Ok(Err(e)) if e.is_permanent() => Err(JobError::Permanent(e.to_string())),
             Ok(Err(e)) => Err(JobError::Internal(e.to_string())),
@@ -388,6 +474,27 @@ impl Worker {
                 "the conversion thread failed: {join}"
             ))),
         }
+    }
+}
+
+/// What a job already in a final state means for a new delivery: completed is acked, failed is
+/// dead-lettered again (an earlier delivery may have died before doing so), never retried.
+fn final_outcome(job: &Job) -> Option<Outcome> {
+    match job.state {
+        JobState::Completed => job.mp3_fid.map(|mp3_fid| {
+            tracing::info!(%mp3_fid, "job already completed");
+            Outcome::Completed {
+                mp3_fid,
+                reused: true,
+            }
+        }),
+        JobState::Failed => Some(Outcome::Failed {
+            reason: job
+                .error
+                .clone()
+                .unwrap_or_else(|| "the conversion failed".to_owned()),
+        }),
+        JobState::Queued | JobState::Processing => None,
     }
 }
 
@@ -449,5 +556,6 @@ mod tests {
         );
         assert_eq!(Outcome::Failed { reason: "x".into() }.label(), "failed");
         assert_eq!(Outcome::Requeue.label(), "requeued");
+        assert_eq!(Outcome::Discarded.label(), "discarded");
     }
 }

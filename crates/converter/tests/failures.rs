@@ -1,4 +1,5 @@
 //! Bad inputs leave the queue: job `failed` with a reason, message in `<queue>.dlq`, no retry loop.
+//! A message for an upload that no longer exists (nor its job) is dropped.
 
 mod helpers;
 
@@ -68,12 +69,22 @@ async fn permanent_failures_are_dead_lettered_once_with_a_reason() {
         fids.push(env.upload(path, name, "eve@example.com").await);
     }
     let unknown = ObjectId::new();
+    // A job whose upload is missing (lost, not deleted: the gateway removes the job too).
+    let lost = ObjectId::new();
+    env.insert_job(&job_with_quality(
+        lost,
+        "eve@example.com",
+        "lost.mp4",
+        Default::default(),
+    ))
+    .await;
 
     let app = env.spawn_app().await;
     for fid in &fids {
         env.publish(*fid, "eve@example.com").await;
     }
     env.publish(unknown, "eve@example.com").await;
+    env.publish(lost, "eve@example.com").await;
     env.publish_raw(b"{not json").await;
     env.publish_raw(br#"{"video_fid":"nope","mp3_fid":null,"username":"eve@example.com"}"#)
         .await;
@@ -86,22 +97,19 @@ async fn permanent_failures_are_dead_lettered_once_with_a_reason() {
         assert_eq!(job.mp3_fid, None);
         assert!(env.mp3_files(*fid).await.is_empty());
     }
-    let job = env.wait_final(unknown).await;
+    let job = env.wait_final(lost).await;
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(
         job.error.as_deref(),
         Some("the uploaded video was not found")
     );
+    // No upload and no job: deleted while queued. Dropped, and no job is made up for it.
+    app.wait_metric(r#"converter_jobs_total{outcome="discarded"} 1"#)
+        .await;
+    assert_eq!(env.job(unknown).await, None);
 
-    // All seven reach the dead-letter queue; give a retry loop time to show itself.
-    let start = std::time::Instant::now();
-    while env.declare(&env.dlq()).await < 7 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "dead letters missing"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The other seven reach the dead-letter queue; give a retry loop time to show itself.
+    env.wait_dead_letters(7).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(env.declare(&env.queue).await, 0, "the main queue is empty");
     let dead = env.drain_dlq().await;
@@ -126,6 +134,7 @@ async fn permanent_failures_are_dead_lettered_once_with_a_reason() {
     for fid in &fids {
         assert!(env.job(*fid).await.unwrap().attempts <= 1, "never retried");
     }
+    assert_eq!(env.job(unknown).await, None, "never recreated");
     let (_, metrics) = app.get("/metrics").await;
     assert!(
         metrics.contains(r#"converter_jobs_total{outcome="failed"} 7"#),

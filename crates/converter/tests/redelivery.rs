@@ -323,3 +323,141 @@ async fn consumer_reconnects_after_the_broker_drops_the_connection() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_file_the_converter_dies_on_every_time_is_failed_after_the_limit() {
+    let env = TestEnv::new().await;
+    let (_, fid) = upload_long(&env, "p@example.com").await;
+    env.publish(fid, "p@example.com").await;
+    let limit = [("CONVERTER_MAX_ATTEMPTS", "2")];
+    // Whatever kills it (an out-of-memory kill, a crash in FFmpeg), the process dies
+    // mid-conversion and the broker hands the message to the next converter.
+    for attempt in 1..=2 {
+        let mut child = start_binary(&env, &limit);
+        env.wait_job(fid, Duration::from_secs(60), |j| {
+            j.state == JobState::Processing && j.attempts == attempt && j.progress > 0.0
+        })
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    let mut last = start_binary(&env, &limit);
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    assert_eq!(
+        job.error.as_deref(),
+        Some("the converter stopped while converting this file 2 times")
+    );
+    env.wait_dead_letters(1).await;
+    let dead = env.drain_dlq().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].1,
+        "the converter stopped while converting this file 2 times"
+    );
+    assert!(env.mp3_files(fid).await.is_empty());
+    signal(&last, "TERM");
+    assert!(wait_exit(&mut last, Duration::from_secs(30)).success());
+    assert_eq!(env.declare(&env.queue).await, 0, "not requeued");
+    assert!(
+        env.leftover_files().is_empty(),
+        "{:?}",
+        env.leftover_files()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn shutdowns_do_not_count_as_deaths() {
+    let env = TestEnv::new().await;
+    let (_, fid) = upload_long(&env, "q@example.com").await;
+    env.publish(fid, "q@example.com").await;
+    let settings = [
+        ("CONVERTER_MAX_ATTEMPTS", "1"),
+        ("CONVERTER_SHUTDOWN_GRACE_SECS", "0"),
+    ];
+    for _ in 0..2 {
+        let mut child = start_binary(&env, &settings);
+        env.wait_job(fid, Duration::from_secs(60), |j| {
+            j.state == JobState::Processing && j.progress > 0.0
+        })
+        .await;
+        signal(&child, "TERM");
+        assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+        let job = env.job(fid).await.unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Queued, 0), "{job:?}");
+    }
+    let app = spawn_app_with(&env, &settings).await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_chunks_of_an_mp3_upload_cut_short_are_swept_by_the_next_delivery() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "cut.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "cut.mp4", "r@example.com").await;
+    env.insert_job(&job_with_quality(
+        fid,
+        "r@example.com",
+        "cut.mp4",
+        common::jobs::Mp3Quality::default(),
+    ))
+    .await;
+    // What a converter killed while streaming its MP3 leaves: the job names the upload it had
+    // begun, two chunks are stored, the files document (written last) is not.
+    let unfinished = mongodb::bson::oid::ObjectId::new();
+    env.videos()
+        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .update_one(
+            doc! { "_id": fid },
+            doc! { "$set": { "state": "processing", "attempts": 1, "mp3_upload": unfinished } },
+        )
+        .await
+        .unwrap();
+    let chunks = env
+        .mp3s()
+        .collection::<mongodb::bson::Document>("fs.chunks");
+    for n in 0..2 {
+        let data = mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: vec![0xAB; 1000],
+        };
+        chunks
+            .insert_one(doc! { "files_id": unfinished, "n": n, "data": data })
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.mp3_chunk_count().await, 2);
+
+    let app = env.spawn_app().await;
+    env.publish(fid, "r@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(job.attempts, 2);
+    let left = chunks
+        .count_documents(doc! { "files_id": unfinished })
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the orphan chunks were not swept");
+    let files = env.mp3_files(fid).await;
+    assert_eq!(files.len(), 1);
+    // Every chunk left belongs to the MP3 kept.
+    let expected = files[0]
+        .length
+        .div_ceil(u64::from(files[0].chunk_size_bytes));
+    assert_eq!(env.mp3_chunk_count().await, expected);
+    let raw = env
+        .videos()
+        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .find_one(doc! { "_id": fid })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!raw.contains_key("mp3_upload"), "{raw}");
+    app.stop().await;
+    env.cleanup().await;
+}

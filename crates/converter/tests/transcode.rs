@@ -4,7 +4,7 @@ mod helpers;
 
 use std::sync::atomic::AtomicBool;
 
-use converter::transcode::{transcode, TranscodeError, TranscodeOptions};
+use converter::transcode::{transcode, Limits, TranscodeError, TranscodeOptions};
 use helpers::ffmpeg;
 
 /// Resident memory of this process in KiB (Linux).
@@ -86,4 +86,89 @@ fn progress_rises_to_100() {
     assert_eq!(seen.last(), Some(&100.0));
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert!(seen.iter().all(|p| (0.0..=100.0).contains(p)));
+}
+
+#[test]
+fn the_output_cap_stops_the_encoder_before_the_file_grows_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = tone(dir.path(), "cap.m4a", 120);
+    let out = dir.path().join("o.mp3");
+    let cap = 100_000;
+    let options = TranscodeOptions {
+        quality: common::jobs::Mp3Quality::Cbr { bitrate_kbps: 320 },
+        limits: Limits {
+            max_output_bytes: cap,
+            ..Limits::default()
+        },
+        ..TranscodeOptions::default()
+    };
+    let err = transcode(&src, &out, &options, &AtomicBool::new(false), |_| {}).unwrap_err();
+    assert!(
+        matches!(err, TranscodeError::OutputTooLarge(c) if c == cap),
+        "{err:?}"
+    );
+    // 120 s at 320 kb/s would be 4.8 MB; what was written stays within the cap (plus the
+    // ID3 and Xing headers written before the first packet).
+    let written = std::fs::metadata(&out).unwrap().len();
+    assert!(written <= cap + 4096, "{written} bytes written");
+}
+
+#[test]
+fn a_declared_length_over_the_limit_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = tone(dir.path(), "len.m4a", 20);
+    let options = TranscodeOptions {
+        limits: Limits {
+            max_duration: std::time::Duration::from_secs(10),
+            ..Limits::default()
+        },
+        ..TranscodeOptions::default()
+    };
+    let mut progress = Vec::new();
+    let err = transcode(
+        &src,
+        &dir.path().join("o.mp3"),
+        &options,
+        &AtomicBool::new(false),
+        |p| progress.push(p),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the media is longer than the 10 seconds accepted"
+    );
+    assert!(progress.is_empty(), "decoding began: {progress:?}");
+}
+
+#[test]
+fn low_sample_rates_are_resampled_to_44100() {
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [8_000u32, 11_025, 16_000] {
+        let src = ffmpeg(
+            dir.path(),
+            &format!("speech-{rate}.m4a"),
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=300:sample_rate={rate}:duration=3"),
+                "-c:a",
+                "aac",
+            ],
+        );
+        let report = transcode(
+            &src,
+            &dir.path().join("o.mp3"),
+            &TranscodeOptions::default(),
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{rate} Hz: {e}"));
+        assert_eq!(report.sample_rate, 44_100);
+        let expected = report.input_samples * 44_100 / u64::from(rate);
+        assert!(
+            report.output_samples.abs_diff(expected) <= 64,
+            "{rate} Hz: {report:?}"
+        );
+    }
 }

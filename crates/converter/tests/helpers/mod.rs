@@ -278,6 +278,45 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Deletes an upload the way the gateway's `DELETE /jobs/{fid}` does: its MP3s, the upload,
+    /// then the job.
+    pub async fn delete_like_the_gateway(&self, video_fid: ObjectId) {
+        for file in self.mp3_files(video_fid).await {
+            self.mp3_bucket().delete(file.id).await.unwrap();
+        }
+        let _ = self
+            .videos()
+            .gridfs_bucket(None)
+            .delete(Bson::ObjectId(video_fid))
+            .await;
+        self.videos()
+            .collection::<Document>(common::jobs::COLLECTION)
+            .delete_one(doc! { "_id": video_fid })
+            .await
+            .unwrap();
+    }
+
+    /// Every GridFS chunk in the MP3 database, whoever it belongs to.
+    pub async fn mp3_chunk_count(&self) -> u64 {
+        self.mp3s()
+            .collection::<Document>("fs.chunks")
+            .count_documents(doc! {})
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `n` messages sit in the dead-letter queue.
+    pub async fn wait_dead_letters(&self, n: u32) {
+        let start = Instant::now();
+        while self.declare(&self.dlq()).await < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "dead letters missing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Downloads an MP3 to a file in the media directory.
     pub async fn download_mp3(&self, id: ObjectId) -> PathBuf {
         let mut stream = self
@@ -375,6 +414,22 @@ impl RunningApp {
         (res.status().as_u16(), res.text().await.unwrap())
     }
 
+    /// Waits until `/metrics` holds `line` (e.g. a counter reaching a value).
+    pub async fn wait_metric(&self, line: &str) {
+        let start = Instant::now();
+        loop {
+            let (_, metrics) = self.get("/metrics").await;
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{line} never showed in {metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until /readyz says the consumer is registered.
     pub async fn wait_ready(&self) {
         let start = Instant::now();
@@ -439,6 +494,18 @@ pub fn video_with_audio(
             "-shortest",
         ],
     )
+}
+
+/// The converter's environment for this test with `extra` settings on top.
+pub fn env_with(env: &TestEnv, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars = env.env();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    vars
+}
+
+/// Starts an in-process converter with `extra` settings.
+pub async fn spawn_app_with(env: &TestEnv, extra: &[(&str, &str)]) -> RunningApp {
+    env.spawn_app_with_env(&env_with(env, extra)).await
 }
 
 /// What ffprobe and a full decode say about an audio file.

@@ -1,0 +1,121 @@
+//! An upload deleted by its owner (the gateway's `DELETE /jobs/{fid}` removes its MP3s, the
+//! upload and the job) at any stage leaves nothing behind, and its job never comes back.
+
+mod helpers;
+
+use std::time::Duration;
+
+use common::jobs::{JobState, Mp3Quality};
+use converter::storage::Storage;
+use helpers::*;
+use mongodb::bson::oid::ObjectId;
+
+const DISCARDED_ONE: &str = r#"converter_jobs_total{outcome="discarded"} 1"#;
+const DISCARDED_TWO: &str = r#"converter_jobs_total{outcome="discarded"} 2"#;
+
+/// Nothing of the upload is left: no job, no upload, no MP3, no chunk, no message anywhere.
+async fn assert_nothing_left(env: &TestEnv, fid: ObjectId) {
+    assert_eq!(env.job(fid).await, None, "the job came back");
+    assert!(env.mp3_files(fid).await.is_empty(), "an MP3 was left");
+    assert_eq!(env.mp3_chunk_count().await, 0, "MP3 chunks were left");
+    let upload = env
+        .videos()
+        .gridfs_bucket(None)
+        .find_one(mongodb::bson::doc! { "_id": fid })
+        .await
+        .unwrap();
+    assert!(upload.is_none());
+    assert_eq!(env.declare(&env.queue).await, 0);
+    assert_eq!(env.declare(&env.dlq()).await, 0, "dead-lettered");
+}
+
+#[tokio::test]
+async fn deleted_while_queued_the_message_is_dropped_and_nothing_is_recreated() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "gone.mp4", 2, 44_100, 2, "aac");
+    // One upload made by our gateway (with a job), one by the original (without).
+    let ours = env.upload(&src, "gone.mp4", "s@example.com").await;
+    env.insert_job(&job_with_quality(
+        ours,
+        "s@example.com",
+        "gone.mp4",
+        Mp3Quality::default(),
+    ))
+    .await;
+    let original = env.upload(&src, "gone.mp4", "s@example.com").await;
+    env.publish(ours, "s@example.com").await;
+    env.publish(original, "s@example.com").await;
+    env.delete_like_the_gateway(ours).await;
+    env.delete_like_the_gateway(original).await;
+
+    let app = env.spawn_app().await;
+    app.wait_metric(DISCARDED_TWO).await;
+    app.stop().await;
+    assert_nothing_left(&env, ours).await;
+    assert_nothing_left(&env, original).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleted_while_converting_no_mp3_is_left() {
+    let env = TestEnv::new().await;
+    // Six minutes of audio: still converting when the owner deletes it.
+    let src = ffmpeg(
+        env.media.path(),
+        "long.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=220:sample_rate=44100:duration=360",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "32k",
+        ],
+    );
+    let fid = env.upload(&src, "long.m4a", "t@example.com").await;
+    env.insert_job(&job_with_quality(
+        fid,
+        "t@example.com",
+        "long.m4a",
+        Mp3Quality::Cbr { bitrate_kbps: 64 },
+    ))
+    .await;
+    let app = env.spawn_app().await;
+    env.publish(fid, "t@example.com").await;
+    env.wait_job(fid, Duration::from_secs(60), |j| {
+        j.state == JobState::Processing && j.progress > 0.0
+    })
+    .await;
+    env.delete_like_the_gateway(fid).await;
+    app.wait_metric(DISCARDED_ONE).await;
+    app.stop().await;
+    assert_nothing_left(&env, fid).await;
+    assert!(env.leftover_files().is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_is_completed_only_while_it_exists() {
+    let env = TestEnv::new().await;
+    let config = converter::Config::from_env(&env.env()).unwrap();
+    let storage = Storage::connect(&config.mongo).await.unwrap();
+    let fid = ObjectId::new();
+    // Deleted before the converter finished: the completion creates nothing.
+    let completed = storage
+        .complete_job(fid, ObjectId::new(), Some(1.0))
+        .await
+        .unwrap();
+    assert!(!completed);
+    assert_eq!(env.job(fid).await, None);
+    // And the MP3 upload is not begun for it.
+    assert!(!storage
+        .begin_mp3_upload(fid, ObjectId::new())
+        .await
+        .unwrap());
+    assert_eq!(env.job(fid).await, None);
+    assert_eq!(storage.claim_job(fid).await.unwrap(), None);
+    assert_eq!(env.job(fid).await, None);
+    env.cleanup().await;
+}
