@@ -101,6 +101,8 @@ pub struct Worker {
 struct Delivery {
     /// Whether this delivery has counted itself in the job (once, whatever the retries).
     claimed: bool,
+    /// Whether this delivery created the job (a message from the original gateway).
+    adopted: bool,
     /// Id of the MP3 this delivery stores, noted in the job before streaming it.
     mp3_fid: ObjectId,
 }
@@ -134,6 +136,7 @@ impl Worker {
         tracing::Span::current().record("video_fid", id.to_hex());
         let mut delivery = Delivery {
             claimed: false,
+            adopted: false,
             mp3_fid: ObjectId::new(),
         };
         let mut attempt = 0;
@@ -223,8 +226,10 @@ impl Worker {
         }
         let Some(upload) = self.storage.upload(id).await? else {
             return match job {
-                // Deleted while queued (the gateway removes the upload, then the job).
+                // Deleted while queued.
                 None => Err(JobError::Deleted),
+                // Deleted after this delivery made the job for it (the deletion found none).
+                Some(_) if delivery.adopted => Err(JobError::Deleted),
                 Some(_) => Err(JobError::Permanent(
                     "the uploaded video was not found".to_owned(),
                 )),
@@ -232,7 +237,10 @@ impl Worker {
         };
         let job = match job {
             Some(job) => job,
-            None => self.adopt(message, id, &upload).await?,
+            None => {
+                delivery.adopted = true;
+                self.adopt(message, id, &upload).await?
+            }
         };
 
         // An MP3 stored by an earlier delivery that died before recording it: reuse it.

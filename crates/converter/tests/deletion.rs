@@ -10,8 +10,7 @@ use converter::storage::Storage;
 use helpers::*;
 use mongodb::bson::oid::ObjectId;
 
-const DISCARDED_ONE: &str = r#"converter_jobs_total{outcome="discarded"} 1"#;
-const DISCARDED_TWO: &str = r#"converter_jobs_total{outcome="discarded"} 2"#;
+const DISCARDED_THREE: &str = r#"converter_jobs_total{outcome="discarded"} 3"#;
 
 /// Nothing of the upload is left: no job, no upload, no MP3, no chunk, no message anywhere.
 async fn assert_nothing_left(env: &TestEnv, fid: ObjectId) {
@@ -33,26 +32,33 @@ async fn assert_nothing_left(env: &TestEnv, fid: ObjectId) {
 async fn deleted_while_queued_the_message_is_dropped_and_nothing_is_recreated() {
     let env = TestEnv::new().await;
     let src = video_with_audio(env.media.path(), "gone.mp4", 2, 44_100, 2, "aac");
-    // One upload made by our gateway (with a job), one by the original (without).
-    let ours = env.upload(&src, "gone.mp4", "s@example.com").await;
-    env.insert_job(&job_with_quality(
-        ours,
-        "s@example.com",
-        "gone.mp4",
-        Mp3Quality::default(),
-    ))
-    .await;
+    // Uploads made by our gateway (with a job), deleted in today's order and in the old one,
+    // and one made by the original gateway (without a job).
+    let mut ours = Vec::new();
+    for _ in 0..2 {
+        let fid = env.upload(&src, "gone.mp4", "s@example.com").await;
+        env.insert_job(&job_with_quality(
+            fid,
+            "s@example.com",
+            "gone.mp4",
+            Mp3Quality::default(),
+        ))
+        .await;
+        env.publish(fid, "s@example.com").await;
+        ours.push(fid);
+    }
     let original = env.upload(&src, "gone.mp4", "s@example.com").await;
-    env.publish(ours, "s@example.com").await;
     env.publish(original, "s@example.com").await;
-    env.delete_like_the_gateway(ours).await;
+    env.delete_like_the_gateway(ours[0]).await;
+    env.delete_mp3s_first(ours[1]).await;
     env.delete_like_the_gateway(original).await;
 
     let app = env.spawn_app().await;
-    app.wait_metric(DISCARDED_TWO).await;
+    app.wait_metric(DISCARDED_THREE).await;
     app.stop().await;
-    assert_nothing_left(&env, ours).await;
-    assert_nothing_left(&env, original).await;
+    for fid in [ours[0], ours[1], original] {
+        assert_nothing_left(&env, fid).await;
+    }
     env.cleanup().await;
 }
 
@@ -74,24 +80,34 @@ async fn deleted_while_converting_no_mp3_is_left() {
             "32k",
         ],
     );
-    let fid = env.upload(&src, "long.m4a", "t@example.com").await;
-    env.insert_job(&job_with_quality(
-        fid,
-        "t@example.com",
-        "long.m4a",
-        Mp3Quality::Cbr { bitrate_kbps: 64 },
-    ))
-    .await;
     let app = env.spawn_app().await;
-    env.publish(fid, "t@example.com").await;
-    env.wait_job(fid, Duration::from_secs(60), |j| {
-        j.state == JobState::Processing && j.progress > 0.0
-    })
-    .await;
-    env.delete_like_the_gateway(fid).await;
-    app.wait_metric(DISCARDED_ONE).await;
+    for (n, mp3s_first) in [false, true].into_iter().enumerate() {
+        let fid = env.upload(&src, "long.m4a", "t@example.com").await;
+        env.insert_job(&job_with_quality(
+            fid,
+            "t@example.com",
+            "long.m4a",
+            Mp3Quality::Cbr { bitrate_kbps: 64 },
+        ))
+        .await;
+        env.publish(fid, "t@example.com").await;
+        env.wait_job(fid, Duration::from_secs(60), |j| {
+            j.state == JobState::Processing && j.progress > 0.0
+        })
+        .await;
+        if mp3s_first {
+            env.delete_mp3s_first(fid).await;
+        } else {
+            env.delete_like_the_gateway(fid).await;
+        }
+        app.wait_metric(&format!(
+            r#"converter_jobs_total{{outcome="discarded"}} {}"#,
+            n + 1
+        ))
+        .await;
+        assert_nothing_left(&env, fid).await;
+    }
     app.stop().await;
-    assert_nothing_left(&env, fid).await;
     assert!(env.leftover_files().is_empty());
     env.cleanup().await;
 }

@@ -278,17 +278,37 @@ impl TestEnv {
             .unwrap()
     }
 
-    /// Deletes an upload the way the gateway's `DELETE /jobs/{fid}` does: its MP3s, the upload,
-    /// then the job.
+    /// Deletes an upload the way the gateway's `DELETE /jobs/{fid}` does: the job, the upload,
+    /// then its MP3s.
     pub async fn delete_like_the_gateway(&self, video_fid: ObjectId) {
+        self.delete_job_doc(video_fid).await;
+        self.delete_upload(video_fid).await;
+        self.delete_mp3s(video_fid).await;
+    }
+
+    /// The order the gateway deleted in before: MP3s, upload, job. A converter must leave
+    /// nothing behind with either.
+    pub async fn delete_mp3s_first(&self, video_fid: ObjectId) {
+        self.delete_mp3s(video_fid).await;
+        self.delete_upload(video_fid).await;
+        self.delete_job_doc(video_fid).await;
+    }
+
+    async fn delete_mp3s(&self, video_fid: ObjectId) {
         for file in self.mp3_files(video_fid).await {
-            self.mp3_bucket().delete(file.id).await.unwrap();
+            let _ = self.mp3_bucket().delete(file.id).await;
         }
+    }
+
+    async fn delete_upload(&self, video_fid: ObjectId) {
         let _ = self
             .videos()
             .gridfs_bucket(None)
             .delete(Bson::ObjectId(video_fid))
             .await;
+    }
+
+    async fn delete_job_doc(&self, video_fid: ObjectId) {
         self.videos()
             .collection::<Document>(common::jobs::COLLECTION)
             .delete_one(doc! { "_id": video_fid })
