@@ -158,7 +158,7 @@ impl Worker {
                         () = tokio::time::sleep(crate::consumer::TOO_OLD_RECHECK) => {}
                         () = abort.cancelled() => {}
                     }
-                    return Outcome::Requeue;
+                    return self.requeue(id, &delivery).await;
                 }
                 JobError::Transient(_) | JobError::Internal(_) if attempt < self.max_attempts => {
                     let delay = backoff(self.retry_base, attempt);
