@@ -50,11 +50,13 @@ pub fn ops_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/metrics", get(render_metrics))
 }
 
-async fn healthz() -> impl IntoResponse {
+/// `GET /healthz`: `{"status":"ok"}` while the process runs.
+pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn render_metrics() -> impl IntoResponse {
+/// `GET /metrics`: every metric of the process, as Prometheus text.
+pub async fn render_metrics() -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -68,6 +68,8 @@ async fn start(
     let child = Command::new(bin)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        // Any free port: the benchmark does not read /metrics, and 9102 may be taken.
+        .env("GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -9,6 +9,9 @@ use common::{
     mongo::MongoLocations,
 };
 
+/// Default port of the admin listener (`/metrics`, `/readyz`, `/healthz`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9102;
+
 /// Default body size limit of an upload: 200 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 * 1024 * 1024;
 
@@ -36,8 +39,11 @@ pub const MONGO_VARIABLES: [&str; 3] = ["MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI"
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Listen address (`GATEWAY_ADDR`, default `0.0.0.0:8080`).
+    /// Listen address of the public API (`GATEWAY_ADDR`, default `0.0.0.0:8080`).
     pub addr: SocketAddr,
+    /// Listen address of `/metrics`, `/readyz` and `/healthz` for probes and Prometheus
+    /// (`GATEWAY_ADMIN_ADDR`, default `0.0.0.0:9102`); kept off the public port.
+    pub admin_addr: SocketAddr,
     /// Base URL of the auth service, from `AUTH_SVC_ADDRESS` (`host:port` or a URL).
     pub auth_base_url: String,
     /// HS256 secret shared with auth (`JWT_SECRET`; at least 32 bytes, not a placeholder);
@@ -78,6 +84,20 @@ impl Config {
     /// Reads the configuration; the error names the variable at fault.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
         let addr = config::parsed_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let admin_addr = config::parsed_or(
+            env,
+            "GATEWAY_ADMIN_ADDR",
+            SocketAddr::from(([0, 0, 0, 0], DEFAULT_ADMIN_PORT)),
+        )?;
+        if admin_addr.port() != 0 && admin_addr.port() == addr.port() {
+            return Err(ConfigError::Invalid {
+                name: "GATEWAY_ADMIN_ADDR",
+                reason: format!(
+                    "{admin_addr} uses the port of GATEWAY_ADDR ({addr}); the admin endpoints \
+                     need a port of their own"
+                ),
+            });
+        }
         let auth_base_url =
             auth_base_url(&config::or_default(env, "AUTH_SVC_ADDRESS", "auth:5000")).map_err(
                 |reason| ConfigError::Invalid {
@@ -135,6 +155,7 @@ impl Config {
         let max_requeues = config::parsed_or(env, "MAX_REQUEUES", DEFAULT_MAX_REQUEUES)?;
         Ok(Config {
             addr,
+            admin_addr,
             auth_base_url,
             jwt_secret,
             trusted_proxies,
@@ -205,6 +226,7 @@ mod tests {
     fn defaults() {
         let c = Config::from_env(&[SECRET, MONGO]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_addr.to_string(), "0.0.0.0:9102");
         assert_eq!(c.auth_base_url, "http://auth:5000");
         assert_eq!(c.rabbitmq_url, "amqp://guest:guest@rabbitmq:5672/%2f");
         assert_eq!(c.video_queue, "video");
@@ -292,6 +314,8 @@ mod tests {
             ("MAX_UPLOAD_BYTES", "lots"),
             ("MAX_UPLOAD_BYTES", "0"),
             ("GATEWAY_ADDR", "nowhere"),
+            ("GATEWAY_ADMIN_ADDR", "nowhere"),
+            ("GATEWAY_ADMIN_ADDR", "0.0.0.0:8080"),
             ("RABBITMQ_URL", "http://rabbit"),
             ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
             ("HTTP_IDLE_TIMEOUT_SECS", "soon"),

@@ -15,6 +15,7 @@ pub mod tokens;
 
 use std::{sync::Arc, time::Duration};
 
+use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,15 +57,18 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The gateway, bound to its port and ready to serve.
+/// The gateway, bound to its ports and ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    admin_listener: TcpListener,
+    admin_router: Router,
     state: AppState,
 }
 
 impl Application {
-    /// Connects (lazily) to MongoDB and RabbitMQ and binds `GATEWAY_ADDR`. Starts even when
+    /// Connects (lazily) to MongoDB and RabbitMQ and binds `GATEWAY_ADDR` and
+    /// `GATEWAY_ADMIN_ADDR`. Starts even when
     /// MongoDB or RabbitMQ are down; `/readyz` tells which.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let storage = Storage::connect(&config.mongo).await?;
@@ -73,7 +77,14 @@ impl Application {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;
-        let listener = TcpListener::bind(config.addr).await?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.addr))?;
+        let admin_listener = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| {
+                format!("cannot listen on GATEWAY_ADMIN_ADDR {}", config.admin_addr)
+            })?;
         let tokens = TokenChecker::new(
             config.jwt_secret.as_deref(),
             &config.auth_base_url,
@@ -91,9 +102,14 @@ impl Application {
             shutdown: CancellationToken::new(),
         }));
         let router = common::http::instrument(routes::router(state.clone()));
+        // Not instrumented: probes and scrapes would otherwise fill the request metrics and logs
+        // that describe the API's traffic.
+        let admin_router = routes::admin_router(state.clone());
         Ok(Application {
             listener,
             router,
+            admin_listener,
+            admin_router,
             state,
         })
     }
@@ -103,11 +119,22 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The port of `/metrics`, `/readyz` and `/healthz` (useful with
+    /// `GATEWAY_ADMIN_ADDR=127.0.0.1:0`).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
     /// Serves until SIGTERM / Ctrl-C, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
             router,
+            admin_listener,
+            admin_router,
             state,
         } = self;
         tokio::spawn(prepare_mongo(state.storage.clone()));
@@ -128,14 +155,26 @@ impl Application {
                 () = token.cancelled() => {}
             }
         });
-        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            admin_addr = %admin_listener.local_addr()?,
+            "gateway listening"
+        );
         let timeouts = server::Timeouts {
             header_read: state.config.header_read_timeout,
             idle: state.config.idle_timeout,
         };
-        server::serve(listener, router, timeouts, state.shutdown.clone()).await?;
+        // Only probes and Prometheus reach the admin port: the plain server is enough there.
+        let admin = axum::serve(admin_listener, admin_router)
+            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned());
+        let public = server::serve(listener, router, timeouts, state.shutdown.clone());
+        // Either listener failing stops the whole gateway (and, through the drop guard, the
+        // other one), rather than leaving it half reachable.
+        let served = tokio::try_join!(async { public.await.context("public listener") }, async {
+            admin.await.context("admin listener")
+        },);
         state.queue.close().await;
-        Ok(())
+        served.map(|_| ())
     }
 }
 

@@ -27,14 +27,12 @@ use crate::{routes, AppState};
         routes::events::events,
         routes::jobs::list_jobs,
         routes::jobs::delete_job,
-        routes::health::readyz,
     ),
     components(schemas(
         routes::upload::UploadResponse,
         routes::status::StatusBody,
         routes::jobs::JobsPage,
         routes::jobs::JobView,
-        routes::health::Readiness,
         ErrorBody,
     )),
     modifiers(&SecuritySchemes, &ErrorBodies)

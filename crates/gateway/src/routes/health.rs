@@ -1,5 +1,5 @@
-//! `GET /readyz`: whether MongoDB, RabbitMQ and auth answer. (`/healthz` and `/metrics` come
-//! from `common::http::ops_router`.)
+//! `GET /readyz`: whether MongoDB, RabbitMQ and auth answer. Served on the admin listener with
+//! `/healthz` and `/metrics` (from `common::http::ops_router`), not on the public port.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Readiness of each dependency: `ok` or why not.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct Readiness {
     /// `ready` or `not ready`.
     pub status: &'static str,
@@ -29,16 +29,9 @@ pub struct Readiness {
     pub auth: String,
 }
 
-/// Whether the gateway can serve: MongoDB, RabbitMQ and auth reachable.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "Every dependency answers", body = Readiness),
-        (status = 503, description = "At least one does not; the body says which", body = Readiness),
-    )
-)]
+/// Whether the gateway can serve: MongoDB, RabbitMQ and auth reachable. 200 when every
+/// dependency answers, else 503 with the body saying which does not. (Not in the OpenAPI
+/// document: that describes the public port.)
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mongodb = describe(state.storage.ping());
     let rabbitmq = describe(state.queue.check());

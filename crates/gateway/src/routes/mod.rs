@@ -12,6 +12,7 @@ pub mod upload;
 use axum::{
     extract::Query,
     http::{Method, Uri},
+    routing::get,
     Router,
 };
 use mongodb::bson::oid::ObjectId;
@@ -28,9 +29,10 @@ pub fn router(state: AppState) -> Router {
         .merge(download::router())
         .merge(jobs::router())
         .merge(events::router())
-        .merge(health::router())
         .merge(crate::openapi::router())
-        .merge(common::http::ops_router())
+        // Liveness only (no state, no detail), kept here for the Docker HEALTHCHECK and anything
+        // that already polls it; `/metrics` and `/readyz` are on the admin listener only.
+        .route("/healthz", get(common::http::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Last, so it also covers refusals by extractors and fallbacks.
@@ -38,6 +40,17 @@ pub fn router(state: AppState) -> Router {
             drain::Bound::for_uploads(state.config.max_upload_bytes),
             drain::drain_refused,
         ))
+        .with_state(state)
+}
+
+/// The admin listener's routes: `/metrics`, `/readyz` and `/healthz`, for probes and Prometheus,
+/// on a port that is not exposed to the internet (`GATEWAY_ADMIN_ADDR`).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(common::http::ops_router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

@@ -3,7 +3,7 @@ use serde_json::Value;
 use crate::helpers::{closed_port, Options, TestApp};
 
 #[tokio::test]
-async fn healthz_metrics_and_openapi() {
+async fn healthz_and_openapi_on_the_public_port_metrics_on_the_admin_port() {
     let app = TestApp::spawn().await;
     let res = app
         .http
@@ -30,17 +30,19 @@ async fn healthz_metrics_and_openapi() {
         "/events",
         "/jobs",
         "/jobs/{video_fid}",
-        "/readyz",
     ] {
         assert!(
             doc["paths"][path].is_object(),
             "{path} missing from OpenAPI"
         );
     }
+    for path in ["/readyz", "/metrics", "/healthz"] {
+        assert!(doc["paths"][path].is_null(), "{path} in the public OpenAPI");
+    }
 
     let text = app
         .http
-        .get(format!("{}/metrics", app.base))
+        .get(format!("{}/metrics", app.admin))
         .send()
         .await
         .unwrap()
@@ -51,6 +53,49 @@ async fn healthz_metrics_and_openapi() {
         text.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"}"#),
         "{text}"
     );
+    // Scrapes are not counted as API traffic.
+    assert!(!text.contains(r#"route="/metrics""#), "{text}");
+
+    let res = app
+        .http
+        .get(format!("{}/healthz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn the_public_port_answers_404_json_for_metrics_and_readyz() {
+    let app = TestApp::spawn().await;
+    for path in ["/metrics", "/readyz"] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body["error"],
+            format!("no such endpoint: {path}").as_str(),
+            "{path}"
+        );
+    }
+    // The admin port serves nothing of the API.
+    let res = app
+        .http
+        .post(format!("{}/login", app.admin))
+        .basic_auth("a@b.c", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "no such endpoint: /login");
 }
 
 #[tokio::test]
@@ -62,7 +107,7 @@ async fn readyz_is_ready_when_mongo_rabbitmq_and_auth_answer() {
     .await;
     let res = app
         .http
-        .get(format!("{}/readyz", app.base))
+        .get(format!("{}/readyz", app.admin))
         .send()
         .await
         .unwrap();
@@ -99,7 +144,7 @@ async fn the_gateway_starts_without_its_dependencies_and_readyz_says_which_is_mi
 
     let res = app
         .http
-        .get(format!("{}/readyz", app.base))
+        .get(format!("{}/readyz", app.admin))
         .send()
         .await
         .unwrap();

@@ -69,6 +69,8 @@ pub struct Options {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>` of the gateway.
     pub base: String,
+    /// `http://127.0.0.1:<port>` of the gateway's admin listener (`/metrics`, `/readyz`).
+    pub admin: String,
     /// HTTP client.
     pub http: reqwest::Client,
     /// Keys for the secret of the gateway and auth, to mint tokens as auth would.
@@ -135,6 +137,7 @@ impl TestApp {
             env.insert(k.to_owned(), v);
         };
         set("GATEWAY_ADDR", "127.0.0.1:0".to_owned());
+        set("GATEWAY_ADMIN_ADDR", "127.0.0.1:0".to_owned());
         if !options.without_jwt_secret {
             set("JWT_SECRET", secret.clone());
         }
@@ -168,10 +171,12 @@ impl TestApp {
         }
 
         let mut base = String::new();
+        let mut admin = String::new();
         if !options.no_gateway {
             let config = gateway::Config::from_env(&env).unwrap();
             let app = gateway::Application::build(config).await.unwrap();
             base = format!("http://127.0.0.1:{}", app.port());
+            admin = format!("http://127.0.0.1:{}", app.admin_port());
             tasks.push(tokio::spawn(async move {
                 let _ = app.run_until_stopped().await;
             }));
@@ -180,6 +185,7 @@ impl TestApp {
         let mongo = mongodb::Client::with_uri_str(&mongo_base).await.unwrap();
         TestApp {
             base,
+            admin,
             http: reqwest::Client::new(),
             keys: JwtKeys::new(secret.as_bytes()),
             queue,

@@ -284,7 +284,7 @@ async fn the_test_mongodb_is_new_enough_and_says_its_version() {
     assert_eq!(common::mongo::too_old_version(&version), None, "{version}");
     let res = app
         .http
-        .get(format!("{}/readyz", app.base))
+        .get(format!("{}/readyz", app.admin))
         .send()
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn a_mongodb_older_than_4_4_is_refused_in_words() {
 
     let res = app
         .http
-        .get(format!("{}/readyz", app.base))
+        .get(format!("{}/readyz", app.admin))
         .send()
         .await
         .unwrap();
