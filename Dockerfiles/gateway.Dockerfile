@@ -38,11 +38,13 @@ USER 10001:10001
 # Defaults only; configuration comes from the environment (k8s ConfigMap and Secret). No
 # secret is baked into the image.
 ENV GATEWAY_ADDR=0.0.0.0:8080 \
+    GATEWAY_ADMIN_ADDR=0.0.0.0:9102 \
     RUST_LOG=info \
     LOG_FORMAT=json
-EXPOSE 8080
-# Kubernetes uses the Deployment's probes on the same endpoints (/healthz liveness, /readyz
-# readiness); this is for docker and docker compose.
+# 8080: the API; 9102: /metrics, /readyz and /healthz (the admin port, never published publicly).
+EXPOSE 8080 9102
+# Kubernetes probes the admin port (/healthz liveness, /readyz readiness); this is for docker and
+# docker compose, and checks that the public listener answers (/healthz is on both ports).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]
 STOPSIGNAL SIGTERM

@@ -44,6 +44,8 @@ RUST_SERVICES = ("auth", "gateway", "converter")
 SERVICES = RUST_SERVICES + ("frontend",)
 # Ports each service listens on (containerPort) and its Service's contract.
 CONTAINER_PORTS = {"auth": 5000, "gateway": 8080, "converter": 9090, "frontend": 8080}
+# The gateway's admin listener (GATEWAY_ADMIN_ADDR): /metrics and /readyz, never on the NodePort.
+GATEWAY_ADMIN_PORT = 9102
 SERVICE_CONTRACT = {
     "frontend": ("NodePort", 30001),
     "gateway": ("NodePort", 30002),
@@ -282,6 +284,11 @@ def check_k8s(repo: Path, k8s: dict) -> Group:
             if service in RUST_SERVICES:
                 g.check(live.get("httpGet", {}).get("path") == "/healthz", f"{where}: liveness must GET /healthz")
                 g.check(ready.get("httpGet", {}).get("path") == "/readyz", f"{where}: readiness must GET /readyz")
+            if service == "gateway":
+                admin = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}.get("admin")
+                g.check(admin == GATEWAY_ADMIN_PORT, f"{where}: container port admin must be {GATEWAY_ADMIN_PORT}")
+                g.check(all(p.get("httpGet", {}).get("port") in ("admin", GATEWAY_ADMIN_PORT) for p in (live, ready)),
+                        f"{where}: probes must use the admin port (/readyz is not on the public port)")
         res = c.get("resources", {})
         g.check(all(k in res.get(kind, {}) for kind in ("requests", "limits") for k in ("cpu", "memory")),
                 f"{where}: cpu and memory requests and limits are required")
@@ -333,6 +340,10 @@ def check_k8s(repo: Path, k8s: dict) -> Group:
         target = sport.get("targetPort", sport.get("port"))
         g.check(target in {p.get("name") for p in c.get("ports", [])} | ports,
                 f"{where}: Service targetPort {target} is no container port")
+        if service == "gateway":
+            targets = {p.get("targetPort", p.get("port")) for p in sspec["ports"]}
+            g.check(not targets & {"admin", GATEWAY_ADMIN_PORT},
+                    f"{where}: the NodePort Service must not expose the admin port (/metrics, /readyz)")
     return g
 
 
@@ -852,12 +863,15 @@ def check_takeover(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
 
 # --- NetworkPolicies (issue 11) ------------------------------------------------------------
 
-ROLE_PORTS = {"frontend": [8080, 80], "gateway": [8080], "auth": [5000], "converter": [9090], "postgres": [5432],
+ROLE_PORTS = {"frontend": [8080, 80], "gateway": [8080, GATEWAY_ADMIN_PORT], "auth": [5000], "converter": [9090], "postgres": [5432],
               "mongodb": [27017], "mongodb-next": [27017], "rabbitmq": [5672, 15672], "mongodb-users": [],
               "mongodb-migrate": []}
 # Exactly these (source, destination, port) are allowed; "outside" is any address out of the
-# namespace (NodePorts, the Ingress controller, the internet).
+# namespace (NodePorts, the Ingress controller, the internet), "monitoring" a pod of the namespace
+# named monitoring (Prometheus).
+MONITORING_NAMESPACE = "monitoring"
 EXPECTED_FLOWS = {
+    ("monitoring", "gateway", GATEWAY_ADMIN_PORT),
     ("outside", "frontend", 8080), ("outside", "frontend", 80), ("outside", "gateway", 8080),
     ("frontend", "gateway", 8080), ("gateway", "auth", 5000), ("auth", "postgres", 5432),
     ("gateway", "mongodb", 27017), ("converter", "mongodb", 27017),
@@ -888,12 +902,19 @@ def selector_matches(selector: dict | None, labels: dict) -> bool:
     return True
 
 
-def peer_matches(peers: list | None, labels: dict | None) -> bool:
-    """Whether a from/to list admits a pod of this namespace (labels) or, for None, the outside."""
+def peer_matches(peers: list | None, labels: dict | None, namespace: str | None = None) -> bool:
+    """Whether a from/to list admits a pod of this namespace (labels), a pod of another namespace
+    (namespace, any labels) or, for labels None, the outside."""
     if not peers:
         return True
     for peer in peers:
-        if labels is None:
+        if namespace is not None:
+            ns = peer.get("namespaceSelector")
+            pods = peer.get("podSelector")
+            if ns is not None and selector_matches(ns, {"kubernetes.io/metadata.name": namespace}) \
+                    and (pods is None or pods == {}):
+                return True
+        elif labels is None:
             if "ipBlock" in peer:
                 return True
         elif "podSelector" in peer and "namespaceSelector" not in peer and selector_matches(peer["podSelector"], labels):
@@ -905,13 +926,14 @@ def port_matches(ports: list | None, port: int) -> bool:
     return not ports or any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports)
 
 
-def direction_allows(policies: list[dict], kind: str, pod: dict, peer: dict | None, port: int) -> bool:
+def direction_allows(policies: list[dict], kind: str, pod: dict, peer: dict | None, port: int,
+                     peer_namespace: str | None = None) -> bool:
     selecting = [p for p in policies if kind in p["spec"].get("policyTypes", ["Ingress"])
                  and selector_matches(p["spec"]["podSelector"], pod)]
     if not selecting:
         return True
     key, side = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
-    return any(peer_matches(rule.get(side), peer) and port_matches(rule.get("ports"), port)
+    return any(peer_matches(rule.get(side), peer, peer_namespace) and port_matches(rule.get("ports"), port)
                for p in selecting for rule in p["spec"].get(key) or [])
 
 
@@ -953,8 +975,10 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
         g.check(bool(pods), f"network: no pod found for {role} (labels moved?)")
     dns = {"k8s-app": "kube-dns"}
     allowed = set()
-    sources = [("outside", None)] + [(r, labels) for r, pods in roles.items() for labels in pods]
-    for src, src_labels in sources:
+    # (role, labels, namespace): labels None for the outside and for another namespace's pods.
+    sources = [("outside", None, None), ("monitoring", None, MONITORING_NAMESPACE)]
+    sources += [(r, labels, None) for r, pods in roles.items() for labels in pods]
+    for src, src_labels, src_ns in sources:
         if src_labels is not None:
             # Every pod resolves names: egress to kube-dns in kube-system on 53.
             dns_ok = any(p["spec"].get("podSelector") == {} and any(
@@ -966,8 +990,10 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
             for dst_labels in dst_pods:
                 for port in ROLE_PORTS[dst]:
                     out_ok = src_labels is None or direction_allows(policies, "Egress", src_labels, dst_labels, port)
-                    in_ok = direction_allows(policies, "Ingress", dst_labels, src_labels, port)
-                    if out_ok and in_ok:
+                    in_ok = direction_allows(policies, "Ingress", dst_labels, src_labels, port, src_ns)
+                    # The monitoring namespace is outside too: only what it reaches beyond that counts.
+                    also_outside = src_ns is not None and direction_allows(policies, "Ingress", dst_labels, None, port)
+                    if out_ok and in_ok and not also_outside:
                         allowed.add((src, dst, port, json.dumps(src_labels, sort_keys=True), json.dumps(dst_labels, sort_keys=True)))
                     elif (src, dst, port) in EXPECTED_FLOWS and (src_labels is None or src_labels in roles[src]):
                         g.check(False, f"network: {src} {src_labels or ''} cannot reach {dst} {dst_labels}:{port}")

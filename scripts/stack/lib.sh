@@ -25,6 +25,7 @@ SETTING_DEFAULTS=(
   STACK_BIND=127.0.0.1
   STACK_FRONTEND_PORT=30001
   STACK_GATEWAY_PORT=30002
+  STACK_GATEWAY_ADMIN_PORT=30102
   STACK_AUTH_PORT=30500
   STACK_CONVERTER_PORT=30590
   STACK_POSTGRES_PORT=30432
@@ -464,6 +465,8 @@ service_env() {
       ;;
     gateway)
       echo "GATEWAY_ADDR=$addr"
+      # /metrics and /readyz: loopback only, whatever STACK_BIND exposes.
+      echo "GATEWAY_ADMIN_ADDR=127.0.0.1:$STACK_GATEWAY_ADMIN_PORT"
       echo "AUTH_SVC_ADDRESS=127.0.0.1:$STACK_AUTH_PORT"
       echo "JWT_SECRET=$JWT_SECRET"
       echo "MONGODB_URI=$(mongodb_uri)"
@@ -493,7 +496,9 @@ service_passthrough() {
 
 # Any build profile: a stack started as debug is still found when STACK_PROFILE says release.
 pid_service() { pid_from_file "$RUN/$1.pid" "/$1"; }
-health_service() { http_ok "http://127.0.0.1:$(service_port "$1")/readyz"; }
+# The port of a service's /readyz: the gateway's admin listener, the others' only port.
+health_port() { if [ "$1" = gateway ]; then echo "$STACK_GATEWAY_ADMIN_PORT"; else service_port "$1"; fi; }
+health_service() { http_ok "http://127.0.0.1:$(health_port "$1")/readyz"; }
 
 start_service() {
   local svc=$1 port pid bin
@@ -507,6 +512,9 @@ start_service() {
     die "$svc (pid $pid) runs but its /readyz does not answer 200; see $LOGS/$svc.log"
   fi
   port_open "$port" && die "port $port is taken by something else: set STACK_${svc^^}_PORT"
+  if [ "$svc" = gateway ] && port_open "$STACK_GATEWAY_ADMIN_PORT"; then
+    die "port $STACK_GATEWAY_ADMIN_PORT is taken by something else: set STACK_GATEWAY_ADMIN_PORT"
+  fi
   bin=$STACK_BIN_DIR/$svc
   [ -x "$bin" ] || die "$bin is not built (run: scripts/stack.sh up)"
   local envs=()
@@ -692,7 +700,7 @@ stack_up() {
     else
       echo "  frontend     (not started: no frontend build yet)"
     fi
-    echo "  gateway API  http://$host:$STACK_GATEWAY_PORT"
+    echo "  gateway API  http://$host:$STACK_GATEWAY_PORT    gateway health/metrics http://127.0.0.1:$STACK_GATEWAY_ADMIN_PORT/readyz"
     echo "  auth         http://127.0.0.1:$STACK_AUTH_PORT    converter health http://127.0.0.1:$STACK_CONVERTER_PORT/readyz"
     echo "  postgres     $(database_url)"
     echo "  rabbitmq     $(rabbitmq_url)"

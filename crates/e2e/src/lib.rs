@@ -24,6 +24,8 @@ pub const SHORT_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Stack {
     /// Base URL of the gateway (`E2E_GATEWAY_URL`).
     pub gateway: String,
+    /// Base URL of the gateway's admin listener: `/readyz`, `/metrics` (`E2E_GATEWAY_ADMIN_URL`).
+    pub gateway_admin: String,
     /// Base URL of the converter's health endpoints (`E2E_CONVERTER_URL`).
     pub converter: String,
     /// The Mongo stand-in the services use (`E2E_MONGODB_URI`).
@@ -50,6 +52,9 @@ impl Stack {
     pub fn from_env() -> Stack {
         Stack {
             gateway: required_env("E2E_GATEWAY_URL")
+                .trim_end_matches('/')
+                .to_owned(),
+            gateway_admin: required_env("E2E_GATEWAY_ADMIN_URL")
                 .trim_end_matches('/')
                 .to_owned(),
             converter: required_env("E2E_CONVERTER_URL")
@@ -307,7 +312,7 @@ impl Stack {
         Ok(events)
     }
 
-    /// Waits for a component's `/readyz` (`gateway` or `converter`) to answer 200.
+    /// Waits for a component's `/readyz` (`gateway_admin` or `converter`) to answer 200.
     pub async fn wait_ready(&self, base: &str, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         loop {

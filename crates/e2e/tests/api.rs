@@ -174,3 +174,33 @@ async fn server_sent_events_follow_a_job_until_it_completes() -> Result<()> {
     assert_eq!(last["mp3_fid"], status["mp3_fid"], "{events:?} vs {status}");
     Ok(())
 }
+
+#[tokio::test]
+async fn metrics_and_readiness_answer_on_the_admin_port_only() -> Result<()> {
+    let stack = Stack::from_env();
+    for path in ["/metrics", "/readyz"] {
+        let res = stack
+            .http()
+            .get(format!("{}{path}", stack.gateway))
+            .send()
+            .await?;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "public {path}");
+        let body: serde_json::Value = res.json().await?;
+        assert_eq!(body["error"], format!("no such endpoint: {path}").as_str());
+    }
+    let res = stack
+        .http()
+        .get(format!("{}/readyz", stack.gateway_admin))
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let metrics = stack
+        .http()
+        .get(format!("{}/metrics", stack.gateway_admin))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    Ok(())
+}

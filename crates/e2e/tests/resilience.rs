@@ -94,7 +94,7 @@ async fn rabbitmq_restarted_while_idle_the_next_upload_still_converts() -> Resul
     stack.stack_command(&["restart", "rabbitmq"])?;
     // The services reconnect by themselves; their readiness says when.
     let reconnect = Duration::from_secs(90);
-    stack.wait_ready(&stack.gateway, reconnect).await?;
+    stack.wait_ready(&stack.gateway_admin, reconnect).await?;
     stack.wait_ready(&stack.converter, reconnect).await?;
 
     let video_fid = stack.upload(&user.token, &video).await?;
