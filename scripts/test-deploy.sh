@@ -23,7 +23,7 @@
 #      machine's PostgreSQL (and the takeover's \copy of the original's rows), and a throwaway
 #      RabbitMQ node booted with the chart's config and definitions.json (the queues, the users
 #      and their permissions, consumer_timeout)
-#  10. scripts/deploy-checks/selftest.py: injects 62 faults, one at a time, into a copy of the
+#  10. scripts/deploy-checks/selftest.py: injects 67 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail

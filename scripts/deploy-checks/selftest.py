@@ -86,6 +86,17 @@ CASES = [
      "  ingress:\n    - ports:\n        - protocol: TCP\n          port: 5000"),
     ("network", "k8s/network/networkpolicies.yaml", "              k8s-app: kube-dns", "              k8s-app: coredns"),
     ("network", "k8s/network/networkpolicies.yaml", "                values: [gateway, converter]\n", "                values: [gateway]\n"),
+    # The gateway's admin port (9102): from anywhere, from another namespace, or not even Prometheus.
+    ("network", "k8s/network/networkpolicies.yaml",
+     "    - ports:\n        - protocol: TCP\n          port: 8080\n    - from:",
+     "    - ports:\n        - protocol: TCP\n          port: 8080\n        - protocol: TCP\n          port: 9102\n    - from:"),
+    ("network", "k8s/network/networkpolicies.yaml",
+     "              kubernetes.io/metadata.name: monitoring\n      ports:\n        - protocol: TCP\n          port: 9102",
+     "              kubernetes.io/metadata.name: observability\n      ports:\n        - protocol: TCP\n          port: 9102"),
+    ("k8s", "k8s/gateway/deployment.yaml", "              path: /readyz\n              port: admin", "              path: /readyz\n              port: http"),
+    ("k8s", "k8s/gateway/service.yaml", "      nodePort: 30002\n      protocol: TCP\n",
+     "      nodePort: 30002\n      protocol: TCP\n    - name: admin\n      port: 9102\n      targetPort: admin\n      nodePort: 30102\n"),
+    ("env", "k8s/gateway/configmap.yaml", '  GATEWAY_ADMIN_ADDR: "0.0.0.0:9102"\n', '  GATEWAY_ADMIN_PORT: "9102"\n'),
     # The migration Job.
     ("migration", "k8s/migration/mongodb-migrate-job.yaml",
      "      paste -d '|' /work/source-counts.txt /work/target-counts.txt >&2 || true\n      exit 1\n",
