@@ -105,7 +105,7 @@ step() {
 
 helm_lint() {
   local chart
-  for chart in MongoDB Postgres RabbitMQ; do
+  for chart in MongoDB Postgres RabbitMQ Redis; do
     "$TOOLS/bin/helm" lint --strict "Helm_charts/$chart" || return 1
   done
 }
@@ -118,9 +118,11 @@ helm_render() {
   "$helm" template mongodb Helm_charts/MongoDB > "$OUT/render/mongodb.yaml" &&
   "$helm" template postgres Helm_charts/Postgres > "$OUT/render/postgres.yaml" &&
   "$helm" template rabbitmq Helm_charts/RabbitMQ > "$OUT/render/rabbitmq.yaml" &&
+  "$helm" template redis Helm_charts/Redis > "$OUT/render/redis.yaml" &&
   "$helm" template mongodb Helm_charts/MongoDB --set service.nodePort.enabled=true > "$OUT/render/mongodb-nodeport.yaml" &&
   "$helm" template postgres Helm_charts/Postgres --set service.nodePort.enabled=true > "$OUT/render/postgres-nodeport.yaml" &&
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set service.nodePort.enabled=true > "$OUT/render/rabbitmq-nodeport.yaml" &&
+  "$helm" template redis Helm_charts/Redis --set service.nodePort.enabled=true > "$OUT/render/redis-nodeport.yaml" &&
   "$helm" template postgres Helm_charts/Postgres --set-string "initdb.seedUser.email=o'brien@example.com" \
       --set-string initdb.seedUser.password=change-me > "$OUT/render/postgres-seed.yaml" &&
   # An existing claim (the original deployment's volume) instead of a volumeClaimTemplate.
@@ -133,6 +135,7 @@ helm_render() {
   "$helm" template mongodb Helm_charts/MongoDB -f Helm_charts/MongoDB/values-original.yaml > "$OUT/render/mongodb-original.yaml" &&
   "$helm" template postgres Helm_charts/Postgres -f Helm_charts/Postgres/values-original.yaml > "$OUT/render/postgres-original.yaml" &&
   "$helm" template rabbitmq Helm_charts/RabbitMQ -f Helm_charts/RabbitMQ/values-original.yaml > "$OUT/render/rabbitmq-original.yaml" &&
+  "$helm" template redis Helm_charts/Redis --set persistence.existingClaim=old-redis-data > "$OUT/render/redis-existing.yaml" &&
   # Values a deployment passes (Jenkins): they must render too.
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&
@@ -147,7 +150,8 @@ helm_rejects() {
              "Postgres --set-string auth.password=" "Postgres --set service.nodePort.port=5432" \
              "RabbitMQ --set consumerTimeoutMs=1000" "RabbitMQ --set-string serviceUsers.gateway.password=a@b" \
              "MongoDB --set-string serviceUsers.converter.password=a:b" "MongoDB --set selectorLabels.app=1" \
-             "Postgres --set-string service.name=Not_A_Name"; do
+             "Postgres --set-string service.name=Not_A_Name" "Redis --set-string auth.password=p@ss:word" \
+             "Redis --set-string maxmemory=lots" "Redis --set maxmemoryPolicy=lru"; do
     # shellcheck disable=SC2086 # the chart and its flags, split on purpose
     if "$helm" template check Helm_charts/$bad >/dev/null 2>&1; then
       echo "helm accepted bad values: Helm_charts/$bad"

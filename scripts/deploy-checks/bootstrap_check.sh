@@ -8,6 +8,9 @@
 #     snippet and definitions.json (management plugin on), on free ports; the user logs in, the
 #     queues video and video.dlq are durable with no arguments, consumer_timeout is applied, and
 #     no default guest user was made.
+#   Redis: a throwaway redis-server (Debian's) boots with the chart's rendered redis.conf and the
+#     Secret's auth.conf on a free port; it refuses commands without the password, answers with
+#     it, has the append-only file and maxmemory of the values, and knows no FLUSHALL.
 # Usage: bootstrap_check.sh HELM; prints what it checked; exit 1 on the first failure.
 set -euo pipefail
 HELM=$1
@@ -22,6 +25,7 @@ PG_URL_BASE=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export PGOPTIONS="--client-min-messages=warning"
 
 cleanup() {
+  if [[ -f $WORK/redis.pid ]]; then kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true; fi
   rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1 || true
   psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
   psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS ${DB}_orig" >/dev/null 2>&1 || true
@@ -190,3 +194,45 @@ timeout=$(rabbitmqctl -q -n "$NODE" eval 'application:get_env(rabbit, consumer_t
 listeners=$(rabbitmq-diagnostics -q -n "$NODE" listeners | grep -cE "port: ($AMQP|$MGMT), protocol: (amqp|http)")
 [[ $listeners == 2 ]] || fail "rabbitmq: AMQP and management listeners not both up"
 echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) permissions ($perms) consumer_timeout $timeout, AMQP and management listening"
+
+# --- Redis --------------------------------------------------------------------------------
+read -r REDIS_PORT < <("$PY" -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+[[ -n $REDIS_PORT ]] || fail "redis: no free port"
+"$HELM" template redis Helm_charts/Redis --set service.port="$REDIS_PORT" > "$WORK/redis.yaml"
+mkdir -p "$WORK/redis-data"
+"$PY" - "$WORK" <<'EOF'
+import sys, yaml
+work = sys.argv[1]
+for doc in yaml.safe_load_all(open(f"{work}/redis.yaml")):
+    if doc and doc["kind"] == "ConfigMap":
+        conf = doc["data"]["redis.conf"]
+        # The StatefulSet's mounts (/data, /etc/redis/secret), moved to this throwaway server's
+        # folder; it listens on loopback only here.
+        assert "dir /data\n" in conf and "include /etc/redis/secret/auth.conf" in conf
+        conf = conf.replace("dir /data\n", f"dir {work}/redis-data\n").replace("/etc/redis/secret/", f"{work}/")
+        conf = conf.replace("bind * -::*", "bind 127.0.0.1")
+        extra = f"pidfile {work}/redis.pid\ndaemonize yes\nlogfile {work}/redis.log\n"
+        open(f"{work}/redis.conf", "w").write(conf + extra)
+    if doc and doc["kind"] == "Secret":
+        open(f"{work}/auth.conf", "w").write(doc["stringData"]["auth.conf"])
+EOF
+redis-server "$WORK/redis.conf" || fail "redis: a server with the chart's configuration did not start"
+rcli() { redis-cli -p "$REDIS_PORT" "$@" 2>/dev/null; }
+pong=""
+for _ in $(seq 1 20); do
+  pong=$(REDISCLI_AUTH=change-me rcli ping) && [[ $pong == PONG ]] && break
+  sleep 0.25
+done
+[[ $pong == PONG ]] || { tail -5 "$WORK/redis.log" >&2; fail "redis: no PONG with the chart's password"; }
+noauth=$(rcli ping)
+[[ $noauth == NOAUTH* ]] || fail "redis: answered '$noauth' without a password"
+aof=$(REDISCLI_AUTH=change-me rcli config get appendonly | tail -1)
+maxmem=$(REDISCLI_AUTH=change-me rcli config get maxmemory | tail -1)
+policy=$(REDISCLI_AUTH=change-me rcli config get maxmemory-policy | tail -1)
+[[ $aof == yes && $maxmem == $((192 * 1024 * 1024)) && $policy == volatile-lru ]] \
+  || fail "redis: appendonly=$aof maxmemory=$maxmem policy=$policy"
+flush=$(REDISCLI_AUTH=change-me rcli flushall)
+[[ $flush == *"unknown command"* ]] || fail "redis: FLUSHALL answered '$flush'"
+echo "redis: $(redis-server --version | awk '{print $3}') started with the chart's redis.conf and auth.conf: NOAUTH without the password, PONG with it, appendonly=$aof maxmemory=$maxmem $policy, FLUSHALL disabled"

@@ -353,7 +353,7 @@ def rendered(dir_: Path, name: str) -> list[dict]:
 
 def check_charts(rendered_dir: Path) -> Group:
     g = Group("charts")
-    for chart, nodeport in (("postgres", 30003), ("mongodb", 30005), ("rabbitmq", 30004)):
+    for chart, nodeport in (("postgres", 30003), ("mongodb", 30005), ("rabbitmq", 30004), ("redis", 30006)):
         docs = rendered(rendered_dir, chart)
         services = [d for d in docs if d["kind"] == "Service"]
         g.check(bool(services), f"{chart}: no Service rendered")
@@ -437,6 +437,28 @@ def check_charts(rendered_dir: Path) -> Group:
     g.check("management" in image, "rabbitmq: image without the management plugin")
     mounts = {m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
     g.check("/etc/rabbitmq/definitions.json" in mounts, "rabbitmq: definitions.json not mounted")
+    # Redis: password from the Secret (not in the ConfigMap), bounded memory below the limit,
+    # an append-only file on the volume, a probe that needs the password.
+    docs = rendered(rendered_dir, "redis")
+    conf = "".join(v for d in docs if d["kind"] == "ConfigMap" for v in (d.get("data") or {}).values())
+    g.check("requirepass" not in conf and "include /etc/redis/secret/auth.conf" in conf,
+            "redis: the password must come from the Secret's auth.conf, included by redis.conf")
+    g.check(re.search(r"^appendonly yes$", conf, re.M) is not None and re.search(r"^dir /data$", conf, re.M) is not None,
+            "redis: appendonly yes with dir /data (the volume), so login limits survive a restart")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    maxmem = re.search(r"^maxmemory (\d+)(kb|mb|gb)$", conf, re.M)
+    limit = str(c.get("resources", {}).get("limits", {}).get("memory", ""))
+    units = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    lim = re.match(r"^(\d+)(Ki|Mi|Gi)$", limit)
+    g.check(bool(maxmem and lim) and int(maxmem.group(1)) * units[maxmem.group(2)] * 3 // 2
+            <= int(lim.group(1)) * units[lim.group(2)],
+            f"redis: maxmemory must leave a third of the memory limit ({limit}) free for AOF rewrites")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    g.check(mounts.get("/data") == "data" and "/etc/redis/secret" in mounts, "redis: /data volume or secret mount missing")
+    probe = " ".join(c.get("readinessProbe", {}).get("exec", {}).get("command", []))
+    env = {e["name"] for e in c.get("env", [])}
+    g.check("PONG" in probe and "REDISCLI_AUTH" in env, "redis: readiness must see PONG with the password (REDISCLI_AUTH)")
     # MongoDB: a supported release line.
     docs = rendered(rendered_dir, "mongodb")
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
@@ -553,13 +575,16 @@ def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                 if key == "JWT_SECRET":
                     g.check(value == JWT_PLACEHOLDER,
                             f"{path.relative_to(repo)}: JWT_SECRET must be {JWT_PLACEHOLDER} (the services refuse it)")
-    for chart in ("postgres", "mongodb", "rabbitmq"):
+    for chart in ("postgres", "mongodb", "rabbitmq", "redis"):
         for doc in rendered(rendered_dir, chart):
             if doc["kind"] != "Secret":
                 continue
             for key, value in secret_values(doc).items():
                 if "PASSWORD" in key:
                     g.check(value == PLACEHOLDER, f"{chart} chart: default {key} must be the {PLACEHOLDER} placeholder")
+                if key == "auth.conf":
+                    g.check(value.split() == ["requirepass", PLACEHOLDER],
+                            f"{chart} chart: default requirepass must be the {PLACEHOLDER} placeholder")
                 if key == "definitions.json":
                     users = json.loads(value)["users"]
                     g.check(not any(u["name"] == "guest" for u in users), f"{chart} chart: guest must be off by default")
