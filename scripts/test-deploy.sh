@@ -8,7 +8,9 @@
 #      Debian: docker-compose 1.29 (`docker-compose config`; the docker CLI here has no compose plugin).
 #   2. helm lint --strict and helm template of each chart (defaults, NodePorts on, a seed user,
 #      values-original.yaml); values.schema.json refuses bad values
-#   3. Kubernetes schema validation (strict) of every rendered object and every k8s/ file
+#   3. Kubernetes schema validation (strict) of every rendered object and every k8s/ file, and of
+#      the custom resources (KEDA ScaledObject, ServiceMonitor, PrometheusRule) against the CRD
+#      schemas in scripts/deploy-checks/crd-schemas/ (validate_crds.py)
 #   4. yamllint of k8s/, chart values and Chart.yaml, the renders and docker-compose.yml
 #   5. hadolint of Dockerfiles/*.Dockerfile
 #   6. npm-groovy-lint of the Jenkinsfile
@@ -22,7 +24,8 @@
 #   9. scripts/deploy-checks/bootstrap_check.sh: the Postgres chart's init scripts on this
 #      machine's PostgreSQL (and the takeover's \copy of the original's rows), and a throwaway
 #      RabbitMQ node booted with the chart's config and definitions.json (the queues, the users
-#      and their permissions, consumer_timeout)
+#      and their permissions, consumer_timeout), and a throwaway
+#      redis-server with the Redis chart's configuration
 #  10. scripts/deploy-checks/selftest.py: injects 67 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
@@ -105,7 +108,7 @@ step() {
 
 helm_lint() {
   local chart
-  for chart in MongoDB Postgres RabbitMQ Redis; do
+  for chart in MongoDB Postgres RabbitMQ Redis Autoscaling; do
     "$TOOLS/bin/helm" lint --strict "Helm_charts/$chart" || return 1
   done
 }
@@ -136,6 +139,12 @@ helm_render() {
   "$helm" template postgres Helm_charts/Postgres -f Helm_charts/Postgres/values-original.yaml > "$OUT/render/postgres-original.yaml" &&
   "$helm" template rabbitmq Helm_charts/RabbitMQ -f Helm_charts/RabbitMQ/values-original.yaml > "$OUT/render/rabbitmq-original.yaml" &&
   "$helm" template redis Helm_charts/Redis --set persistence.existingClaim=old-redis-data > "$OUT/render/redis-existing.yaml" &&
+  # Autoscaling: without KEDA (CPU HPAs), on a cluster serving KEDA's API (a ScaledObject for the
+  # converter instead of its HPA), and with the converter left alone.
+  "$helm" template autoscaling Helm_charts/Autoscaling > "$OUT/render/autoscaling.yaml" &&
+  "$helm" template autoscaling Helm_charts/Autoscaling --api-versions keda.sh/v1alpha1/ScaledObject \
+      > "$OUT/render/autoscaling-keda.yaml" &&
+  "$helm" template autoscaling Helm_charts/Autoscaling --set converter.autoscaler=none > "$OUT/render/autoscaling-none.yaml" &&
   # Values a deployment passes (Jenkins): they must render too.
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&
@@ -151,7 +160,9 @@ helm_rejects() {
              "RabbitMQ --set consumerTimeoutMs=1000" "RabbitMQ --set-string serviceUsers.gateway.password=a@b" \
              "MongoDB --set-string serviceUsers.converter.password=a:b" "MongoDB --set selectorLabels.app=1" \
              "Postgres --set-string service.name=Not_A_Name" "Redis --set-string auth.password=p@ss:word" \
-             "Redis --set-string maxmemory=lots" "Redis --set maxmemoryPolicy=lru"; do
+             "Redis --set-string maxmemory=lots" "Redis --set maxmemoryPolicy=lru" \
+             "Autoscaling --set converter.minReplicas=5 --set converter.maxReplicas=2" \
+             "Autoscaling --set gateway.minReplicas=1" "Autoscaling --set converter.autoscaler=always"; do
     # shellcheck disable=SC2086 # the chart and its flags, split on purpose
     if "$helm" template check Helm_charts/$bad >/dev/null 2>&1; then
       echo "helm accepted bad values: Helm_charts/$bad"
@@ -163,6 +174,11 @@ helm_rejects() {
 
 kube_validate() {
   "$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$OUT"/render/*.yaml k8s/*/*.yaml
+}
+
+crd_validate() {
+  # KEDA's and the Prometheus operator's kinds, against the CRD schemas stored in the repository.
+  "$VENV/bin/python" scripts/deploy-checks/validate_crds.py -k "$K8S_VERSION" "$OUT"/render/*.yaml k8s/*/*.yaml
 }
 
 yaml_lint() {
@@ -226,6 +242,8 @@ main() {
   step "helm template" helm_render
   step "helm values schema" helm_rejects
   step "kubernetes schemas" kube_validate
+  step "custom resource schemas" crd_validate
+  [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/custom_resource_schemas.log"
   step "yamllint" yaml_lint
   step "hadolint" hadolint_all
   step "groovy lint (Jenkinsfile)" groovy_lint

@@ -27,6 +27,10 @@ groups (0 when everything holds). Groups:
               system needs (EXPECTED_FLOWS) and DNS
   migration   the MongoDB 4.0 -> chart copy Job: images, scripts that parse, both databases, the
               comparison that fails it
+  autoscaling Helm_charts/Autoscaling: one autoscaler per Deployment (KEDA or HPA for the
+              converter, HPAs for gateway and auth), targets that exist without spec.replicas,
+              CPU requests for CPU targets, the watched queue and AMQP variable exist, minimums
+              above the PodDisruptionBudgets; the converter's CPU limit from the downward API
 """
 
 from __future__ import annotations
@@ -321,8 +325,10 @@ def check_k8s(repo: Path, k8s: dict) -> Group:
         if pdb is not None:
             g.check(all(labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items()),
                     f"{where}: PodDisruptionBudget selects no pod of {service}")
-            g.check(pdb["spec"].get("minAvailable", 0) < spec.get("replicas", 1),
-                    f"{where}: PodDisruptionBudget minAvailable must stay below replicas, or no drain can evict")
+            # Without spec.replicas the autoscaler's minimum counts (the autoscaling group).
+            if "replicas" in spec:
+                g.check(pdb["spec"].get("minAvailable", 0) < spec["replicas"],
+                        f"{where}: PodDisruptionBudget minAvailable must stay below replicas, or no drain can evict")
         # The Service.
         svc = find(objs, "Service", service)
         if not g.check(svc is not None, f"{where}: no Service named {service}"):
@@ -481,6 +487,85 @@ def check_charts(rendered_dir: Path) -> Group:
     tag = sts["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[-1]
     major = int(re.match(r"(\d+)", tag).group(1)) if re.match(r"\d+", tag) else 0
     g.check(major >= 7, f"mongodb: image tag {tag} is not a supported release (7.0 or later)")
+    return g
+
+
+def autoscalers(docs: list[dict]) -> dict[str, list[dict]]:
+    """HorizontalPodAutoscalers and ScaledObjects by the Deployment they scale."""
+    out: dict[str, list[dict]] = {}
+    for d in docs:
+        if d["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
+            ref = d["spec"]["scaleTargetRef"]
+            g_kind = ref.get("kind", "Deployment")
+            out.setdefault(ref["name"] if g_kind == "Deployment" else f"{g_kind}/{ref['name']}", []).append(d)
+    return out
+
+
+def check_autoscaling(k8s: dict, rendered_dir: Path) -> Group:
+    """Helm_charts/Autoscaling against the Deployments it scales and the queue it watches."""
+    g = Group("autoscaling")
+    defs = chart_values(rendered_dir)["rabbitmq"][2]
+    queues = {q["name"] for q in defs.get("queues", [])}
+    for render, converter_kind in (("autoscaling", "HorizontalPodAutoscaler"),
+                                   ("autoscaling-keda", "ScaledObject"), ("autoscaling-none", None)):
+        by_target = autoscalers(rendered(rendered_dir, render))
+        for target, objs in by_target.items():
+            # KEDA refuses a ScaledObject whose Deployment has an HPA already; two HPAs fight.
+            g.check(len(objs) == 1, f"{render}: {len(objs)} autoscalers target {target}")
+        got = [o["kind"] for o in by_target.get("converter", [])]
+        g.check(got == ([converter_kind] if converter_kind else []),
+                f"{render}: the converter should get {converter_kind or 'no autoscaler'}, got {got}")
+        for service in ("gateway", "auth"):
+            g.check([o["kind"] for o in by_target.get(service, [])] == ["HorizontalPodAutoscaler"],
+                    f"{render}: {service} needs one HorizontalPodAutoscaler")
+        for target, objs in by_target.items():
+            obj, where = objs[0], f"{render} {objs[0]['kind']} {objs[0]['metadata']['name']}"
+            deployment = find(k8s.get(target, []), "Deployment", target)
+            if not g.check(deployment is not None, f"{where}: targets {target}, which is no Deployment in k8s/"):
+                continue
+            spec = deployment["spec"]
+            g.check("replicas" not in spec,
+                    f"k8s/{target}: spec.replicas must be left to the autoscaler (kubectl apply would reset it)")
+            container = spec["template"]["spec"]["containers"][0]
+            s = obj["spec"]
+            if obj["kind"] == "HorizontalPodAutoscaler":
+                low, high = s.get("minReplicas", 1), s["maxReplicas"]
+                for m in s.get("metrics", []):
+                    if m.get("type") == "Resource":
+                        name = m["resource"]["name"]
+                        g.check(name in container.get("resources", {}).get("requests", {}),
+                                f"{where}: utilisation of {name} needs a {name} request on k8s/{target}")
+            else:
+                low, high = s.get("minReplicaCount", 0), s.get("maxReplicaCount", 100)
+                for trigger in s.get("triggers", []):
+                    meta = trigger.get("metadata", {})
+                    if not g.check(trigger.get("type") == "rabbitmq", f"{where}: trigger {trigger.get('type')} is not rabbitmq"):
+                        continue
+                    g.check(meta.get("queueName") in queues,
+                            f"{where}: queueName {meta.get('queueName')} is no queue of the RabbitMQ chart {sorted(queues)}")
+                    g.check(meta.get("mode") == "QueueLength" and int(meta.get("value", "0")) >= 1,
+                            f"{where}: mode QueueLength with a value of at least 1 message per replica")
+                    env = deployment_env(k8s[target], deployment)
+                    host = meta.get("hostFromEnv")
+                    g.check(host is not None and host in env and env[host].startswith("amqp://"),
+                            f"{where}: hostFromEnv {host} must name the AMQP URL of the converter's container")
+            g.check(0 <= low <= high, f"{where}: replicas {low}..{high}")
+            pdb = find(k8s.get(target, []), "PodDisruptionBudget", target)
+            if pdb is not None:
+                g.check(pdb["spec"].get("minAvailable", 0) < low,
+                        f"{where}: k8s/{target} PodDisruptionBudget minAvailable must stay below minReplicas {low}")
+    # The converter's concurrency follows its CPU limit through the downward API.
+    objs = k8s.get("converter", [])
+    deployment = find(objs, "Deployment", "converter")
+    if g.check(deployment is not None, "k8s/converter: no Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        refs = {e["name"]: e.get("valueFrom", {}).get("resourceFieldRef") for e in container.get("env", [])}
+        ref = refs.get("CONVERTER_CPU_LIMIT") or {}
+        g.check(ref.get("resource") == "limits.cpu" and ref.get("containerName", "converter") == "converter"
+                and str(ref.get("divisor", "1")) == "1",
+                "k8s/converter: CONVERTER_CPU_LIMIT must come from resourceFieldRef limits.cpu (divisor 1)")
+        g.check("CONVERTER_CONCURRENCY" not in deployment_env(objs, deployment) or "CONVERTER_CPU_LIMIT" not in refs,
+                "k8s/converter: CONVERTER_CONCURRENCY overrides the CPU limit; set one of them")
     return g
 
 
@@ -1092,6 +1177,7 @@ def main() -> int:
         ("takeover", lambda: check_takeover(repo, k8s, args.rendered)),
         ("network", lambda: check_network(repo, k8s, args.rendered)),
         ("migration", lambda: check_migration(repo, k8s, args.rendered)),
+        ("autoscaling", lambda: check_autoscaling(k8s, args.rendered)),
     ):
         try:
             groups.append(run())

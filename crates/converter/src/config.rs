@@ -24,7 +24,8 @@ pub struct Config {
     pub queue: String,
     /// Uploads, jobs and MP3s (`MONGODB_VIDEOS_URI`, `MONGODB_MP3S_URI`, `MONGODB_URI`).
     pub mongo: MongoLocations,
-    /// Conversions at once, and the prefetch count (`CONVERTER_CONCURRENCY`, default: CPUs).
+    /// Conversions at once, and the prefetch count (`CONVERTER_CONCURRENCY`; else
+    /// `CONVERTER_CPU_LIMIT`, the pod's CPU limit from the downward API; else the CPUs seen).
     pub concurrency: u16,
     /// Where the spooled input and the MP3 being written live (`CONVERTER_TMP_DIR`).
     pub tmp_dir: PathBuf,
@@ -48,11 +49,7 @@ impl Config {
     /// Reads the configuration; the error names the offending variable.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
         let default_addr = SocketAddr::from(([0, 0, 0, 0], 9090));
-        let concurrency: u16 = positive(
-            env,
-            "CONVERTER_CONCURRENCY",
-            u16::try_from(num_cpus::get().max(1)).unwrap_or(u16::MAX),
-        )?;
+        let concurrency = concurrency(env)?;
         let max_attempts: u32 = positive(env, "CONVERTER_MAX_ATTEMPTS", 5)?;
         let defaults = Limits::default();
         let limits = Limits {
@@ -101,6 +98,19 @@ impl Config {
     pub fn dead_letter_queue(&self) -> String {
         format!("{}{}", self.queue, common::jobs::DEAD_LETTER_QUEUE_SUFFIX)
     }
+}
+
+/// `CONVERTER_CONCURRENCY` when set, else `CONVERTER_CPU_LIMIT` (Kubernetes gives the limit in
+/// whole CPUs, rounded up), else the CPUs this process may use; at least 1 either way.
+fn concurrency(env: &impl Env) -> Result<u16, ConfigError> {
+    if config::optional(env, "CONVERTER_CONCURRENCY").is_some() {
+        return positive(env, "CONVERTER_CONCURRENCY", 1);
+    }
+    positive(
+        env,
+        "CONVERTER_CPU_LIMIT",
+        u16::try_from(num_cpus::get().max(1)).unwrap_or(u16::MAX),
+    )
 }
 
 /// A number that must be at least 1.
@@ -190,5 +200,26 @@ mod tests {
 
         let err = Config::from_env(&[("X", "y")]).unwrap_err().to_string();
         assert!(err.contains("MONGODB_VIDEOS_URI"), "{err}");
+    }
+
+    #[test]
+    fn concurrency_follows_the_cpu_limit_unless_set() {
+        let mongo = ("MONGODB_URI", "mongodb://m:27017/");
+        let limit = [mongo, ("CONVERTER_CPU_LIMIT", "4")];
+        assert_eq!(Config::from_env(&limit).unwrap().concurrency, 4);
+        let both = [
+            mongo,
+            ("CONVERTER_CPU_LIMIT", "4"),
+            ("CONVERTER_CONCURRENCY", "1"),
+        ];
+        assert_eq!(Config::from_env(&both).unwrap().concurrency, 1);
+        let err = Config::from_env(&[mongo, ("CONVERTER_CPU_LIMIT", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CONVERTER_CPU_LIMIT"), "{err}");
+        let err = Config::from_env(&[mongo, ("CONVERTER_CPU_LIMIT", "1500m")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CONVERTER_CPU_LIMIT"), "{err}");
     }
 }
