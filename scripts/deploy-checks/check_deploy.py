@@ -31,6 +31,10 @@ groups (0 when everything holds). Groups:
               converter, HPAs for gateway and auth), targets that exist without spec.replicas,
               CPU requests for CPU targets, the watched queue and AMQP variable exist, minimums
               above the PodDisruptionBudgets; the converter's CPU limit from the downward API
+  monitoring  Helm_charts/Monitoring: the kubernetes-pods scrape job's relabeling, run on each
+              scraped pod, gives job=<app>, a container port and the metrics path; the
+              ServiceMonitors select Services with those ports; the PrometheusRule and the
+              dashboard ConfigMap hold files/rules.yml and files/dashboard.json
 """
 
 from __future__ import annotations
@@ -566,6 +570,85 @@ def check_autoscaling(k8s: dict, rendered_dir: Path) -> Group:
                 "k8s/converter: CONVERTER_CPU_LIMIT must come from resourceFieldRef limits.cpu (divisor 1)")
         g.check("CONVERTER_CONCURRENCY" not in deployment_env(objs, deployment) or "CONVERTER_CPU_LIMIT" not in refs,
                 "k8s/converter: CONVERTER_CONCURRENCY overrides the CPU limit; set one of them")
+    return g
+
+
+def relabel(labels: dict[str, str], configs: list[dict]) -> dict[str, str] | None:
+    """Prometheus' relabeling (replace and keep) of one target; None when it is dropped."""
+    labels = dict(labels)
+    for c in configs:
+        value = c.get("separator", ";").join(labels.get(s, "") for s in c.get("source_labels", []))
+        m = re.fullmatch(str(c.get("regex", "(.*)")), value)
+        action = c.get("action", "replace")
+        if action == "keep":
+            if not m:
+                return None
+        elif action == "replace":
+            if m:
+                replacement = re.sub(r"\$(\d+)", lambda g: m.group(int(g.group(1))) or "", str(c.get("replacement", "$1")))
+                if replacement:
+                    labels[c["target_label"]] = replacement
+                else:
+                    labels.pop(c["target_label"], None)
+        else:
+            raise ValueError(f"relabel action {action} is not simulated here")
+    return labels
+
+
+def check_monitoring(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
+    """Helm_charts/Monitoring against the Services and pods it scrapes and its own files."""
+    g = Group("monitoring")
+    files = repo / "Helm_charts/Monitoring/files"
+    rabbit = rendered(rendered_dir, "rabbitmq")
+    pods = []  # (app, pod template, container) of every scraped workload
+    for service in RUST_SERVICES:
+        d = find(k8s.get(service, []), "Deployment", service)
+        if d is not None:
+            pods.append((service, d["spec"]["template"], d["spec"]["template"]["spec"]["containers"][0]))
+    sts = next(d for d in rabbit if d["kind"] == "StatefulSet")
+    pods.append(("rabbitmq", sts["spec"]["template"], sts["spec"]["template"]["spec"]["containers"][0]))
+    # Without the operator: the kubernetes-pods job of files/scrape-configs.yml, run on each pod.
+    scrape = yaml.safe_load((files / "scrape-configs.yml").read_text())["scrape_configs"][0]
+    for app, template, container in pods:
+        annotations = template["metadata"].get("annotations", {})
+        meta = {"__address__": "10.0.0.7", "__meta_kubernetes_pod_label_app": template["metadata"]["labels"].get("app", ""),
+                "__metrics_path__": "/metrics"}
+        meta.update({"__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): str(v)
+                     for k, v in annotations.items()})
+        target = relabel(meta, scrape.get("relabel_configs", []))
+        ports = {p["containerPort"] for p in container.get("ports", [])}
+        want_path = "/metrics/per-object" if app == "rabbitmq" else "/metrics"
+        if g.check(target is not None, f"{app}: the kubernetes-pods job drops its pods (prometheus.io/scrape?)"):
+            port = int(target["__address__"].rsplit(":", 1)[-1]) if ":" in target["__address__"] else 0
+            g.check(target.get("job") == app and port in ports and target.get("__metrics_path__") == want_path,
+                    f"{app}: the kubernetes-pods job scrapes job={target.get('job')} {target['__address__']}"
+                    f"{target.get('__metrics_path__')}, want job={app}, a container port of {sorted(ports)}, {want_path}")
+    # With the operator: each ServiceMonitor selects a Service with that port name.
+    docs = rendered(rendered_dir, "monitoring-operator")
+    services = [d for objs in k8s.values() for _, d in objs if d.get("kind") == "Service"]
+    services += [d for d in rabbit if d["kind"] == "Service"]
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    g.check({m["spec"]["selector"]["matchLabels"].get("app") for m in monitors} == {a for a, _, _ in pods},
+            f"ServiceMonitors cover {sorted(m['spec']['selector']['matchLabels'].get('app', '') for m in monitors)}, "
+            f"want {sorted(a for a, _, _ in pods)}")
+    for m in monitors:
+        sel = m["spec"]["selector"]["matchLabels"]
+        matched = [s for s in services if all(s["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
+        port_names = {p.get("name") for s in matched for p in s["spec"]["ports"]}
+        for ep in m["spec"]["endpoints"]:
+            g.check(ep.get("port") in port_names,
+                    f"ServiceMonitor {m['metadata']['name']}: no selected Service has a port named {ep.get('port')}")
+        g.check(m["spec"].get("jobLabel") == "app", f"ServiceMonitor {m['metadata']['name']}: jobLabel must be app (rules use job=<app>)")
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if g.check(len(rules) == 1, "monitoring-operator: one PrometheusRule expected"):
+        g.check(rules[0]["spec"] == yaml.safe_load((files / "rules.yml").read_text()),
+                "PrometheusRule: spec differs from files/rules.yml")
+    for render in ("monitoring", "monitoring-operator"):
+        cms = [d for d in rendered(rendered_dir, render) if d["kind"] == "ConfigMap"]
+        g.check(len(cms) == 1 and json.loads(cms[0]["data"]["vidconv.json"]) == json.loads((files / "dashboard.json").read_text()),
+                f"{render}: the dashboard ConfigMap must hold files/dashboard.json")
+    g.check(not [d for d in rendered(rendered_dir, "monitoring") if d["kind"] in ("ServiceMonitor", "PrometheusRule")],
+            "monitoring: without the operator's API no ServiceMonitor or PrometheusRule may be rendered")
     return g
 
 
@@ -1178,6 +1261,7 @@ def main() -> int:
         ("network", lambda: check_network(repo, k8s, args.rendered)),
         ("migration", lambda: check_migration(repo, k8s, args.rendered)),
         ("autoscaling", lambda: check_autoscaling(k8s, args.rendered)),
+        ("monitoring", lambda: check_monitoring(repo, k8s, args.rendered)),
     ):
         try:
             groups.append(run())

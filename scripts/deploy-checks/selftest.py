@@ -78,6 +78,14 @@ CASES = [
      '{{- end }}\n{{- if ne $mode "none" }}\n---'),
     ("autoscaling", "k8s/converter/deployment.yaml", "resource: limits.cpu", "resource: requests.cpu"),
     ("autoscaling", "k8s/converter/configmap.yaml", "  VIDEO_QUEUE: video\n", "  VIDEO_QUEUE: video\n  CONVERTER_CONCURRENCY: \"2\"\n"),
+    ("monitoring", "k8s/auth/deployment.yaml", 'prometheus.io/port: "5000"', 'prometheus.io/port: "5001"'),
+    ("monitoring", "k8s/converter/deployment.yaml", 'prometheus.io/scrape: "true"', 'prometheus.io/scrape: "false"'),
+    ("monitoring", "Helm_charts/RabbitMQ/templates/statefulset.yaml", "prometheus.io/path: /metrics/per-object",
+     "prometheus.io/path: /metrics"),
+    ("monitoring", "Helm_charts/Monitoring/files/scrape-configs.yml", "target_label: job", "target_label: app"),
+    ("monitoring", "Helm_charts/Monitoring/values.yaml", "    port: metrics\n", "    port: http\n"),
+    ("monitoring", "Helm_charts/Monitoring/templates/prometheusrule.yaml", '.Files.Get "files/rules.yml" | fromYaml | toYaml',
+     '.Files.Get "files/rules.yml" | fromYaml | toYaml | replace "600" "6000"'),
     ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
     ("jenkins", "Jenkinsfile", "! -name 'secret.yaml' ! -name 'deployment.yaml' | sort\n                      find k8s -name 'deployment.yaml' | sort;",
      "! -name 'secret.yaml' | sort;"),
@@ -148,6 +156,8 @@ CHART_RENDERS = [
     ("autoscaling", "autoscaling", "Autoscaling", []),
     ("autoscaling-keda", "autoscaling", "Autoscaling", ["--api-versions", "keda.sh/v1alpha1/ScaledObject"]),
     ("autoscaling-none", "autoscaling", "Autoscaling", ["--set", "converter.autoscaler=none"]),
+    ("monitoring", "monitoring", "Monitoring", []),
+    ("monitoring-operator", "monitoring", "Monitoring", ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]),
     ("redis", "redis", "Redis", []),
     ("redis-nodeport", "redis", "Redis", ["--set", "service.nodePort.enabled=true"]),
     ("redis-existing", "redis", "Redis", ["--set", "persistence.existingClaim=old-redis-data"]),
@@ -186,6 +196,7 @@ def failing_groups(root: Path, rendered: Path, compose: dict, only: str | None =
         "network": lambda: cd.check_network(root, k8s, rendered),
         "migration": lambda: cd.check_migration(root, k8s, rendered),
         "autoscaling": lambda: cd.check_autoscaling(k8s, rendered),
+        "monitoring": lambda: cd.check_monitoring(root, k8s, rendered),
     }
     failed = set()
     for name, run in groups.items():

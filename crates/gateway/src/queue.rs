@@ -80,9 +80,15 @@ impl VideoQueue {
 
     async fn publish_once(&self, payload: &[u8]) -> Result<(), QueueError> {
         let channel = self.channel().await?;
+        // The publish time (AMQP timestamp, seconds): RabbitMQ exports the queue head's as
+        // rabbitmq_queue_head_message_timestamp, the age of the oldest waiting job.
+        let published = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
-            .with_content_type("application/json".into());
+            .with_content_type("application/json".into())
+            .with_timestamp(published);
         let confirm = channel
             .basic_publish(
                 "",

@@ -14,12 +14,14 @@ async fn upload_stores_the_bytes_creates_a_job_and_queues_the_exact_message() {
     // Not a multiple of the 255 KiB chunk size, so the last chunk is partial.
     let data = test_bytes(700_001, 1);
 
+    let before = unix_secs();
     let res = app
         .upload_as(
             USER,
             Form::new().file("file", "My clip.mp4", "video/mp4", &data),
         )
         .await;
+    let after = unix_secs();
 
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
@@ -56,7 +58,17 @@ async fn upload_stores_the_bytes_creates_a_job_and_queues_the_exact_message() {
         properties.content_type().as_ref().map(|c| c.as_str()),
         Some("application/json")
     );
+    // The publish time, which RabbitMQ exports as the queue head's age for the alerting rules.
+    let stamp = properties.timestamp().expect("an AMQP timestamp");
+    assert!((before..=after).contains(&stamp), "{before} <= {stamp} <= {after}");
     assert_eq!(app.queued_messages().await, 0, "exactly one message");
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
