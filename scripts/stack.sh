@@ -10,7 +10,7 @@
 #   scripts/stack.sh logs [component]   follow the logs
 #   scripts/stack.sh clean              stop, then wipe the stack directory
 #   scripts/stack.sh start|stop|restart COMPONENT
-#                                        one of: postgres rabbitmq mongo auth gateway converter nginx
+#                                        one of: postgres rabbitmq mongo auth gateway converter nginx prometheus
 #
 # Settings (environment; see docs/local-stack.md): STACK_DIR, STACK_PROFILE (release|debug),
 # STACK_BIND, STACK_*_PORT, JWT_SECRET, DATABASE_PASSWORD, RABBITMQ_PASSWORD, DEMO_PASSWORD, ...

@@ -2,7 +2,7 @@
 # The local stack's machinery, sourced by scripts/stack.sh (which sets ROOT and cds there).
 # One section per component: start_X / stop_X / pid_X / health_X, then the commands.
 
-COMPONENTS=(postgres rabbitmq mongo auth gateway converter nginx)
+COMPONENTS=(postgres rabbitmq mongo auth gateway converter nginx prometheus)
 
 log() { echo "stack: $*" >&2; }
 die() {
@@ -35,6 +35,9 @@ SETTING_DEFAULTS=(
   STACK_RABBITMQ_MANAGEMENT=1
   STACK_EPMD_PORT=30369
   STACK_MONGO_PORT=30017
+  STACK_PROMETHEUS=0
+  STACK_PROMETHEUS_PORT=30909
+  STACK_RABBITMQ_PROMETHEUS_PORT=30692
   STACK_MONGO_CACHE_SIZE=256M
   STACK_MONGO_OPLOG_SECONDS=600
   STACK_MONGO_OPLOG_ENTRIES=2000
@@ -350,13 +353,18 @@ write_rabbit_config() {
         echo "management.tcp.ip = 127.0.0.1"
         echo "management.tcp.port = $STACK_RABBITMQ_MGMT_PORT"
       fi
+      if [ "$STACK_PROMETHEUS" = 1 ]; then
+        echo "prometheus.tcp.ip = 127.0.0.1"
+        echo "prometheus.tcp.port = $STACK_RABBITMQ_PROMETHEUS_PORT"
+      fi
     } >"$RMQ/rabbitmq.conf"
   )
-  if [ "$STACK_RABBITMQ_MANAGEMENT" = 1 ]; then
-    echo "[rabbitmq_management]." >"$RMQ/enabled_plugins"
-  else
-    echo "[]." >"$RMQ/enabled_plugins"
-  fi
+  local plugins=()
+  [ "$STACK_RABBITMQ_MANAGEMENT" = 1 ] && plugins+=(rabbitmq_management)
+  # Per-queue metrics (/metrics/per-object) for the alerting rules, as the chart enables them.
+  [ "$STACK_PROMETHEUS" = 1 ] && plugins+=(rabbitmq_prometheus)
+  local IFS=,
+  echo "[${plugins[*]}]." >"$RMQ/enabled_plugins"
 }
 
 start_rabbitmq() {
@@ -623,6 +631,65 @@ stop_nginx() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Prometheus (Debian's package), with STACK_PROMETHEUS=1: scrapes the services and RabbitMQ's
+# per-queue metrics and evaluates Helm_charts/Monitoring/files/rules.yml, as in the cluster.
+
+pid_prometheus() { pid_from_file "$RUN/prometheus.pid" prometheus; }
+health_prometheus() { http_ok "http://127.0.0.1:$STACK_PROMETHEUS_PORT/-/ready"; }
+
+write_prometheus_config() {
+  local dir=$STACK_DIR/prometheus
+  mkdir -p "$dir/data"
+  cp "$ROOT/Helm_charts/Monitoring/files/rules.yml" "$dir/rules.yml"
+  # job = the service's name, as the ServiceMonitors and the kubernetes-pods job give it.
+  cat >"$dir/prometheus.yml" <<EOF
+# Written by scripts/stack.sh (STACK_PROMETHEUS=1) on every start.
+global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+rule_files:
+  - $dir/rules.yml
+scrape_configs:
+  - job_name: gateway
+    static_configs: [{targets: ["127.0.0.1:$STACK_GATEWAY_PORT"]}]
+  - job_name: auth
+    static_configs: [{targets: ["127.0.0.1:$STACK_AUTH_PORT"]}]
+  - job_name: converter
+    static_configs: [{targets: ["127.0.0.1:$STACK_CONVERTER_PORT"]}]
+  - job_name: rabbitmq
+    metrics_path: /metrics/per-object
+    static_configs: [{targets: ["127.0.0.1:$STACK_RABBITMQ_PROMETHEUS_PORT"]}]
+EOF
+}
+
+start_prometheus() {
+  [ "$STACK_PROMETHEUS" = 1 ] || return 0
+  if [ -n "$(pid_prometheus)" ]; then
+    log "prometheus already running on 127.0.0.1:$STACK_PROMETHEUS_PORT"
+    return 0
+  fi
+  command -v prometheus >/dev/null || need_pkgs prometheus
+  port_open "$STACK_PROMETHEUS_PORT" && die "port $STACK_PROMETHEUS_PORT is taken by something else: set STACK_PROMETHEUS_PORT"
+  write_prometheus_config
+  local dir=$STACK_DIR/prometheus
+  promtool check config "$dir/prometheus.yml" >>"$LOGS/prometheus.log" 2>&1 \
+    || die "promtool rejects $dir/prometheus.yml; see $LOGS/prometheus.log"
+  log "starting prometheus on 127.0.0.1:$STACK_PROMETHEUS_PORT"
+  spawn "$LOGS/prometheus.log" "$RUN/prometheus.pid" prometheus --config.file="$dir/prometheus.yml" \
+    --storage.tsdb.path="$dir/data" --storage.tsdb.retention.time=7d \
+    --web.listen-address="127.0.0.1:$STACK_PROMETHEUS_PORT"
+  wait_for 30 health_prometheus || die "prometheus does not answer on $STACK_PROMETHEUS_PORT; see $LOGS/prometheus.log"
+}
+
+stop_prometheus() {
+  local pid
+  pid=$(pid_prometheus)
+  [ -n "$pid" ] || return 0
+  log "stopping prometheus"
+  stop_pid "$pid" prometheus 20
+}
+
+# ---------------------------------------------------------------------------------------------
 # Dispatch by component
 
 start_component() {
@@ -657,6 +724,7 @@ component_address() {
     rabbitmq) echo "127.0.0.1:$STACK_RABBITMQ_PORT" ;;
     mongo) echo "127.0.0.1:$STACK_MONGO_PORT" ;;
     nginx) echo "$STACK_BIND:$STACK_FRONTEND_PORT" ;;
+    prometheus) echo "127.0.0.1:$STACK_PROMETHEUS_PORT" ;;
     *) echo "$(service_bind "$1"):$(service_port "$1")" ;;
   esac
 }
@@ -686,7 +754,7 @@ stack_up() {
   build_services
   build_frontend
   local c
-  for c in postgres rabbitmq mongo auth gateway converter nginx; do
+  for c in postgres rabbitmq mongo auth gateway converter nginx prometheus; do
     start_component "$c" || die "$c failed to start (scripts/stack.sh logs $c)"
   done
   seed_demo_user || true
@@ -708,6 +776,9 @@ stack_up() {
       echo "  rabbitmq UI  http://127.0.0.1:$STACK_RABBITMQ_MGMT_PORT  (user $STACK_RABBITMQ_USER, password in secrets.env)"
     fi
     echo "  mongo        $(mongodb_uri)"
+    if [ "$STACK_PROMETHEUS" = 1 ]; then
+      echo "  prometheus   http://127.0.0.1:$STACK_PROMETHEUS_PORT  (alerts: /alerts; rules of Helm_charts/Monitoring)"
+    fi
     echo "Demo account:  $STACK_DEMO_EMAIL / $DEMO_PASSWORD"
     echo "  TOKEN=\$(curl -s -X POST -u '$STACK_DEMO_EMAIL:$DEMO_PASSWORD' http://$host:$STACK_GATEWAY_PORT/login)"
     if [ "$STACK_DIR" = "$ROOT/.stack" ]; then
@@ -723,7 +794,7 @@ stack_up() {
 stack_down() {
   load_settings
   local c
-  for c in nginx gateway converter auth mongo rabbitmq postgres; do stop_component "$c"; done
+  for c in prometheus nginx gateway converter auth mongo rabbitmq postgres; do stop_component "$c"; done
   log "stopped"
 }
 
@@ -735,7 +806,13 @@ stack_status() {
     pid=$(component_pid "$c")
     if [ -z "$pid" ]; then
       health=stopped
-      if [ "$c" = nginx ] && [ ! -f "$FRONTEND/nginx.conf" ]; then health="(no frontend yet)"; else bad=1; fi
+      if [ "$c" = nginx ] && [ ! -f "$FRONTEND/nginx.conf" ]; then
+        health="(no frontend yet)"
+      elif [ "$c" = prometheus ] && [ "$STACK_PROMETHEUS" != 1 ]; then
+        health="(off; STACK_PROMETHEUS=1 make up)"
+      else
+        bad=1
+      fi
     elif component_health "$c"; then
       health=ok
     else
@@ -757,6 +834,7 @@ stack_logs() {
     case "$c" in
       rabbitmq) files+=("$LOGS/rabbitmq/$RABBIT_NODE.log") ;;
       nginx) files+=("$LOGS/nginx-error.log" "$LOGS/nginx-access.log") ;;
+      prometheus) files+=("$LOGS/prometheus.log") ;;
       *) component_known "$c" || die "unknown component '$c'" && files+=("$LOGS/$c.log") ;;
     esac
   done
@@ -778,7 +856,7 @@ stack_clean() {
   if [ -d "$STACK_DIR" ]; then
     log "wiping the stack's data, logs and secrets in $STACK_DIR"
     local entry
-    for entry in postgres rabbitmq mongo nginx logs run converter-tmp stack.env secrets.env; do
+    for entry in postgres rabbitmq mongo nginx prometheus logs run converter-tmp stack.env secrets.env; do
       rm -rf "${STACK_DIR:?}/$entry"
     done
   fi
