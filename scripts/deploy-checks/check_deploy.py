@@ -558,6 +558,19 @@ def check_autoscaling(k8s: dict, rendered_dir: Path) -> Group:
             if pdb is not None:
                 g.check(pdb["spec"].get("minAvailable", 0) < low,
                         f"{where}: k8s/{target} PodDisruptionBudget minAvailable must stay below minReplicas {low}")
+    # KEDA's operator reads the queue from its namespace: k8s/network's default deny must let it
+    # reach RabbitMQ's AMQP port, and only that.
+    rabbit = next(d for d in rendered(rendered_dir, "rabbitmq") if d["kind"] == "StatefulSet")
+    rabbit_labels = rabbit["spec"]["template"]["metadata"]["labels"]
+    policies = [d for d in rendered(rendered_dir, "autoscaling-keda") if d["kind"] == "NetworkPolicy"]
+    amqp = [p for p in policies if selector_matches(p["spec"].get("podSelector"), rabbit_labels)
+            and any(any("namespaceSelector" in peer for peer in rule.get("from", [])) and port_matches(rule.get("ports"), 5672)
+                    for rule in p["spec"].get("ingress", []))]
+    g.check(len(amqp) == 1 and all(port_matches(r.get("ports"), 5672) and not port_matches(r.get("ports"), 15672)
+                                   for p in policies for r in p["spec"].get("ingress", [])),
+            "autoscaling-keda: one NetworkPolicy must let KEDA's namespace reach RabbitMQ's pods on 5672, nothing more")
+    g.check(not [d for d in rendered(rendered_dir, "autoscaling") if d["kind"] == "NetworkPolicy"],
+            "autoscaling: without KEDA no NetworkPolicy for it")
     # The converter's concurrency follows its CPU limit through the downward API.
     objs = k8s.get("converter", [])
     deployment = find(objs, "Deployment", "converter")
@@ -639,6 +652,16 @@ def check_monitoring(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
             g.check(ep.get("port") in port_names,
                     f"ServiceMonitor {m['metadata']['name']}: no selected Service has a port named {ep.get('port')}")
         g.check(m["spec"].get("jobLabel") == "app", f"ServiceMonitor {m['metadata']['name']}: jobLabel must be app (rules use job=<app>)")
+    # k8s/network's default deny: Prometheus' namespace may reach each scraped pod's metrics port.
+    for render in ("monitoring", "monitoring-operator"):
+        policies = [d for d in rendered(rendered_dir, render) if d["kind"] == "NetworkPolicy"]
+        for app, template, container in pods:
+            labels = template["metadata"]["labels"]
+            port = int(template["metadata"].get("annotations", {}).get("prometheus.io/port", "0"))
+            ok = any(selector_matches(p["spec"].get("podSelector"), labels) and any(
+                any("namespaceSelector" in peer for peer in rule.get("from", [])) and port_matches(rule.get("ports"), port)
+                for rule in p["spec"].get("ingress", [])) for p in policies)
+            g.check(ok, f"{render}: no NetworkPolicy lets Prometheus' namespace reach {app} on {port}")
     rules = [d for d in docs if d["kind"] == "PrometheusRule"]
     if g.check(len(rules) == 1, "monitoring-operator: one PrometheusRule expected"):
         g.check(rules[0]["spec"] == yaml.safe_load((files / "rules.yml").read_text()),

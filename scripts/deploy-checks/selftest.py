@@ -86,6 +86,8 @@ CASES = [
     ("monitoring", "Helm_charts/Monitoring/values.yaml", "    port: metrics\n", "    port: http\n"),
     ("monitoring", "Helm_charts/Monitoring/templates/prometheusrule.yaml", '.Files.Get "files/rules.yml" | fromYaml | toYaml',
      '.Files.Get "files/rules.yml" | fromYaml | toYaml | replace "600" "6000"'),
+    ("autoscaling", "Helm_charts/Autoscaling/templates/networkpolicy.yaml", "port: 5672", "port: 15672"),
+    ("monitoring", "Helm_charts/Monitoring/values.yaml", "ports: [8080, 5000, 9090, 15692]", "ports: [8080, 5000, 9090]"),
     ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
     ("jenkins", "Jenkinsfile", "! -name 'secret.yaml' ! -name 'deployment.yaml' | sort\n                      find k8s -name 'deployment.yaml' | sort;",
      "! -name 'secret.yaml' | sort;"),

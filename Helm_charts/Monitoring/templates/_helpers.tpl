@@ -9,7 +9,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/* Whether to render the operator's kinds. */}}
 {{- define "monitoring.operator" -}}
-{{- $mode := toString .Values.prometheusOperator -}}
+{{- /* YAML 1.1 reads an unquoted on/off as true/false. */ -}}
+{{- $mode := toString .Values.prometheusOperator | replace "true" "on" | replace "false" "off" -}}
 {{- if eq $mode "auto" -}}
 {{- ternary "on" "off" (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") -}}
 {{- else -}}
