@@ -60,7 +60,10 @@ async fn upload_stores_the_bytes_creates_a_job_and_queues_the_exact_message() {
     );
     // The publish time, which RabbitMQ exports as the queue head's age for the alerting rules.
     let stamp = properties.timestamp().expect("an AMQP timestamp");
-    assert!((before..=after).contains(&stamp), "{before} <= {stamp} <= {after}");
+    assert!(
+        (before..=after).contains(&stamp),
+        "{before} <= {stamp} <= {after}"
+    );
     assert_eq!(app.queued_messages().await, 0, "exactly one message");
 }
 
