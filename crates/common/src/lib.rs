@@ -13,3 +13,4 @@ pub mod mongo;
 pub mod old_mongo;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;

@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use common::trace_context::{parse_traceparent, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+
 use crate::{
     storage::StorageError,
     worker::{Outcome, Worker},
@@ -240,10 +242,20 @@ impl Consumer {
         delivery: Delivery,
         abort: &CancellationToken,
     ) {
+        // The gateway's request id and trace id go on every log line of the job, so one search
+        // finds an upload's whole story; messages from the original gateway carry none.
+        let request_id = header_string(&delivery, REQUEST_ID_HEADER).unwrap_or_default();
+        let trace_id = header_string(&delivery, TRACEPARENT_HEADER)
+            .as_deref()
+            .and_then(parse_traceparent)
+            .map(|(trace_id, _)| trace_id.to_owned())
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "job",
             delivery_tag = delivery.delivery_tag,
             redelivered = delivery.redelivered,
+            request_id = %request_id,
+            trace_id = %trace_id,
             video_fid = tracing::field::Empty,
         );
         let worker = self.worker.clone();
@@ -259,6 +271,16 @@ impl Consumer {
             }
             .instrument(span),
         );
+    }
+}
+
+/// A string header of the delivery (AMQP long or short string), if present.
+fn header_string(delivery: &Delivery, name: &str) -> Option<String> {
+    let value = delivery.properties.headers().as_ref()?.inner().get(name)?;
+    match value {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
     }
 }
 

@@ -254,3 +254,46 @@ async fn the_original_converter_configmap_converts() {
         .unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_log_line_of_a_job_carries_the_gateways_request_id_and_trace_id() {
+    let (logs, _guard) = capture_logs();
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "traced.mp4", 2, 44_100, 1, "aac");
+    let fid = env.upload(&src, "traced.mp4", "tia@example.com").await;
+    let app = env.spawn_app().await;
+    let request_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let traceparent = "00-0f8fad5bd9cb469fa16570867728950e-00f067aa0ba902b7-01";
+
+    env.publish_traced(fid, "tia@example.com", request_id, traceparent)
+        .await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    app.stop().await;
+
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let job_lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            line["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["name"] == "job"))
+        })
+        .collect();
+    assert!(job_lines.len() >= 2, "log lines of the job: {text}");
+    for line in &job_lines {
+        let job_span = line["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "job")
+            .unwrap();
+        assert_eq!(job_span["request_id"], request_id, "{line}");
+        assert_eq!(
+            job_span["trace_id"], "0f8fad5bd9cb469fa16570867728950e",
+            "{line}"
+        );
+    }
+    env.cleanup().await;
+}

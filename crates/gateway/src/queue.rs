@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
-use common::message::VideoMessage;
+use common::{
+    message::VideoMessage,
+    trace_context::{TraceContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
+};
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     publisher_confirm::Confirmation,
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
 use tokio::sync::Mutex;
@@ -65,20 +68,26 @@ impl VideoQueue {
     /// A connection that turns out to be dead (the broker restarted since its last use) is
     /// replaced and the publish tried once more; a duplicate this may cause is harmless, since
     /// the converter makes exactly one MP3 per upload.
-    pub async fn publish(&self, message: &VideoMessage) -> Result<(), QueueError> {
+    /// The request id and `traceparent` of `trace` travel in the message's headers, so the
+    /// converter logs the job under the same ids.
+    pub async fn publish(
+        &self,
+        message: &VideoMessage,
+        trace: &TraceContext,
+    ) -> Result<(), QueueError> {
         let payload = serde_json::to_vec(message)
             .map_err(|e| QueueError::Refused(format!("cannot encode message: {e}")))?;
-        match self.publish_once(&payload).await {
+        match self.publish_once(&payload, trace).await {
             Err(QueueError::Unreachable(e)) => {
                 tracing::info!(error = %e, queue = %self.name, "publish failed on a dead connection, retrying");
                 self.open.lock().await.take();
-                self.publish_once(&payload).await
+                self.publish_once(&payload, trace).await
             }
             other => other,
         }
     }
 
-    async fn publish_once(&self, payload: &[u8]) -> Result<(), QueueError> {
+    async fn publish_once(&self, payload: &[u8], trace: &TraceContext) -> Result<(), QueueError> {
         let channel = self.channel().await?;
         // The publish time (AMQP timestamp, seconds): RabbitMQ exports the queue head's as
         // rabbitmq_queue_head_message_timestamp, the age of the oldest waiting job.
@@ -88,7 +97,8 @@ impl VideoQueue {
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())
-            .with_timestamp(published);
+            .with_timestamp(published)
+            .with_headers(trace_headers(trace));
         let confirm = channel
             .basic_publish(
                 "",
@@ -185,4 +195,18 @@ impl VideoQueue {
         *open = Some((connection, channel.clone()));
         Ok(channel)
     }
+}
+
+/// The AMQP headers carrying `trace` (long strings, as any AMQP client reads them).
+fn trace_headers(trace: &TraceContext) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        REQUEST_ID_HEADER.into(),
+        AMQPValue::LongString(trace.request_id.clone().into()),
+    );
+    headers.insert(
+        TRACEPARENT_HEADER.into(),
+        AMQPValue::LongString(trace.traceparent.clone().into()),
+    );
+    headers
 }

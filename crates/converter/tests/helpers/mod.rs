@@ -190,6 +190,39 @@ impl TestEnv {
             .unwrap();
     }
 
+    /// Our gateway's message for an upload: with the request id and traceparent headers.
+    pub async fn publish_traced(
+        &self,
+        video_fid: ObjectId,
+        username: &str,
+        request_id: &str,
+        traceparent: &str,
+    ) {
+        self.declare(&self.queue).await;
+        let body = serde_json::json!({"video_fid": video_fid.to_hex(), "mp3_fid": null, "username": username});
+        let mut headers = lapin::types::FieldTable::default();
+        for (name, value) in [("x-request-id", request_id), ("traceparent", traceparent)] {
+            headers.insert(
+                name.into(),
+                lapin::types::AMQPValue::LongString(value.into()),
+            );
+        }
+        self.channel
+            .basic_publish(
+                "",
+                &self.queue,
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
     /// The original gateway's message for an upload.
     pub async fn publish(&self, video_fid: ObjectId, username: &str) {
         let body = serde_json::json!({"video_fid": video_fid.to_hex(), "mp3_fid": null, "username": username});
@@ -609,4 +642,36 @@ pub fn is_state(state: JobState) -> impl Fn(&Job) -> bool {
 
 pub fn metadata(file: &FilesCollectionDocument) -> Document {
     file.metadata.clone().unwrap_or_default()
+}
+
+/// JSON log lines written while the returned guard lives, on this thread (the tests' runtime is
+/// single-threaded, so the converter's tasks log here too).
+pub fn capture_logs() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    use tracing_subscriber::prelude::*;
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(move || LogWriter(writer.clone())),
+    );
+    (buffer, tracing::subscriber::set_default(subscriber))
+}
+
+/// Appends to the shared buffer of [`capture_logs`].
+pub struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use axum::{
 use common::{
     jobs::{Job, Mp3Quality},
     message::VideoMessage,
+    trace_context::TraceContext,
 };
 use futures::AsyncWriteExt;
 use mongodb::bson::oid::ObjectId;
@@ -194,7 +195,7 @@ async fn handle(
             None => Err(ApiError::BadRequest(
                 "no file: send the video in the multipart field `file`".into(),
             )),
-            Some(video) => queue_video(state, user, video, &options).await,
+            Some(video) => queue_video(state, user, headers, video, &options).await,
         },
         Err(e) => Err(e),
     };
@@ -222,6 +223,7 @@ async fn handle(
 async fn queue_video(
     state: &AppState,
     user: &User,
+    headers: &HeaderMap,
     video: &StoredVideo,
     options: &Options,
 ) -> ApiResult<()> {
@@ -235,7 +237,8 @@ async fn queue_video(
     );
     state.storage.insert_job(&job).await?;
     let message = VideoMessage::new(video.id.to_hex(), user.email());
-    if let Err(e) = state.queue.publish(&message).await {
+    let trace = TraceContext::from_http(headers);
+    if let Err(e) = state.queue.publish(&message, &trace).await {
         tracing::warn!(error = %e, video_fid = %video.id, "publish failed, discarding the upload");
         return Err(ApiError::Unavailable(
             "the conversion queue is unavailable; the upload was not kept, try again shortly"

@@ -24,6 +24,7 @@ async fn upload_stores_the_bytes_creates_a_job_and_queues_the_exact_message() {
     let after = unix_secs();
 
     assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: Value = res.json().await.unwrap();
     let fid = body["video_fid"].as_str().unwrap().to_owned();
     assert_eq!(body, json!({ "status": "success", "video_fid": fid }));
@@ -64,6 +65,17 @@ async fn upload_stores_the_bytes_creates_a_job_and_queues_the_exact_message() {
         (before..=after).contains(&stamp),
         "{before} <= {stamp} <= {after}"
     );
+    // The upload's request id and a W3C traceparent whose trace id is that id's hex digits:
+    // the converter logs the job under both.
+    let headers = properties.headers().as_ref().expect("AMQP headers").inner();
+    let header = |name: &str| match headers.get(name) {
+        Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(header("x-request-id"), request_id);
+    let traceparent = header("traceparent");
+    let (trace_id, _) = common::trace_context::parse_traceparent(&traceparent).expect("valid");
+    assert_eq!(trace_id, request_id.replace('-', ""));
     assert_eq!(app.queued_messages().await, 0, "exactly one message");
 }
 
