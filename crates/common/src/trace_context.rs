@@ -55,6 +55,11 @@ impl TraceContext {
         }
     }
 
+    /// A new request id and trace, for a message no request caused (the stuck-job sweeper).
+    pub fn generated() -> TraceContext {
+        TraceContext::from_http(&HeaderMap::new())
+    }
+
     /// The trace id of [`Self::traceparent`] (32 hex digits).
     pub fn trace_id(&self) -> &str {
         parse_traceparent(&self.traceparent).map_or("", |(id, _)| id)
@@ -150,7 +155,7 @@ mod tests {
 
     #[test]
     fn without_a_request_id_one_is_made() {
-        let ctx = TraceContext::from_http(&HeaderMap::new());
+        let ctx = TraceContext::generated();
         assert_eq!(ctx.request_id.len(), 36);
         assert_eq!(ctx.trace_id().len(), 32);
     }

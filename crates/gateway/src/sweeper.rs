@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use common::message::VideoMessage;
+use common::{message::VideoMessage, trace_context::TraceContext};
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
 use crate::{storage::StorageResult, AppState};
@@ -83,14 +83,16 @@ async fn handle(
         return Ok(());
     }
     let owner = job.get_str("owner").unwrap_or_default();
+    // No request caused this publish: a new request id, logged here and by the converter.
+    let trace = TraceContext::generated();
     match state
         .queue
-        .publish(&VideoMessage::new(id.to_hex(), owner))
+        .publish(&VideoMessage::new(id.to_hex(), owner), &trace)
         .await
     {
         Ok(()) => {
             metrics::counter!("gateway_stuck_jobs_total", "action" => "requeued").increment(1);
-            tracing::info!(video_fid = %id, requeues = requeues + 1, "stuck job published again");
+            tracing::info!(video_fid = %id, requeues = requeues + 1, request_id = %trace.request_id, "stuck job published again");
         }
         // Counted all the same: the next round after REQUEUE_STUCK_AFTER_SECS tries again, and a
         // broker that stays away ends in `failed` instead of forever.
