@@ -647,10 +647,17 @@ def check_monitoring(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
     for m in monitors:
         sel = m["spec"]["selector"]["matchLabels"]
         matched = [s for s in services if all(s["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
-        port_names = {p.get("name") for s in matched for p in s["spec"]["ports"]}
+        pod = next(((t, c) for a, t, c in pods if a == sel.get("app")), None)
         for ep in m["spec"]["endpoints"]:
-            g.check(ep.get("port") in port_names,
-                    f"ServiceMonitor {m['metadata']['name']}: no selected Service has a port named {ep.get('port')}")
+            targets = {p.get("targetPort", p["port"]) for s in matched for p in s["spec"]["ports"] if p.get("name") == ep.get("port")}
+            if g.check(bool(targets), f"ServiceMonitor {m['metadata']['name']}: no selected Service has a port named {ep.get('port')}") \
+                    and pod is not None:
+                # The Service port must lead to the container port serving the metrics (the pod's annotation).
+                template, container = pod
+                want = int(template["metadata"].get("annotations", {}).get("prometheus.io/port", "0"))
+                numbers = {p["containerPort"] for p in container.get("ports", []) for t in targets if t in (p.get("name"), p["containerPort"])}
+                g.check(numbers == {want}, f"ServiceMonitor {m['metadata']['name']}: port {ep.get('port')} leads to container port "
+                        f"{sorted(numbers)}, the metrics are on {want}")
         g.check(m["spec"].get("jobLabel") == "app", f"ServiceMonitor {m['metadata']['name']}: jobLabel must be app (rules use job=<app>)")
     # k8s/network's default deny: Prometheus' namespace may reach each scraped pod's metrics port.
     for render in ("monitoring", "monitoring-operator"):
@@ -1080,14 +1087,17 @@ def check_takeover(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
 # --- NetworkPolicies (issue 11) ------------------------------------------------------------
 
 ROLE_PORTS = {"frontend": [8080, 80], "gateway": [8080, GATEWAY_ADMIN_PORT], "auth": [5000], "converter": [9090], "postgres": [5432],
-              "mongodb": [27017], "mongodb-next": [27017], "rabbitmq": [5672, 15672], "mongodb-users": [],
+              "mongodb": [27017], "mongodb-next": [27017], "rabbitmq": [5672, 15672, 15692], "mongodb-users": [],
               "mongodb-migrate": []}
 # Exactly these (source, destination, port) are allowed; "outside" is any address out of the
 # namespace (NodePorts, the Ingress controller, the internet), "monitoring" a pod of the namespace
-# named monitoring (Prometheus).
+# named monitoring (Prometheus): k8s/network lets it reach the gateway's admin port, and
+# Helm_charts/Monitoring's prometheus-scrape the other metrics ports too (MONITORING_CHART_FLOWS,
+# checked with and without the chart).
 MONITORING_NAMESPACE = "monitoring"
 EXPECTED_FLOWS = {
-    ("monitoring", "gateway", GATEWAY_ADMIN_PORT),
+    ("monitoring", "gateway", GATEWAY_ADMIN_PORT), ("monitoring", "auth", 5000),
+    ("monitoring", "converter", 9090), ("monitoring", "rabbitmq", 15692),
     ("outside", "frontend", 8080), ("outside", "frontend", 80), ("outside", "gateway", 8080),
     ("frontend", "gateway", 8080), ("gateway", "auth", 5000), ("auth", "postgres", 5432),
     ("gateway", "mongodb", 27017), ("converter", "mongodb", 27017),
@@ -1097,6 +1107,8 @@ EXPECTED_FLOWS = {
     # chart's users Job only.
     ("mongodb-users", "mongodb-next", 27017), ("mongodb-migrate", "mongodb-next", 27017),
 }
+
+MONITORING_CHART_FLOWS = {("monitoring", "auth", 5000), ("monitoring", "converter", 9090), ("monitoring", "rabbitmq", 15692)}
 
 
 def selector_matches(selector: dict | None, labels: dict) -> bool:
@@ -1189,6 +1201,18 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
     roles = pod_roles(repo, k8s, rendered_dir)
     for role, pods in roles.items():
         g.check(bool(pods), f"network: no pod found for {role} (labels moved?)")
+    # k8s/network alone, and with Helm_charts/Monitoring's NetworkPolicy for Prometheus' scrapes.
+    chart = [d for d in rendered(rendered_dir, "monitoring") if d["kind"] == "NetworkPolicy"]
+    for where, active, expected in (("network", policies, EXPECTED_FLOWS - MONITORING_CHART_FLOWS),
+                                    ("network with the monitoring chart", policies + chart, EXPECTED_FLOWS)):
+        allowed = network_flows(g, where, active, roles, expected)
+        g.notes.append(f"{where}: {len(active)} NetworkPolicies; {len({a[:3] for a in allowed})} flows allowed, as wanted")
+    return g
+
+
+def network_flows(g: Group, where: str, policies: list[dict], roles: dict[str, list[dict]],
+                  expected: set) -> set:
+    """Checks that exactly the expected flows (and DNS) are allowed; returns the allowed ones."""
     dns = {"k8s-app": "kube-dns"}
     allowed = set()
     # (role, labels, namespace): labels None for the outside and for another namespace's pods.
@@ -1201,7 +1225,7 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                 any(peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "kube-system"
                     and selector_matches(peer.get("podSelector"), dns) for peer in rule.get("to") or [])
                 and port_matches(rule.get("ports"), 53) for rule in p["spec"].get("egress") or []) for p in policies)
-            g.check(dns_ok, f"network: {src} pods ({src_labels}) cannot reach DNS")
+            g.check(dns_ok, f"{where}: {src} pods ({src_labels}) cannot reach DNS")
         for dst, dst_pods in roles.items():
             for dst_labels in dst_pods:
                 for port in ROLE_PORTS[dst]:
@@ -1211,12 +1235,11 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                     also_outside = src_ns is not None and direction_allows(policies, "Ingress", dst_labels, None, port)
                     if out_ok and in_ok and not also_outside:
                         allowed.add((src, dst, port, json.dumps(src_labels, sort_keys=True), json.dumps(dst_labels, sort_keys=True)))
-                    elif (src, dst, port) in EXPECTED_FLOWS and (src_labels is None or src_labels in roles[src]):
-                        g.check(False, f"network: {src} {src_labels or ''} cannot reach {dst} {dst_labels}:{port}")
+                    elif (src, dst, port) in expected and (src_labels is None or src_labels in roles[src]):
+                        g.check(False, f"{where}: {src} {src_labels or ''} cannot reach {dst} {dst_labels}:{port}")
     for src, dst, port, sl, dl in sorted(allowed):
-        g.check((src, dst, port) in EXPECTED_FLOWS, f"network: {src} {sl} may reach {dst} {dl}:{port}, which nothing needs")
-    g.notes.append(f"{len(policies)} NetworkPolicies; {len({a[:3] for a in allowed})} flows allowed, as wanted")
-    return g
+        g.check((src, dst, port) in expected, f"{where}: {src} {sl} may reach {dst} {dl}:{port}, which nothing needs")
+    return allowed
 
 
 # --- the MongoDB 4.0 -> chart migration Job (issue 10) ---------------------------------------

@@ -87,7 +87,11 @@ CASES = [
     ("monitoring", "Helm_charts/Monitoring/templates/prometheusrule.yaml", '.Files.Get "files/rules.yml" | fromYaml | toYaml',
      '.Files.Get "files/rules.yml" | fromYaml | toYaml | replace "600" "6000"'),
     ("autoscaling", "Helm_charts/Autoscaling/templates/networkpolicy.yaml", "port: 5672", "port: 15672"),
-    ("monitoring", "Helm_charts/Monitoring/values.yaml", "ports: [8080, 5000, 9090, 15692]", "ports: [8080, 5000, 9090]"),
+    ("monitoring", "Helm_charts/Monitoring/values.yaml", "ports: [9102, 5000, 9090, 15692]", "ports: [9102, 5000, 9090]"),
+    # The gateway's metrics are on its admin port only: scraping or opening its API port misses them.
+    ("monitoring", "Helm_charts/Monitoring/values.yaml", "ports: [9102, 5000, 9090, 15692]", "ports: [8080, 5000, 9090, 15692]"),
+    ("monitoring", "Helm_charts/Monitoring/values.yaml", "  - app: gateway\n    port: admin\n", "  - app: gateway\n    port: http\n"),
+    ("network", "Helm_charts/Monitoring/values.yaml", "ports: [9102, 5000, 9090, 15692]", "ports: [9102, 5000, 9090, 15692, 15672]"),
     ("jenkins", "Jenkinsfile", "sh 'make test'", "sh 'make lint'"),
     ("jenkins", "Jenkinsfile", "! -name 'secret.yaml' ! -name 'deployment.yaml' | sort\n                      find k8s -name 'deployment.yaml' | sort;",
      "! -name 'secret.yaml' | sort;"),

@@ -651,7 +651,7 @@ rule_files:
   - $dir/rules.yml
 scrape_configs:
   - job_name: gateway
-    static_configs: [{targets: ["127.0.0.1:$STACK_GATEWAY_PORT"]}]
+    static_configs: [{targets: ["127.0.0.1:$STACK_GATEWAY_ADMIN_PORT"]}]
   - job_name: auth
     static_configs: [{targets: ["127.0.0.1:$STACK_AUTH_PORT"]}]
   - job_name: converter
