@@ -81,7 +81,7 @@ psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "TRUNCATE auth_user" >/dev/null
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "\copy auth_user (id, email, password) FROM STDIN WITH (FORMAT csv)" < "$WORK/auth_user.csv"
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -c "SELECT setval(pg_get_serial_sequence('auth_user', 'id'), (SELECT max(id) FROM auth_user))" >/dev/null
 copied=$(psql -At "$PG_URL" -c "SELECT string_agg(id || ' ' || email || ' ' || password, ';' ORDER BY id) FROM auth_user")
-next_id=$(psql -At "$PG_URL" -c "INSERT INTO auth_user (email, password) VALUES ('new@example.com', 'x') RETURNING id" | head -1)
+next_id=$(psql -At "$PG_URL" -c "INSERT INTO auth_user (email, password) VALUES ('new@example.com', 'x') RETURNING id" | sed -n 1p)
 psql -q "$PG_URL_BASE" -c "DROP DATABASE IF EXISTS $OLD_DB" >/dev/null
 [[ $copied == '1 first@example.com 123456;3 third@example.com pw,with "quotes"' ]] || fail "postgres: copied rows are ($copied)"
 [[ $next_id == 4 ]] || fail "postgres: the next id after the copy is $next_id, want 4"
