@@ -1,13 +1,18 @@
-//! `transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N]`: our transcoder on one file.
+//! `transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N] [--segments N]`: our transcoder on
+//! one file.
 //!
 //! Used by the benchmark (run as a child process so its peak RSS is measured alone). With
 //! `--parallel N` it converts the input N times at once on N threads (OUT-0.mp3, OUT-1.mp3, ...),
-//! like a converter running N jobs.
+//! like a converter running N jobs. With `--segments N` each conversion is split into N segments
+//! encoded at once (segments of at least 30 s), like a job given N idle slots.
 
-use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool};
+use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool, time::Duration};
 
 use common::jobs::Mp3Quality;
-use converter::transcode::{title_from_filename, transcode, TranscodeOptions};
+use converter::{
+    segmented::{self, Split},
+    transcode::{title_from_filename, TranscodeOptions},
+};
 
 fn main() -> ExitCode {
     common::telemetry::init("transcode");
@@ -21,8 +26,28 @@ fn main() -> ExitCode {
             .max(1);
         args.drain(i..(i + 2).min(args.len()));
     }
+    let mut segments = 1usize;
+    if let Some(i) = args.iter().position(|a| a == "--segments") {
+        segments = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    let split = Split {
+        segments,
+        min_segment: Duration::from_secs(
+            std::env::var("MIN_SEG")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30),
+        ),
+    };
     let (Some(input), Some(output)) = (args.first().cloned(), args.get(1).cloned()) else {
-        tracing::error!("usage: transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N]");
+        tracing::error!(
+            "usage: transcode IN OUT [bitrate_kbps | vQUALITY] [--parallel N] [--segments N]"
+        );
         return ExitCode::from(2);
     };
     let quality = match args.get(2).map(String::as_str) {
@@ -56,7 +81,7 @@ fn main() -> ExitCode {
                 let (input, options) = (PathBuf::from(&input), options.clone());
                 scope.spawn(move || {
                     let cancel = AtomicBool::new(false);
-                    transcode(&input, out, &options, &cancel, |_| {})
+                    segmented::transcode(&input, out, &options, &cancel, |_| {}, split)
                 })
             })
             .collect();

@@ -2,7 +2,9 @@
 
 pub mod config;
 pub mod consumer;
+pub mod mp3_frame;
 pub mod scratch;
+pub mod segmented;
 pub mod storage;
 pub mod transcode;
 pub mod worker;

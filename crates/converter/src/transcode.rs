@@ -82,6 +82,8 @@ pub struct TranscodeReport {
     pub channels: u16,
     /// Seconds of audio in the output.
     pub duration_secs: f64,
+    /// Segments encoded at once (1 = one stream; see [`crate::segmented`]).
+    pub segments: usize,
 }
 
 /// Why a file could not be converted.
@@ -216,80 +218,22 @@ pub fn transcode(
 ) -> Result<TranscodeReport, TranscodeError> {
     init();
     let limits = options.limits;
-    let mut ictx = open_input(input, &limits)?;
-    let stream = ictx
-        .streams()
-        .best(media::Type::Audio)
-        .ok_or(TranscodeError::NoAudio)?;
-    let stream_index = stream.index();
-    let stream_tb = stream.time_base();
-    let start_secs = if stream.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
-        0.0
-    } else {
-        seconds(stream.start_time(), stream_tb)
-    };
-    let stream_duration = (stream.duration() > 0).then(|| seconds(stream.duration(), stream_tb));
-    let duration = stream_duration.or_else(|| {
-        (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
-    });
-    // A declared length over the limit is refused before any work; a declaration can lie the
-    // other way, so the decoded samples are counted below as well.
-    if duration.is_some_and(|d| d > limits.max_duration.as_secs_f64()) {
-        return Err(TranscodeError::TooLong(limits.max_duration));
-    }
+    let AudioInput {
+        mut ictx,
+        stream_index,
+        time_base: stream_tb,
+        start_secs,
+        stream_duration,
+        duration,
+        mut decoder,
+            source_format,
+    } = open_input(input, &limits)?;
+    let (mut encoder, codec) = open_encoder(&decoder, options.quality)?;
+    let rate = encoder.rate();
+    let layout = encoder.channel_layout();
+    let (mut octx, out_tb) = open_output(output, codec, &encoder, options.title.as_deref())?;
 
-    let decoder_ctx = codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
-    let mut decoder = decoder_ctx
-        .decoder()
-        .audio()
-        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
-    decoder.set_packet_time_base(stream_tb);
-    let source_format = source_format_name(decoder.format(), decoder.rate(), decoder.channels())?;
-    discard_other_streams(&mut ictx, stream_index);
-
-    let mut octx = format::output_as(&output, "mp3").map_err(internal)?;
-    let codec = ffmpeg::encoder::find(codec::Id::MP3)
-        .ok_or_else(|| TranscodeError::Internal("no MP3 encoder (libmp3lame) in FFmpeg".into()))?
-        .audio()
-        .map_err(internal)?;
-    let rate = output_rate(decoder.rate());
-    let layout = output_layout(decoder.channels());
-    let mut encoder = codec::context::Context::new_with_codec(*codec)
-        .encoder()
-        .audio()
-        .map_err(internal)?;
-    encoder.set_rate(rate as i32);
-    encoder.set_channel_layout(layout);
-    encoder.set_channels(layout.channels());
-    encoder.set_format(pick_sample_format(&codec));
-    encoder.set_time_base((1, rate as i32));
-    match options.quality {
-        Mp3Quality::Cbr { bitrate_kbps } => encoder.set_bit_rate(bitrate_kbps as usize * 1000),
-        Mp3Quality::Vbr { quality } => {
-            // What `ffmpeg -q:a N` does: libmp3lame reads VBR quality from global_quality.
-            encoder.set_flags(codec::flag::Flags::QSCALE);
-            encoder.set_quality(usize::from(quality.min(9)) * FF_QP2LAMBDA);
-        }
-    }
-    let mut encoder = encoder.open_as(codec).map_err(internal)?;
-    {
-        let mut ost = octx.add_stream(codec).map_err(internal)?;
-        ost.set_time_base((1, rate as i32));
-        ost.set_parameters(&encoder);
-    }
-    let mut metadata = Dictionary::new();
-    if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty()) {
-        metadata.set("title", title);
-    }
-    octx.set_metadata(metadata);
-    octx.write_header().map_err(internal)?;
-    let out_tb = octx
-        .stream(0)
-        .map(|s| s.time_base())
-        .unwrap_or(Rational::new(1, rate as i32));
-
-    let mut graph = build_filter(&decoder, source_format, stream_tb, &encoder)?;
+    let mut graph = build_filter(&decoder, source_format, stream_tb, &encoder, "anull")?;
     let mut pump = Pump {
         encoder_tb: Rational::new(1, rate as i32),
         out_tb,
@@ -387,12 +331,142 @@ pub fn transcode(
         sample_rate: rate,
         channels: layout.channels() as u16,
         duration_secs: pump.next_pts as f64 / f64::from(rate),
+        segments: 1,
     })
+}
+
+/// The best audio stream of an input file, opened for decoding.
+pub(crate) struct AudioInput {
+    /// The demuxer, reading only the audio stream's packets.
+    pub ictx: format::context::Input,
+    /// Index of the audio stream.
+    pub stream_index: usize,
+    /// Time base of the audio stream.
+    pub time_base: Rational,
+    /// First timestamp of the stream in seconds (0 when unknown).
+    pub start_secs: f64,
+    /// Duration the stream declares.
+    pub stream_duration: Option<f64>,
+    /// The stream's duration, else the container's.
+    pub duration: Option<f64>,
+    /// The audio decoder.
+    pub decoder: ffmpeg::decoder::Audio,
+    /// The decoder's sample format as the filter graph names it.
+    pub source_format: &'static str,
+}
+
+/// Opens `input` within `limits` (see [`open_container`]), picks its best audio stream and opens
+/// a decoder for it. Every open of a job (one stream or each of its segments) goes through here.
+pub(crate) fn open_input(input: &Path, limits: &Limits) -> Result<AudioInput, TranscodeError> {
+    let mut ictx = open_container(input, limits)?;
+    let stream = ictx
+        .streams()
+        .best(media::Type::Audio)
+        .ok_or(TranscodeError::NoAudio)?;
+    let stream_index = stream.index();
+    let time_base = stream.time_base();
+    let start_secs = if stream.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
+        0.0
+    } else {
+        seconds(stream.start_time(), time_base)
+    };
+    let stream_duration = (stream.duration() > 0).then(|| seconds(stream.duration(), time_base));
+    let duration = stream_duration.or_else(|| {
+        (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
+    });
+    // A declared length over the limit is refused before any work; a declaration can lie the
+    // other way, so the decoded samples are counted as well.
+    if duration.is_some_and(|d| d > limits.max_duration.as_secs_f64()) {
+        return Err(TranscodeError::TooLong(limits.max_duration));
+    }
+    let decoder_ctx = codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
+    let mut decoder = decoder_ctx
+        .decoder()
+        .audio()
+        .map_err(|e| TranscodeError::UnsupportedCodec(e.to_string()))?;
+    decoder.set_packet_time_base(time_base);
+    let source_format = source_format_name(decoder.format(), decoder.rate(), decoder.channels())?;
+    discard_other_streams(&mut ictx, stream_index);
+    Ok(AudioInput {
+        ictx,
+        stream_index,
+        time_base,
+        start_secs,
+        stream_duration,
+        duration,
+        decoder,
+        source_format,
+    })
+}
+
+/// Opens libmp3lame for a decoder's audio: output rate and layout from the source, the quality
+/// asked for. Every encode of a job (one stream or its segments) is set up here, identically.
+pub(crate) fn open_encoder(
+    decoder: &ffmpeg::decoder::Audio,
+    quality: Mp3Quality,
+) -> Result<(ffmpeg::encoder::Audio, ffmpeg::codec::Audio), TranscodeError> {
+    let codec = ffmpeg::encoder::find(codec::Id::MP3)
+        .ok_or_else(|| TranscodeError::Internal("no MP3 encoder (libmp3lame) in FFmpeg".into()))?
+        .audio()
+        .map_err(internal)?;
+    let rate = output_rate(decoder.rate());
+    let layout = output_layout(decoder.channels());
+    let mut encoder = codec::context::Context::new_with_codec(*codec)
+        .encoder()
+        .audio()
+        .map_err(internal)?;
+    encoder.set_rate(rate as i32);
+    encoder.set_channel_layout(layout);
+    encoder.set_channels(layout.channels());
+    encoder.set_format(pick_sample_format(&codec));
+    encoder.set_time_base((1, rate as i32));
+    match quality {
+        Mp3Quality::Cbr { bitrate_kbps } => encoder.set_bit_rate(bitrate_kbps as usize * 1000),
+        Mp3Quality::Vbr { quality } => {
+            // What `ffmpeg -q:a N` does: libmp3lame reads VBR quality from global_quality.
+            encoder.set_flags(codec::flag::Flags::QSCALE);
+            encoder.set_quality(usize::from(quality.min(9)) * FF_QP2LAMBDA);
+        }
+    }
+    let encoder = encoder.open_as(codec).map_err(internal)?;
+    Ok((encoder, codec))
+}
+
+/// Creates the MP3 file with the encoder's stream and the ID3 title, header written; returns
+/// it with its stream's time base.
+pub(crate) fn open_output(
+    output: &Path,
+    codec: ffmpeg::codec::Audio,
+    encoder: &ffmpeg::encoder::Audio,
+    title: Option<&str>,
+) -> Result<(format::context::Output, Rational), TranscodeError> {
+    let rate = encoder.rate() as i32;
+    let mut octx = format::output_as(&output, "mp3").map_err(internal)?;
+    {
+        let mut ost = octx.add_stream(codec).map_err(internal)?;
+        ost.set_time_base((1, rate));
+        ost.set_parameters(encoder);
+    }
+    let mut metadata = Dictionary::new();
+    if let Some(title) = title.filter(|t| !t.is_empty()) {
+        metadata.set("title", title);
+    }
+    octx.set_metadata(metadata);
+    octx.write_header().map_err(internal)?;
+    let out_tb = octx
+        .stream(0)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational::new(1, rate));
+    Ok((octx, out_tb))
 }
 
 /// Opens an upload with the accepted demuxers and the `file` protocol only, probing bounded, and
 /// refuses it when it has more streams than allowed.
-fn open_input(input: &Path, limits: &Limits) -> Result<format::context::Input, TranscodeError> {
+fn open_container(
+    input: &Path,
+    limits: &Limits,
+) -> Result<format::context::Input, TranscodeError> {
     let mut options = Dictionary::new();
     options.set("format_whitelist", ACCEPTED_FORMATS);
     // Nested opens (a playlist's segments, a reference track) inherit this list.
@@ -544,19 +618,20 @@ impl Pump {
     }
 }
 
-fn source(graph: &mut filter::Graph) -> Result<filter::Context, TranscodeError> {
+pub(crate) fn source(graph: &mut filter::Graph) -> Result<filter::Context, TranscodeError> {
     graph
         .get("in")
         .ok_or_else(|| TranscodeError::Internal("filter source missing".into()))
 }
 
-/// abuffer -> (auto-inserted aresample) -> abuffersink delivering the encoder's format in frames
-/// of exactly the encoder's frame size (1152 for MP3; the last one may be shorter).
-fn build_filter(
+/// abuffer -> `spec` -> (auto-inserted aresample) -> abuffersink delivering the encoder's format
+/// in frames of exactly the encoder's frame size (1152 for MP3; the last one may be shorter).
+pub(crate) fn build_filter(
     decoder: &ffmpeg::decoder::Audio,
     source_format: &str,
     time_base: Rational,
     encoder: &ffmpeg::encoder::Audio,
+    spec: &str,
 ) -> Result<filter::Graph, TranscodeError> {
     let mut graph = filter::Graph::new();
     let layout = if decoder.channel_layout().bits() == 0 {
@@ -593,7 +668,7 @@ fn build_filter(
     graph
         .output("in", 0)
         .and_then(|p| p.input("out", 0))
-        .and_then(|p| p.parse("anull"))
+        .and_then(|p| p.parse(spec))
         .map_err(internal)?;
     graph.validate().map_err(internal)?;
     if let Some(mut out) = graph.get("out") {
@@ -614,11 +689,11 @@ fn pick_sample_format(codec: &ffmpeg::codec::Audio) -> format::Sample {
     }
 }
 
-fn seconds(ts: i64, tb: Rational) -> f64 {
+pub(crate) fn seconds(ts: i64, tb: Rational) -> f64 {
     ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1))
 }
 
-fn internal(e: ffmpeg::Error) -> TranscodeError {
+pub(crate) fn internal(e: ffmpeg::Error) -> TranscodeError {
     TranscodeError::Internal(e.to_string())
 }
 

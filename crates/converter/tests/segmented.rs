@@ -1,0 +1,329 @@
+//! Segment-parallel encoding against a one-stream encode of the same source: sample counts,
+//! quality overall and around every seam, headers as the ffmpeg CLI reads them, cancellation,
+//! a failing segment, and the inputs that are not split.
+
+mod helpers;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use common::jobs::Mp3Quality;
+use converter::{
+    segmented::{self, boundaries, Split, OVERLAP_FRAMES},
+    transcode::{transcode, TranscodeError, TranscodeOptions},
+};
+use helpers::ffmpeg;
+
+/// Music-like test audio with the same character all along, so that every 50 ms window of
+/// coding error is alike: tones amplitude- and frequency-modulated at 20 Hz, noise, and a click
+/// every 25 ms (transients make LAME switch to short blocks and lean on the bit reservoir).
+fn source(dir: &Path, name: &str, secs: u32, rate: u32, channels: u32) -> PathBuf {
+    let left = "0.3*sin(2*PI*440*t)*(0.6+0.4*sin(2*PI*20*t))+0.15*sin(2*PI*(1500+300*sin(2*PI*20*t))*t)+0.03*(random(0)-0.5)+0.4*lt(mod(t,0.025),0.0005)";
+    let right = "0.25*sin(2*PI*660*t+2*sin(2*PI*20*t))+0.03*(random(1)-0.5)+0.2*sin(2*PI*97*t)";
+    let exprs = if channels == 1 {
+        left.to_owned()
+    } else {
+        format!("{left}|{right}")
+    };
+    let src = format!("aevalsrc=exprs='{exprs}':s={rate}:d={secs}");
+    ffmpeg(
+        dir,
+        name,
+        &["-f", "lavfi", "-i", &src, "-c:a", "aac", "-b:a", "192k"],
+    )
+}
+
+/// Float samples (interleaved) of an audio file, as the ffmpeg CLI decodes it.
+fn pcm(path: &Path, channels: u32) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-ac", &channels.to_string(), "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "decoding {} failed", path.display());
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Signal-to-noise ratio in dB of `coded` against `reference`.
+fn snr(reference: &[f32], coded: &[f32]) -> f64 {
+    let (signal, noise) = reference
+        .iter()
+        .zip(coded)
+        .fold((0f64, 0f64), |(s, n), (r, c)| {
+            (s + f64::from(*r).powi(2), n + f64::from(r - c).powi(2))
+        });
+    10.0 * (signal / noise).log10()
+}
+
+/// Error energy of each 50 ms window (interleaved samples, `channels` per frame).
+fn window_errors(reference: &[f32], coded: &[f32], rate: u32, channels: u32) -> Vec<f64> {
+    let window = (rate / 20 * channels) as usize;
+    reference
+        .chunks(window)
+        .zip(coded.chunks(window))
+        .map(|(r, c)| r.iter().zip(c).map(|(r, c)| f64::from(r - c).powi(2)).sum())
+        .collect()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Compared {
+    snr_parallel: f64,
+    snr_single: f64,
+    /// Worst seam-window error energy over the median window's.
+    worst_seam_ratio: f64,
+}
+
+/// Encodes `src` in one stream and in `segments` segments, checks what must be equal, and
+/// measures quality.
+fn compare(src: &Path, quality: Mp3Quality, segments: usize, rate: u32, channels: u32) -> Compared {
+    let dir = src.parent().unwrap();
+    let single = dir.join("single.mp3");
+    let parallel = dir.join("parallel.mp3");
+    let options = TranscodeOptions {
+        quality,
+        title: Some("seams".into()),
+    };
+    let cancel = AtomicBool::new(false);
+    let one = transcode(src, &single, &options, &cancel, |_| {}).unwrap();
+    let split = Split {
+        segments,
+        min_segment: Duration::from_secs(3),
+    };
+    let mut last = 0.0;
+    let many = segmented::transcode(
+        src,
+        &parallel,
+        &options,
+        &cancel,
+        |p| {
+            assert!(p >= last, "progress went back from {last} to {p}");
+            last = p;
+        },
+        split,
+    )
+    .unwrap();
+    assert_eq!(last, 100.0);
+    assert_eq!(many.segments, segments, "{many:?}");
+    assert_eq!(many.input_samples, one.input_samples);
+    assert_eq!(many.output_samples, one.output_samples);
+
+    // Gapless: the CLI decodes both MP3s to the source's sample count.
+    let reference = pcm(src, channels);
+    let a = pcm(&single, channels);
+    let b = pcm(&parallel, channels);
+    assert_eq!(a.len(), reference.len(), "one stream");
+    assert_eq!(b.len(), reference.len(), "segments");
+
+    // The headers say the same: duration, bitrate, title.
+    let probe = |p: &Path| helpers::probe(p);
+    let (pa, pb) = (probe(&single), probe(&parallel));
+    assert_eq!(pb.samples, pa.samples);
+    assert_eq!(pb.sample_rate, pa.sample_rate);
+    assert_eq!(pb.channels, pa.channels);
+    assert_eq!(pb.title, "seams");
+    assert_eq!(format_duration(&parallel), format_duration(&single));
+    if let Mp3Quality::Cbr { bitrate_kbps } = quality {
+        assert_eq!(pb.bit_rate, u64::from(bitrate_kbps) * 1000);
+    }
+
+    let errors = window_errors(&reference, &b, rate, channels);
+    let med = median(&errors);
+    let total_frames = (many.input_samples as f64 / f64::from(rate) * f64::from(rate)) as u64;
+    let window = u64::from(rate / 20);
+    let mut worst: f64 = 0.0;
+    for start in boundaries(total_frames / 1152, segments)
+        .into_iter()
+        .skip(1)
+    {
+        // The seam lies in the overlap frames after the boundary; take every window touching it.
+        let from = (start * 1152).saturating_sub(2 * 1152) / window;
+        let to = ((start + OVERLAP_FRAMES + 2) * 1152) / window;
+        for w in from..=to {
+            if let Some(e) = errors.get(w as usize) {
+                worst = worst.max(e / med);
+            }
+        }
+    }
+    Compared {
+        snr_parallel: snr(&reference, &b),
+        snr_single: snr(&reference, &a),
+        worst_seam_ratio: worst,
+    }
+}
+
+/// The container duration ffprobe reports (from the Xing header's frame count).
+fn format_duration(path: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn assert_quality(c: &Compared) {
+    assert!(
+        c.snr_parallel > c.snr_single - 0.5,
+        "SNR {:.2} dB in segments vs {:.2} dB in one stream",
+        c.snr_parallel,
+        c.snr_single
+    );
+    assert!(
+        c.worst_seam_ratio <= 2.0,
+        "a window at a seam has {:.2}x the median error energy",
+        c.worst_seam_ratio
+    );
+}
+
+#[test]
+fn cbr_in_three_segments_is_like_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), "src.m4a", 20, 48_000, 2);
+    let c = compare(&src, Mp3Quality::Cbr { bitrate_kbps: 128 }, 3, 48_000, 2);
+    assert_quality(&c);
+}
+
+#[test]
+fn vbr_mono_in_two_segments_is_like_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), "src.m4a", 12, 44_100, 1);
+    let c = compare(&src, Mp3Quality::Vbr { quality: 2 }, 2, 44_100, 1);
+    assert_quality(&c);
+}
+
+#[test]
+fn low_bitrate_in_four_segments_is_like_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), "src.mp4", 20, 44_100, 2);
+    let c = compare(&src, Mp3Quality::Cbr { bitrate_kbps: 64 }, 4, 44_100, 2);
+    assert_quality(&c);
+}
+
+#[test]
+fn resampled_or_short_inputs_are_encoded_in_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TranscodeOptions::default();
+    let cancel = AtomicBool::new(false);
+    let split = Split {
+        segments: 2,
+        min_segment: Duration::from_secs(3),
+    };
+    let resampled = source(dir.path(), "low.m4a", 10, 22_050, 2);
+    let out = dir.path().join("out.mp3");
+    let report = segmented::transcode(&resampled, &out, &options, &cancel, |_| {}, split).unwrap();
+    assert_eq!(report.segments, 1);
+    assert_eq!(
+        helpers::decoded_samples(&out, 2, None),
+        helpers::decoded_samples(&resampled, 2, Some(44_100))
+    );
+    let short = source(dir.path(), "short.m4a", 5, 48_000, 2);
+    let report = segmented::transcode(&short, &out, &options, &cancel, |_| {}, split).unwrap();
+    assert_eq!(report.segments, 1);
+    assert_eq!(
+        report.output_samples,
+        helpers::decoded_samples(&short, 2, None)
+    );
+}
+
+/// Files in `dir` other than the ones named.
+fn extra_files(dir: &Path, known: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !known.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn cancelling_mid_segment_stops_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), "src.m4a", 120, 48_000, 2);
+    let out = dir.path().join("out.mp3");
+    let cancel = AtomicBool::new(false);
+    let split = Split {
+        segments: 2,
+        min_segment: Duration::from_secs(3),
+    };
+    let mut seen = 0.0;
+    let result = segmented::transcode(
+        &src,
+        &out,
+        &TranscodeOptions::default(),
+        &cancel,
+        |p| {
+            seen = p;
+            if p > 10.0 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        },
+        split,
+    );
+    assert!(
+        matches!(result, Err(TranscodeError::Cancelled)),
+        "{result:?}"
+    );
+    assert!(seen > 10.0 && seen < 90.0, "cancelled at {seen}%");
+    assert!(extra_files(dir.path(), &["src.m4a", "out.mp3"]).is_empty());
+}
+
+#[test]
+fn a_damaged_segment_fails_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    // ADTS AAC: every packet stands alone, so garbage in the second half stays there.
+    let src = {
+        let left = "0.3*sin(2*PI*440*t)";
+        let s = format!("aevalsrc=exprs='{left}':s=48000:d=30");
+        ffmpeg(
+            dir.path(),
+            "src.aac",
+            &["-f", "lavfi", "-i", &s, "-c:a", "aac", "-b:a", "128k"],
+        )
+    };
+    let mut bytes = std::fs::read(&src).unwrap();
+    let half = bytes.len() / 2;
+    let mut x: u32 = 12345;
+    for b in &mut bytes[half..] {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let bad = dir.path().join("bad.aac");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = dir.path().join("out.mp3");
+    let split = Split {
+        segments: 2,
+        min_segment: Duration::from_secs(3),
+    };
+    let result = segmented::transcode(
+        &bad,
+        &out,
+        &TranscodeOptions::default(),
+        &AtomicBool::new(false),
+        |_| {},
+        split,
+    );
+    assert!(
+        matches!(result, Err(TranscodeError::Damaged(_))),
+        "{result:?}"
+    );
+    assert!(extra_files(dir.path(), &["src.aac", "bad.aac", "out.mp3"]).is_empty());
+}
