@@ -43,6 +43,10 @@ pub struct Config {
     /// Longest media (`CONVERTER_MAX_DURATION_SECS`), largest MP3 (`CONVERTER_MAX_OUTPUT_BYTES`)
     /// and most streams in a file (`CONVERTER_MAX_STREAMS`).
     pub limits: Limits,
+    /// A job starting while slots are idle and nothing waits in the queue is encoded in
+    /// segments on those slots, each at least this long (`CONVERTER_SPLIT_MIN_SECS`, default 30;
+    /// 0 never splits).
+    pub split_min_segment: Option<Duration>,
 }
 
 impl Config {
@@ -91,6 +95,10 @@ impl Config {
                 25,
             )?),
             limits,
+            split_min_segment: match config::parsed_or(env, "CONVERTER_SPLIT_MIN_SECS", 30u64)? {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
         })
     }
 
@@ -146,6 +154,7 @@ mod tests {
         assert_eq!(c.limits.max_duration, Duration::from_secs(6 * 3600));
         assert_eq!(c.limits.max_output_bytes, 512 * 1024 * 1024);
         assert_eq!(c.limits.max_streams, 16);
+        assert_eq!(c.split_min_segment, Some(Duration::from_secs(30)));
         assert_eq!(c.mongo.videos.database, "videos");
         assert_eq!(c.mongo.mp3s.database, "mp3s");
     }
@@ -157,8 +166,10 @@ mod tests {
             ("VIDEO_QUEUE", "q1"),
             ("CONVERTER_CONCURRENCY", "3"),
             ("CONVERTER_TMP_DIR", "/x"),
+            ("CONVERTER_SPLIT_MIN_SECS", "0"),
         ];
         let c = Config::from_env(&env).unwrap();
+        assert_eq!(c.split_min_segment, None);
         assert_eq!(c.dead_letter_queue(), "q1.dlq");
         assert_eq!(c.concurrency, 3);
         assert_eq!(c.tmp_dir, PathBuf::from("/x"));
@@ -197,6 +208,12 @@ mod tests {
                 max_streams: 4,
             }
         );
+        let env = [
+            ("MONGODB_URI", "mongodb://m:27017/"),
+            ("CONVERTER_SPLIT_MIN_SECS", "soon"),
+        ];
+        let err = Config::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("CONVERTER_SPLIT_MIN_SECS"), "{err}");
 
         let err = Config::from_env(&[("X", "y")]).unwrap_err().to_string();
         assert!(err.contains("MONGODB_VIDEOS_URI"), "{err}");

@@ -89,6 +89,7 @@ impl Consumer {
             {
                 Ok(()) => break,
                 Err(e) => {
+                    self.worker.slots.set_probe(None);
                     // A connection that worked starts the back-off over.
                     if self.consuming.swap(false, Ordering::Relaxed) {
                         delay = INITIAL_RECONNECT_DELAY;
@@ -183,6 +184,10 @@ impl Consumer {
         ));
         let conn = Connection::connect(&self.settings.url, properties).await?;
         let channel = conn.create_channel().await?;
+        // A channel of its own for queue-depth probes: a failing probe cannot close ours.
+        self.worker
+            .slots
+            .set_probe(Some(conn.create_channel().await?));
         *connection = Some(conn);
         channel
             .basic_qos(self.settings.concurrency, BasicQosOptions::default())
@@ -264,7 +269,15 @@ impl Consumer {
         let settings = self.settings.clone();
         jobs.spawn(
             async move {
-                let outcome = worker.process(&delivery.data, &abort).await;
+                // Wait for a free slot (a split job may hold several); shutdown requeues.
+                let outcome = tokio::select! {
+                    slot = worker.slots.acquire() => {
+                        let outcome = worker.process(&delivery.data, &abort).await;
+                        drop(slot);
+                        outcome
+                    }
+                    () = abort.cancelled() => Outcome::Requeue,
+                };
                 metrics::counter!("converter_jobs_total", "outcome" => outcome.label())
                     .increment(1);
                 settle(&channel, &settings, &delivery, &outcome).await;

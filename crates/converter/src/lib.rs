@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod mp3_frame;
 pub mod scratch;
 pub mod segmented;
+pub mod slots;
 pub mod storage;
 pub mod transcode;
 pub mod worker;
@@ -25,6 +26,7 @@ pub use config::Config;
 
 use crate::{
     consumer::{Consumer, ConsumerSettings},
+    slots::Slots,
     storage::Storage,
     worker::Worker,
 };
@@ -98,6 +100,11 @@ impl Application {
             retry_base: self.config.retry_base,
             job_timeout: self.config.job_timeout,
             limits: self.config.limits,
+            slots: Slots::new(
+                self.config.concurrency,
+                &self.config.queue,
+                self.config.split_min_segment,
+            ),
         });
         let consumer = Consumer {
             settings: ConsumerSettings {

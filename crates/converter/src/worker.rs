@@ -25,6 +25,8 @@ use mongodb::{bson::oid::ObjectId, gridfs::FilesCollectionDocument};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    segmented::{self, Split},
+    slots::Slots,
     storage::{Storage, StorageError},
     transcode::{self, title_from_filename, Limits, TranscodeError, TranscodeOptions},
 };
@@ -94,6 +96,8 @@ pub struct Worker {
     pub job_timeout: Duration,
     /// What an input may be and an MP3 may become.
     pub limits: Limits,
+    /// The process' conversion slots; a job may borrow idle ones to encode in segments.
+    pub slots: Slots,
 }
 
 /// What one delivery carries from one in-place attempt to the next.
@@ -316,6 +320,9 @@ impl Worker {
             .record_kept_mp3(id, ours, Some(report.duration_secs))
             .await?;
         metrics::histogram!("converter_conversion_seconds").record(started.elapsed().as_secs_f64());
+        if report.segments > 1 {
+            metrics::counter!("converter_segmented_jobs_total").increment(1);
+        }
         crate::record_media_seconds(report.duration_secs);
         tracing::info!(mp3_fid = %kept, media_secs = report.duration_secs,
             secs = started.elapsed().as_secs_f64(), "converted");
@@ -419,11 +426,26 @@ impl Worker {
             limits: self.limits,
         };
         let flag = cancel.clone();
+        // Idle slots, when nothing waits in the queue, encode segments of this job; they are
+        // held until the conversion ends.
+        let borrowed = self.slots.borrow_idle().await;
+        let split = Split {
+            segments: 1 + borrowed.as_ref().map_or(0, |p| p.num_permits()),
+            min_segment: self.slots.min_segment().unwrap_or(Duration::MAX),
+        };
         let mut conversion = tokio::task::spawn_blocking(move || {
-            transcode::transcode(&input, &output, &options, &flag, |p| {
-                // The receiver only goes away when the job is over.
-                let _ = progress_tx.send(p);
-            })
+            let _borrowed = borrowed;
+            segmented::transcode(
+                &input,
+                &output,
+                &options,
+                &flag,
+                |p| {
+                    // The receiver only goes away when the job is over.
+                    let _ = progress_tx.send(p);
+                },
+                split,
+            )
         });
         let storage = self.storage.clone();
         let id = job.id;

@@ -12,11 +12,13 @@ use std::{
 };
 
 use common::jobs::Mp3Quality;
+use converter::slots::Slots;
 use converter::{
     segmented::{self, boundaries, Split, OVERLAP_FRAMES},
     transcode::{transcode, TranscodeError, TranscodeOptions},
 };
-use helpers::ffmpeg;
+use helpers::{ffmpeg, TestEnv};
+use lapin::options::BasicGetOptions;
 
 /// Music-like test audio with the same character all along, so that every 50 ms window of
 /// coding error is alike: tones amplitude- and frequency-modulated at 20 Hz, noise, and a click
@@ -326,4 +328,75 @@ fn a_damaged_segment_fails_the_job() {
         "{result:?}"
     );
     assert!(extra_files(dir.path(), &["src.aac", "bad.aac", "out.mp3"]).is_empty());
+}
+
+#[tokio::test]
+async fn an_idle_converter_splits_a_job_through_the_queue() {
+    let env = TestEnv::new().await;
+    let src = source(env.media.path(), "talk.m4a", 16, 48_000, 2);
+    let fid = env.upload(&src, "talk.m4a", "ann@example.com").await;
+    let mut vars = env.env();
+    vars.insert("CONVERTER_SPLIT_MIN_SECS".into(), "3".into());
+    let app = env.spawn_app_with_env(&vars).await;
+    env.publish(fid, "ann@example.com").await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, common::jobs::JobState::Completed, "{job:?}");
+    let mp3 = env.download_mp3(job.mp3_fid.unwrap()).await;
+    let p = helpers::probe(&mp3);
+    assert_eq!(p.samples, helpers::decoded_samples(&src, 2, None));
+    assert_eq!(p.bit_rate, 128_000);
+    assert_eq!(p.title, "talk");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains("converter_segmented_jobs_total 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+    assert!(
+        env.leftover_files().is_empty(),
+        "{:?}",
+        env.leftover_files()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn idle_slots_are_lent_only_while_nothing_waits_in_the_queue() {
+    let env = TestEnv::new().await;
+    env.declare(&env.queue).await;
+    let slots = Slots::new(3, &env.queue, Some(Duration::from_secs(30)));
+    slots.set_probe(Some(env.channel.clone()));
+    let _running = slots.acquire().await;
+
+    env.publish_raw(b"{}").await;
+    // The queue counts the message a moment after the publish.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while slots.waiting_messages().await != Some(1) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(slots.waiting_messages().await, Some(1));
+    assert!(
+        slots.borrow_idle().await.is_none(),
+        "a message waits: no split"
+    );
+    assert_eq!(slots.idle(), 2);
+
+    let got = env
+        .channel
+        .basic_get(&env.queue, BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(got.is_some());
+    let lent = slots.borrow_idle().await.expect("idle slots lent");
+    assert_eq!(lent.num_permits(), 2);
+    assert_eq!(slots.idle(), 0);
+    // A job arriving now waits for a slot until the split job gives them back.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), slots.acquire())
+            .await
+            .is_err()
+    );
+    drop(lent);
+    assert_eq!(slots.idle(), 2);
+    env.cleanup().await;
 }
