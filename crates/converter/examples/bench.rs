@@ -1,17 +1,29 @@
 //! Benchmark: our transcoder against `ffmpeg -i IN -vn -c:a libmp3lame OUT.mp3` on the same inputs.
 //!
-//! `bench [--runs N] [--parallel N] [--cache DIR]`. Inputs are made once with lavfi and cached.
-//! Both tools run as child processes under `/usr/bin/time` (peak RSS), alternating which goes
-//! first, and the medians are compared. Release builds only give meaningful numbers.
+//! `bench [--runs N] [--parallel N] [--segment-runs N] [--segments-only] [--cache DIR]`. Inputs
+//! are made once with lavfi and cached. Both tools run as child processes under `/usr/bin/time`
+//! (peak RSS), alternating which goes first, and the medians are compared. Release builds only
+//! give meaningful numbers.
+//!
+//! Then segment-parallel encoding: the 10-minute and a 60-minute input converted on 1, 2 and 4
+//! slots (`transcode --segments N`) against the CLI, and the seam quality of a 2- and 4-way
+//! split of a 3-minute music-like input against a one-stream encode.
 
 use std::{
     io::Write,
     path::{Path, PathBuf},
     process::Command,
-    time::Instant,
+    sync::atomic::AtomicBool,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
+use common::jobs::Mp3Quality;
+use converter::{
+    seam_quality::{self, decode_pcm},
+    segmented::{self, Split},
+    transcode::{transcode, TranscodeOptions},
+};
 
 struct Input {
     name: &'static str,
@@ -78,6 +90,54 @@ const INPUTS: &[Input] = &[
     },
 ];
 
+/// The hour-long input of the segment benchmark: small video (it is skipped anyway), the same
+/// tone as the 10-minute input.
+const HOUR: Input = Input {
+    name: "60 min, 320x180 H.264 + AAC 48 kHz stereo",
+    file: "hour-180p.mp4",
+    lavfi: &[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=15:duration=3600",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=3600",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-shortest",
+    ],
+};
+
+/// Music-like audio for the seam measurements (the tests' kind: tones, noise, clicks).
+const MUSIC: Input = Input {
+    name: "3 min music-like AAC 44.1 kHz stereo",
+    file: "music-3min.m4a",
+    lavfi: &[
+        "-f",
+        "lavfi",
+        "-i",
+        "aevalsrc=exprs='0.3*sin(2*PI*440*t)*(0.6+0.4*sin(2*PI*20*t))+0.15*sin(2*PI*(1500+300*sin(2*PI*20*t))*t)+0.03*(random(0)-0.5)+0.4*lt(mod(t,0.025),0.0005)|0.25*sin(2*PI*660*t+2*sin(2*PI*20*t))+0.03*(random(1)-0.5)+0.2*sin(2*PI*97*t)':s=44100:d=180",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+    ],
+};
+
 struct Run {
     secs: f64,
     max_rss_kib: u64,
@@ -95,6 +155,11 @@ fn main() -> anyhow::Result<()> {
         .map(|v| v.parse())
         .transpose()?
         .unwrap_or_else(num_cpus::get);
+    let segment_runs: usize = opt("--segment-runs")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(3);
+    let segments_only = args.iter().any(|a| a == "--segments-only");
     let cache = PathBuf::from(opt("--cache").unwrap_or_else(|| "/var/tmp/vidconv-bench".into()));
     std::fs::create_dir_all(&cache)?;
     let ours = std::env::current_exe()?
@@ -126,28 +191,8 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     let mut long_input = None;
-    for input in INPUTS {
-        let path = cache.join(input.file);
-        if !path.exists() {
-            writeln!(
-                stdout,
-                "making {} (once, cached in {})",
-                input.file,
-                cache.display()
-            )?;
-            stdout.flush()?;
-            let tmp = cache.join(format!("{}.partial.mp4", input.file));
-            let ok = Command::new("ffmpeg")
-                .args(["-v", "error", "-y"])
-                .args(input.lavfi)
-                .arg(&tmp)
-                .status()?
-                .success();
-            if !ok {
-                bail!("ffmpeg could not make {}", input.file);
-            }
-            std::fs::rename(&tmp, &path)?;
-        }
+    for input in INPUTS.iter().filter(|_| !segments_only) {
+        let path = make_input(&cache, input, &mut stdout)?;
         let media_secs = duration(&path)?;
         let size_mib = std::fs::metadata(&path)?.len() as f64 / (1024.0 * 1024.0);
         let out = out_dir.path().join("out.mp3");
@@ -200,7 +245,7 @@ fn main() -> anyhow::Result<()> {
         long_input = Some((path, media_secs));
     }
 
-    if let Some((path, media_secs)) = long_input {
+    if let Some((path, media_secs)) = long_input.filter(|_| !segments_only) {
         let out = out_dir.path().join("par.mp3");
         let one = median(
             (0..runs.min(3))
@@ -224,7 +269,162 @@ fn main() -> anyhow::Result<()> {
         writeln!(stdout, "  1 conversion {one:.3} s; {parallel} at once {:.3} s; throughput {speedup:.2}x of one ({:.0}x realtime in total); peak RSS {:.1} MiB",
             many.secs, parallel as f64 * media_secs / many.secs, many.max_rss_kib as f64 / 1024.0)?;
     }
+    let ten = make_input(&cache, &INPUTS[1], &mut stdout)?;
+    let hour = make_input(&cache, &HOUR, &mut stdout)?;
+    for (input, path) in [(&INPUTS[1], &ten), (&HOUR, &hour)] {
+        bench_segments(
+            &ours,
+            input,
+            path,
+            segment_runs,
+            out_dir.path(),
+            &mut stdout,
+        )?;
+    }
+    let music = make_input(&cache, &MUSIC, &mut stdout)?;
+    bench_seams(&music, out_dir.path(), &mut stdout)?;
     writeln!(stdout, "\nload average at end: {}", load_average())?;
+    Ok(())
+}
+
+/// The cached input, made with lavfi the first time.
+fn make_input(cache: &Path, input: &Input, stdout: &mut impl Write) -> anyhow::Result<PathBuf> {
+    let path = cache.join(input.file);
+    if !path.exists() {
+        writeln!(
+            stdout,
+            "making {} (once, cached in {})",
+            input.file,
+            cache.display()
+        )?;
+        stdout.flush()?;
+        let ext = Path::new(input.file)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4");
+        let tmp = cache.join(format!("{}.partial.{ext}", input.file));
+        let ok = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(input.lavfi)
+            .arg(&tmp)
+            .status()?
+            .success();
+        if !ok {
+            bail!("ffmpeg could not make {}", input.file);
+        }
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// One input on 1, 2 and 4 slots against the CLI, alternating which runs first.
+fn bench_segments(
+    ours: &Path,
+    input: &Input,
+    path: &Path,
+    runs: usize,
+    out_dir: &Path,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    const SLOTS: [usize; 3] = [1, 2, 4];
+    let media_secs = duration(path)?;
+    let out = out_dir.join("seg.mp3");
+    let mut cli = Vec::new();
+    let mut by_slots: Vec<Vec<f64>> = vec![Vec::new(); SLOTS.len()];
+    for i in 0..runs {
+        let run_cli = |cli: &mut Vec<f64>| -> anyhow::Result<()> {
+            let mut c = Command::new("ffmpeg");
+            c.args(["-v", "error", "-y", "-i"])
+                .arg(path)
+                .args(["-vn", "-c:a", "libmp3lame"])
+                .arg(&out);
+            cli.push(timed(c)?.secs);
+            Ok(())
+        };
+        if i % 2 == 0 {
+            run_cli(&mut cli)?;
+        }
+        for (k, slots) in SLOTS.iter().enumerate() {
+            let mut c = Command::new(ours);
+            c.arg(path)
+                .arg(&out)
+                .args(["--segments", &slots.to_string()]);
+            by_slots[k].push(timed(c)?.secs);
+        }
+        if i % 2 == 1 {
+            run_cli(&mut cli)?;
+        }
+    }
+    let cli = median(cli);
+    writeln!(
+        stdout,
+        "\nsegment-parallel encoding, {} [{media_secs:.0} s of media], median of {runs} (CPUs: {})",
+        input.name,
+        num_cpus::get()
+    )?;
+    writeln!(stdout, "  CLI             {cli:8.3} s")?;
+    for (slots, times) in SLOTS.iter().zip(by_slots) {
+        let t = median(times);
+        writeln!(
+            stdout,
+            "  ours, {slots} slot{} {t:8.3} s   ratio ours/CLI {:.3}   {:.0}x realtime{}",
+            if *slots == 1 { " " } else { "s" },
+            t / cli,
+            media_secs / t,
+            if *slots > num_cpus::get() {
+                "   (more segments than CPUs: bound by the cores)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Seam quality of 2- and 4-way splits against a one-stream encode of the same source.
+fn bench_seams(path: &Path, out_dir: &Path, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let cancel = AtomicBool::new(false);
+    let source = decode_pcm(path, 2)?;
+    writeln!(
+        stdout,
+        "\nseam quality, {} (SNR against the source's PCM; worst 50 ms window at a seam / median window)",
+        MUSIC.name
+    )?;
+    for quality in [
+        Mp3Quality::Cbr { bitrate_kbps: 128 },
+        Mp3Quality::Vbr { quality: 2 },
+    ] {
+        let options = TranscodeOptions {
+            quality,
+            title: None,
+        };
+        let single = out_dir.join("single.mp3");
+        transcode(path, &single, &options, &cancel, |_| {})?;
+        let single_pcm = decode_pcm(&single, 2)?;
+        for segments in [2, 4] {
+            let split_mp3 = out_dir.join("split.mp3");
+            let split = Split {
+                segments,
+                min_segment: Duration::from_secs(30),
+            };
+            let report = segmented::transcode(path, &split_mp3, &options, &cancel, |_| {}, split)?;
+            let pcm = decode_pcm(&split_mp3, 2)?;
+            let r = seam_quality::compare(&source, &single_pcm, &pcm, 44_100, 2, segments);
+            writeln!(
+                stdout,
+                "  {quality:?}, {} segments: SNR one stream {:.2} dB, segmented {:.2} dB (difference {:+.2} dB); worst seam window {:.2}x the median; samples {} vs source {}",
+                report.segments,
+                r.snr_single_db,
+                r.snr_segmented_db,
+                r.snr_segmented_db - r.snr_single_db,
+                r.worst_seam_window,
+                pcm.len() / 2,
+                source.len() / 2
+            )?;
+        }
+    }
+    stdout.flush()?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ pub mod config;
 pub mod consumer;
 pub mod mp3_frame;
 pub mod scratch;
+pub mod seam_quality;
 pub mod segmented;
 pub mod slots;
 pub mod storage;

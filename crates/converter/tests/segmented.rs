@@ -14,7 +14,8 @@ use std::{
 use common::jobs::Mp3Quality;
 use converter::slots::Slots;
 use converter::{
-    segmented::{self, boundaries, Split, OVERLAP_FRAMES},
+    seam_quality::{self, decode_pcm, SeamReport},
+    segmented::{self, Split},
     transcode::{transcode, TranscodeError, TranscodeOptions},
 };
 use helpers::{ffmpeg, TestEnv};
@@ -39,58 +40,15 @@ fn source(dir: &Path, name: &str, secs: u32, rate: u32, channels: u32) -> PathBu
     )
 }
 
-/// Float samples (interleaved) of an audio file, as the ffmpeg CLI decodes it.
-fn pcm(path: &Path, channels: u32) -> Vec<f32> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-ac", &channels.to_string(), "-f", "f32le", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "decoding {} failed", path.display());
-    out.stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-/// Signal-to-noise ratio in dB of `coded` against `reference`.
-fn snr(reference: &[f32], coded: &[f32]) -> f64 {
-    let (signal, noise) = reference
-        .iter()
-        .zip(coded)
-        .fold((0f64, 0f64), |(s, n), (r, c)| {
-            (s + f64::from(*r).powi(2), n + f64::from(r - c).powi(2))
-        });
-    10.0 * (signal / noise).log10()
-}
-
-/// Error energy of each 50 ms window (interleaved samples, `channels` per frame).
-fn window_errors(reference: &[f32], coded: &[f32], rate: u32, channels: u32) -> Vec<f64> {
-    let window = (rate / 20 * channels) as usize;
-    reference
-        .chunks(window)
-        .zip(coded.chunks(window))
-        .map(|(r, c)| r.iter().zip(c).map(|(r, c)| f64::from(r - c).powi(2)).sum())
-        .collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-struct Compared {
-    snr_parallel: f64,
-    snr_single: f64,
-    /// Worst seam-window error energy over the median window's.
-    worst_seam_ratio: f64,
-}
-
 /// Encodes `src` in one stream and in `segments` segments, checks what must be equal, and
 /// measures quality.
-fn compare(src: &Path, quality: Mp3Quality, segments: usize, rate: u32, channels: u32) -> Compared {
+fn compare(
+    src: &Path,
+    quality: Mp3Quality,
+    segments: usize,
+    rate: u32,
+    channels: u32,
+) -> SeamReport {
     let dir = src.parent().unwrap();
     let single = dir.join("single.mp3");
     let parallel = dir.join("parallel.mp3");
@@ -123,9 +81,9 @@ fn compare(src: &Path, quality: Mp3Quality, segments: usize, rate: u32, channels
     assert_eq!(many.output_samples, one.output_samples);
 
     // Gapless: the CLI decodes both MP3s to the source's sample count.
-    let reference = pcm(src, channels);
-    let a = pcm(&single, channels);
-    let b = pcm(&parallel, channels);
+    let reference = decode_pcm(src, channels).unwrap();
+    let a = decode_pcm(&single, channels).unwrap();
+    let b = decode_pcm(&parallel, channels).unwrap();
     assert_eq!(a.len(), reference.len(), "one stream");
     assert_eq!(b.len(), reference.len(), "segments");
 
@@ -141,29 +99,7 @@ fn compare(src: &Path, quality: Mp3Quality, segments: usize, rate: u32, channels
         assert_eq!(pb.bit_rate, u64::from(bitrate_kbps) * 1000);
     }
 
-    let errors = window_errors(&reference, &b, rate, channels);
-    let med = median(&errors);
-    let total_frames = (many.input_samples as f64 / f64::from(rate) * f64::from(rate)) as u64;
-    let window = u64::from(rate / 20);
-    let mut worst: f64 = 0.0;
-    for start in boundaries(total_frames / 1152, segments)
-        .into_iter()
-        .skip(1)
-    {
-        // The seam lies in the overlap frames after the boundary; take every window touching it.
-        let from = (start * 1152).saturating_sub(2 * 1152) / window;
-        let to = ((start + OVERLAP_FRAMES + 2) * 1152) / window;
-        for w in from..=to {
-            if let Some(e) = errors.get(w as usize) {
-                worst = worst.max(e / med);
-            }
-        }
-    }
-    Compared {
-        snr_parallel: snr(&reference, &b),
-        snr_single: snr(&reference, &a),
-        worst_seam_ratio: worst,
-    }
+    seam_quality::compare(&reference, &a, &b, rate, channels, segments)
 }
 
 /// The container duration ffprobe reports (from the Xing header's frame count).
@@ -183,17 +119,17 @@ fn format_duration(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn assert_quality(c: &Compared) {
+fn assert_quality(c: &SeamReport) {
     assert!(
-        c.snr_parallel > c.snr_single - 0.5,
+        c.snr_segmented_db > c.snr_single_db - 0.5,
         "SNR {:.2} dB in segments vs {:.2} dB in one stream",
-        c.snr_parallel,
-        c.snr_single
+        c.snr_segmented_db,
+        c.snr_single_db
     );
     assert!(
-        c.worst_seam_ratio <= 2.0,
+        c.worst_seam_window <= 2.0,
         "a window at a seam has {:.2}x the median error energy",
-        c.worst_seam_ratio
+        c.worst_seam_window
     );
 }
 
