@@ -30,8 +30,8 @@ use crate::{
     mp3_frame,
     transcode::{
         self, build_filter, internal, is_truncated, open_encoder, open_input, open_output,
-        output_rate, percent, source, AudioInput, Throttle, TranscodeError, TranscodeOptions,
-        TranscodeReport, PROGRESS_INTERVAL,
+        output_rate, percent, pull_filtered, source, AudioInput, Throttle, TranscodeError,
+        TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
     },
 };
 
@@ -417,14 +417,7 @@ impl<'a> Sink<'a> {
         graph: &mut ffmpeg::filter::Graph,
         encoder: &mut ffmpeg::encoder::Audio,
     ) -> Result<(), SegmentError> {
-        loop {
-            let mut filtered = frame::Audio::empty();
-            let mut out = graph
-                .get("out")
-                .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
-            if out.sink().frame(&mut filtered).is_err() {
-                return Ok(());
-            }
+        while let Some(mut filtered) = pull_filtered(graph)? {
             if let Some(pts) = filtered.pts() {
                 if pts != self.next_sample {
                     return Err(SegmentError::NotSplittable(format!(
@@ -438,6 +431,7 @@ impl<'a> Sink<'a> {
             encoder.send_frame(&filtered).map_err(ff)?;
             self.drain_encoder(encoder)?;
         }
+        Ok(())
     }
 
     fn drain_encoder(&mut self, encoder: &mut ffmpeg::encoder::Audio) -> Result<(), SegmentError> {

@@ -582,20 +582,13 @@ impl Pump {
         encoder: &mut ffmpeg::encoder::Audio,
         octx: &mut format::context::Output,
     ) -> Result<(), TranscodeError> {
-        loop {
-            // A fresh frame each time: the sink moves its frame in without unreferencing ours.
-            let mut filtered = frame::Audio::empty();
-            let mut sink = graph
-                .get("out")
-                .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
-            if sink.sink().frame(&mut filtered).is_err() {
-                return Ok(());
-            }
+        while let Some(mut filtered) = pull_filtered(graph)? {
             filtered.set_pts(Some(self.next_pts));
             self.next_pts += filtered.samples() as i64;
             encoder.send_frame(&filtered).map_err(internal)?;
             self.drain_encoder(encoder, octx)?;
         }
+        Ok(())
     }
 
     fn drain_encoder(
@@ -616,6 +609,18 @@ impl Pump {
         }
         Ok(())
     }
+}
+
+/// The next frame out of the filter graph's sink, if one is ready.
+pub(crate) fn pull_filtered(
+    graph: &mut filter::Graph,
+) -> Result<Option<frame::Audio>, TranscodeError> {
+    // A fresh frame each time: the sink moves its frame in without unreferencing ours.
+    let mut filtered = frame::Audio::empty();
+    let mut sink = graph
+        .get("out")
+        .ok_or_else(|| TranscodeError::Internal("filter sink missing".into()))?;
+    Ok(sink.sink().frame(&mut filtered).is_ok().then_some(filtered))
 }
 
 pub(crate) fn source(graph: &mut filter::Graph) -> Result<filter::Context, TranscodeError> {
