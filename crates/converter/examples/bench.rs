@@ -331,6 +331,7 @@ fn bench_segments(
     let out = out_dir.join("seg.mp3");
     let mut cli = Vec::new();
     let mut by_slots: Vec<Vec<f64>> = vec![Vec::new(); SLOTS.len()];
+    let mut rss_kib = [0u64; SLOTS.len()];
     for i in 0..runs {
         let run_cli = |cli: &mut Vec<f64>| -> anyhow::Result<()> {
             let mut c = Command::new("ffmpeg");
@@ -349,7 +350,9 @@ fn bench_segments(
             c.arg(path)
                 .arg(&out)
                 .args(["--segments", &slots.to_string()]);
-            by_slots[k].push(timed(c)?.secs);
+            let run = timed(c)?;
+            by_slots[k].push(run.secs);
+            rss_kib[k] = rss_kib[k].max(run.max_rss_kib);
         }
         if i % 2 == 1 {
             run_cli(&mut cli)?;
@@ -363,14 +366,15 @@ fn bench_segments(
         num_cpus::get()
     )?;
     writeln!(stdout, "  CLI             {cli:8.3} s")?;
-    for (slots, times) in SLOTS.iter().zip(by_slots) {
+    for ((slots, times), rss) in SLOTS.iter().zip(by_slots).zip(rss_kib) {
         let t = median(times);
         writeln!(
             stdout,
-            "  ours, {slots} slot{} {t:8.3} s   ratio ours/CLI {:.3}   {:.0}x realtime{}",
+            "  ours, {slots} slot{} {t:8.3} s   ratio ours/CLI {:.3}   {:.0}x realtime   peak RSS {:.1} MiB{}",
             if *slots == 1 { " " } else { "s" },
             t / cli,
             media_secs / t,
+            rss as f64 / 1024.0,
             if *slots > num_cpus::get() {
                 "   (more segments than CPUs: bound by the cores)"
             } else {
