@@ -65,6 +65,11 @@ impl Slots {
         }
     }
 
+    /// Takes the probe channel away, to close it before its connection at shutdown.
+    pub fn take_probe(&self) -> Option<Channel> {
+        self.probe.lock().ok()?.take()
+    }
+
     /// The slot a job runs in; waits while every slot is held (by jobs or a split job's
     /// segments).
     pub async fn acquire(&self) -> OwnedSemaphorePermit {
