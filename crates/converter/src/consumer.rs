@@ -121,8 +121,9 @@ impl Consumer {
                 while jobs.join_next().await.is_some() {}
             }
         }
-        // The channels first (the consumer's and the queue-depth probe's): dropping a last handle would queue a channel close inside lapin
-        // that races the connection close and gets logged as a connection ERROR.
+        // The channels first (the consumer's and the queue-depth probe's): dropping a last handle
+        // would queue a channel close inside lapin that races the connection close and gets
+        // logged as a connection ERROR.
         for channel in channel.into_iter().chain(self.worker.slots.take_probe()) {
             if let Err(e) = channel.close(200, "shutting down").await {
                 tracing::debug!(error = %e, "closing the AMQP channel");
