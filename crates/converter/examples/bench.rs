@@ -402,6 +402,7 @@ fn bench_seams(path: &Path, out_dir: &Path, stdout: &mut impl Write) -> anyhow::
         let options = TranscodeOptions {
             quality,
             title: None,
+            limits: Default::default(),
         };
         let single = out_dir.join("single.mp3");
         transcode(path, &single, &options, &cancel, |_| {})?;

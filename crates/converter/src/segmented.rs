@@ -30,7 +30,7 @@ use crate::{
     mp3_frame,
     transcode::{
         self, build_filter, internal, is_truncated, open_encoder, open_input, open_output,
-        output_rate, percent, pull_filtered, source, AudioInput, Throttle, TranscodeError,
+        output_rate, percent, pull_filtered, source, AudioInput, Limits, Throttle, TranscodeError,
         TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
     },
 };
@@ -136,7 +136,7 @@ pub fn boundaries(total_frames: u64, n: usize) -> Vec<u64> {
     (0..n as u64).map(|k| k * total_frames / n as u64).collect()
 }
 
-fn make_plan(audio: &mut AudioInput, split: Split) -> Result<Plan, SegmentError> {
+fn make_plan(audio: &mut AudioInput, split: Split, limits: &Limits) -> Result<Plan, SegmentError> {
     let rate = audio.decoder.rate();
     if output_rate(rate) != rate {
         return Err(SegmentError::NotSplittable(format!(
@@ -164,7 +164,13 @@ fn make_plan(audio: &mut AudioInput, split: Split) -> Result<Plan, SegmentError>
             Err(ffmpeg::Error::InvalidData) => continue,
             Err(e) => return Err(SegmentError::NotSplittable(format!("reading failed: {e}"))),
         }
-        if packet.stream() != audio.stream_index || audio.decoder.send_packet(&packet).is_err() {
+        if packet.stream() != audio.stream_index {
+            if audio.ictx.nb_streams() > limits.max_streams {
+                return Err(TranscodeError::TooManyStreams(limits.max_streams).into());
+            }
+            continue;
+        }
+        if audio.decoder.send_packet(&packet).is_err() {
             continue;
         }
         if audio.decoder.receive_frame(&mut decoded).is_ok() && decoded.samples() > 0 {
@@ -215,6 +221,17 @@ struct SegmentJob<'a> {
     cancel: &'a AtomicBool,
     abort: &'a AtomicBool,
     done_samples: &'a AtomicU64,
+    /// Shared by all segments: the job's [`crate::transcode::Limits`] hold for their sum.
+    totals: &'a Totals,
+}
+
+/// What all segments of a job decoded and produced, held to the job's limits.
+#[derive(Default)]
+struct Totals {
+    /// Samples decoded, each counted once: by the segment that owns it.
+    decoded_samples: AtomicU64,
+    /// Bytes of MP3 frames kept (the overlap frames around seams are few and not counted).
+    output_bytes: AtomicU64,
 }
 
 impl SegmentJob<'_> {
@@ -267,6 +284,8 @@ impl SegmentJob<'_> {
         let mut audio_packets = 0u64;
         let mut bad_packets = 0u64;
         let mut reached_end = false;
+        let mut decoded_here = 0u64;
+        let limits = self.options.limits;
         'read: loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(SegmentError::Failed(TranscodeError::Cancelled));
@@ -287,6 +306,10 @@ impl SegmentJob<'_> {
                 }
             }
             if packet.stream() != stream_index {
+                // Demuxers that find streams while reading (MPEG-TS) stop at `max_streams` + 1.
+                if ictx.nb_streams() > limits.max_streams {
+                    return Err(TranscodeError::TooManyStreams(limits.max_streams).into());
+                }
                 continue;
             }
             // Packets long before the segment are not even decoded.
@@ -306,6 +329,7 @@ impl SegmentJob<'_> {
             }
             while decoder.receive_frame(&mut decoded).is_ok() {
                 let at = self.place(&decoded, time_base, &mut expected)?;
+                self.count_decoded(at, decoded.samples() as u64, &mut decoded_here)?;
                 sink.feed(&mut graph, &mut decoded, at, &mut encoder)?;
                 if feed_end
                     .is_some_and(|end| expected.unwrap_or(0) - self.plan.origin >= end as i64)
@@ -325,6 +349,7 @@ impl SegmentJob<'_> {
             decoder.send_eof().map_err(ff)?;
             while decoder.receive_frame(&mut decoded).is_ok() {
                 let at = self.place(&decoded, time_base, &mut expected)?;
+                self.count_decoded(at, decoded.samples() as u64, &mut decoded_here)?;
                 sink.feed(&mut graph, &mut decoded, at, &mut encoder)?;
             }
         }
@@ -334,6 +359,50 @@ impl SegmentJob<'_> {
         sink.drain_encoder(&mut encoder)?;
         let end_sample = expected.map_or(0, |e| (e - self.plan.origin).max(0) as u64);
         sink.finish(end_sample, audio_packets, bad_packets)
+    }
+
+    /// Counts `samples` decoded at global sample `at` against the duration limit: all of them
+    /// for this segment alone (`decoded_here`), the ones it owns for the job's total.
+    fn count_decoded(
+        &self,
+        at: i64,
+        samples: u64,
+        decoded_here: &mut u64,
+    ) -> Result<(), SegmentError> {
+        let max = self.options.limits.max_duration;
+        let max_samples = (max.as_secs_f64() * f64::from(self.plan.rate)) as u64;
+        *decoded_here += samples;
+        let from = (self.first_frame() * FRAME) as i64;
+        let to = self
+            .next_first()
+            .map_or(i64::MAX, |next| (next * FRAME) as i64);
+        let owned = (at + samples as i64).min(to) - at.max(from);
+        let total = if owned > 0 {
+            self.totals
+                .decoded_samples
+                .fetch_add(owned as u64, Ordering::Relaxed)
+                + owned as u64
+        } else {
+            self.totals.decoded_samples.load(Ordering::Relaxed)
+        };
+        if *decoded_here > max_samples || total > max_samples {
+            return Err(TranscodeError::TooLong(max).into());
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` of MP3 kept against the output cap, for the job's total.
+    fn count_output(&self, bytes: usize) -> Result<(), SegmentError> {
+        let max = self.options.limits.max_output_bytes;
+        let total = self
+            .totals
+            .output_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed)
+            + bytes as u64;
+        if total > max {
+            return Err(TranscodeError::OutputTooLarge(max).into());
+        }
+        Ok(())
     }
 
     /// The global sample index of a decoded frame; checks the timeline has no gaps.
@@ -450,6 +519,10 @@ impl<'a> Sink<'a> {
     fn place(&mut self, g: u64, packet: ffmpeg::Packet) -> Result<(), SegmentError> {
         let first = self.job.first_frame();
         let data = || packet.data().unwrap_or_default().to_vec();
+        if g >= first && self.job.next_first().is_none_or(|next| g < next) {
+            // Counted before it is kept, so no segment's scratch file grows past the cap.
+            self.job.count_output(packet.size())?;
+        }
         if g == 0 {
             self.first = Some(packet);
         } else if self.job.index > 0 && g < first + OVERLAP_FRAMES {
@@ -520,9 +593,10 @@ fn transcode_segments(
     split: Split,
 ) -> Result<TranscodeReport, SegmentError> {
     let mut audio = open_input(input, &options.limits)?;
-    let plan = make_plan(&mut audio, split)?;
+    let plan = make_plan(&mut audio, split, &options.limits)?;
     let scratch = output.parent().unwrap_or(Path::new("."));
     let abort = AtomicBool::new(false);
+    let totals = Totals::default();
     let done: Vec<AtomicU64> = plan.bounds.iter().map(|_| AtomicU64::new(0)).collect();
     let started = Instant::now();
     let results: Vec<Result<Segment, SegmentError>> = std::thread::scope(|scope| {
@@ -537,6 +611,7 @@ fn transcode_segments(
                     cancel,
                     abort: &abort,
                     done_samples: &done[index],
+                    totals: &totals,
                 };
                 let abort = &abort;
                 scope.spawn(move || {
@@ -613,7 +688,7 @@ fn transcode_segments(
             .into());
         }
     }
-    let seams = join(&audio, &plan, &segments, output, options)?;
+    let seams = join(&audio, &plan, &segments, output, options, cancel)?;
     tracing::info!(
         segments = segments.len(),
         grown_seams = seams,
@@ -641,7 +716,10 @@ fn join(
     segments: &[Segment],
     output: &Path,
     options: &TranscodeOptions,
+    cancel: &AtomicBool,
 ) -> Result<usize, SegmentError> {
+    let max_bytes = options.limits.max_output_bytes;
+    let mut written: u64 = 0;
     let (encoder, codec) = open_encoder(&audio.decoder, options.quality)?;
     let (mut octx, out_tb) = open_output(output, codec, &encoder, options.title.as_deref())?;
     let encoder_tb = Rational::new(1, plan.rate as i32);
@@ -649,6 +727,14 @@ fn join(
     let mut write = |mut packet: ffmpeg::Packet,
                      octx: &mut ffmpeg::format::context::Output|
      -> Result<(), SegmentError> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TranscodeError::Cancelled.into());
+        }
+        // The seams may have grown a frame: the file itself is held to the cap as well.
+        written += packet.size() as u64;
+        if written > max_bytes {
+            return Err(TranscodeError::OutputTooLarge(max_bytes).into());
+        }
         packet.set_stream(0);
         packet.set_pts(Some(g * FRAME as i64));
         packet.set_dts(Some(g * FRAME as i64));

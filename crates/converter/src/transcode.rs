@@ -226,7 +226,7 @@ pub fn transcode(
         stream_duration,
         duration,
         mut decoder,
-            source_format,
+        source_format,
     } = open_input(input, &limits)?;
     let (mut encoder, codec) = open_encoder(&decoder, options.quality)?;
     let rate = encoder.rate();
@@ -463,10 +463,7 @@ pub(crate) fn open_output(
 
 /// Opens an upload with the accepted demuxers and the `file` protocol only, probing bounded, and
 /// refuses it when it has more streams than allowed.
-fn open_container(
-    input: &Path,
-    limits: &Limits,
-) -> Result<format::context::Input, TranscodeError> {
+fn open_container(input: &Path, limits: &Limits) -> Result<format::context::Input, TranscodeError> {
     let mut options = Dictionary::new();
     options.set("format_whitelist", ACCEPTED_FORMATS);
     // Nested opens (a playlist's segments, a reference track) inherit this list.

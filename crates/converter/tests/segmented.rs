@@ -16,7 +16,7 @@ use converter::slots::Slots;
 use converter::{
     seam_quality::{self, decode_pcm, SeamReport},
     segmented::{self, Split},
-    transcode::{transcode, TranscodeError, TranscodeOptions},
+    transcode::{transcode, Limits, TranscodeError, TranscodeOptions},
 };
 use helpers::{ffmpeg, TestEnv};
 use lapin::options::BasicGetOptions;
@@ -55,6 +55,7 @@ fn compare(
     let options = TranscodeOptions {
         quality,
         title: Some("seams".into()),
+        limits: Default::default(),
     };
     let cancel = AtomicBool::new(false);
     let one = transcode(src, &single, &options, &cancel, |_| {}).unwrap();
@@ -264,6 +265,81 @@ fn a_damaged_segment_fails_the_job() {
         "{result:?}"
     );
     assert!(extra_files(dir.path(), &["src.aac", "bad.aac", "out.mp3"]).is_empty());
+}
+
+/// Two or three segments of `src` within `limits`.
+fn segmented_within(
+    src: &Path,
+    segments: usize,
+    quality: Mp3Quality,
+    limits: Limits,
+) -> Result<converter::transcode::TranscodeReport, TranscodeError> {
+    let options = TranscodeOptions {
+        quality,
+        title: None,
+        limits,
+    };
+    let split = Split {
+        segments,
+        min_segment: Duration::from_secs(3),
+    };
+    let out = src.parent().unwrap().join("out.mp3");
+    segmented::transcode(src, &out, &options, &AtomicBool::new(false), |_| {}, split)
+}
+
+#[test]
+fn the_mp3_cap_holds_for_the_sum_of_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), "src.m4a", 60, 48_000, 2);
+    let cbr320 = Mp3Quality::Cbr { bitrate_kbps: 320 };
+    // 60 s at 320 kb/s is 2.4 MB: each of three segments keeps about 0.8 MB.
+    let capped = Limits {
+        max_output_bytes: 1_000_000,
+        ..Limits::default()
+    };
+    let result = segmented_within(&src, 3, cbr320, capped);
+    assert!(
+        matches!(result, Err(TranscodeError::OutputTooLarge(1_000_000))),
+        "{result:?}"
+    );
+    let out = dir.path().join("out.mp3");
+    assert!(std::fs::metadata(&out).map_or(0, |m| m.len()) <= 1_000_000);
+    assert!(extra_files(dir.path(), &["src.m4a", "out.mp3"]).is_empty());
+
+    // Under the cap, the same file is split.
+    let roomy = Limits {
+        max_output_bytes: 3_000_000,
+        ..Limits::default()
+    };
+    let report = segmented_within(&src, 3, cbr320, roomy).unwrap();
+    assert_eq!(report.segments, 3, "{report:?}");
+}
+
+#[test]
+fn audio_decoded_past_what_is_declared_counts_over_all_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 s declared as 20: the second segment decodes about 31 s, the job 40.
+    let src = helpers::lying_about_its_length(dir.path(), 44_100, 40, 20);
+    let cbr = Mp3Quality::Cbr { bitrate_kbps: 128 };
+    let short = Limits {
+        max_duration: Duration::from_secs(35),
+        ..Limits::default()
+    };
+    let result = segmented_within(&src, 2, cbr, short);
+    assert!(
+        matches!(result, Err(TranscodeError::TooLong(d)) if d == Duration::from_secs(35)),
+        "{result:?}"
+    );
+    assert!(extra_files(dir.path(), &["honest.mka", "lying.mka", "out.mp3"]).is_empty());
+
+    // Within the limit, the same file is split and all of it is kept.
+    let long_enough = Limits {
+        max_duration: Duration::from_secs(45),
+        ..Limits::default()
+    };
+    let report = segmented_within(&src, 2, cbr, long_enough).unwrap();
+    assert_eq!(report.segments, 2, "{report:?}");
+    assert_eq!(report.input_samples, 40 * 44_100);
 }
 
 #[tokio::test]

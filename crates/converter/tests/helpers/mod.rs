@@ -500,6 +500,27 @@ impl RunningApp {
 }
 
 /// Runs the ffmpeg CLI to make a fixture in `dir`; `args` go between the inputs and the output.
+/// A Matroska file holding `secs` of a `rate` Hz sine (FLAC) whose header declares `declared`
+/// seconds.
+pub fn lying_about_its_length(dir: &Path, rate: u32, secs: u32, declared: u32) -> PathBuf {
+    let src = format!("sine=frequency=300:sample_rate={rate}:duration={secs}");
+    let honest = ffmpeg(
+        dir,
+        "honest.mka",
+        &["-f", "lavfi", "-i", &src, "-c:a", "flac"],
+    );
+    let mut bytes = std::fs::read(&honest).unwrap();
+    // Segment Info > Duration (ID 0x4489, an 8-byte float of milliseconds).
+    let at = bytes
+        .windows(3)
+        .position(|w| w == [0x44, 0x89, 0x88])
+        .expect("a Duration element");
+    bytes[at + 3..at + 11].copy_from_slice(&(f64::from(declared) * 1000.0).to_be_bytes());
+    let lying = dir.join("lying.mka");
+    std::fs::write(&lying, bytes).unwrap();
+    lying
+}
+
 pub fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
