@@ -318,8 +318,9 @@ fn the_mp3_cap_holds_for_the_sum_of_the_segments() {
 #[test]
 fn audio_decoded_past_what_is_declared_counts_over_all_segments() {
     let dir = tempfile::tempdir().unwrap();
-    // 40 s declared as 20: the second segment decodes about 31 s, the job 40.
-    let src = helpers::lying_about_its_length(dir.path(), 44_100, 40, 20);
+    // 40 s declared as 20: the second segment decodes about 31 s, the job 40. At 48 kHz FLAC's
+    // 4608-sample blocks last whole milliseconds, so Matroska's timestamps count samples.
+    let src = helpers::lying_about_its_length(dir.path(), 48_000, 40, 20);
     let cbr = Mp3Quality::Cbr { bitrate_kbps: 128 };
     let short = Limits {
         max_duration: Duration::from_secs(35),
@@ -339,7 +340,7 @@ fn audio_decoded_past_what_is_declared_counts_over_all_segments() {
     };
     let report = segmented_within(&src, 2, cbr, long_enough).unwrap();
     assert_eq!(report.segments, 2, "{report:?}");
-    assert_eq!(report.input_samples, 40 * 44_100);
+    assert_eq!(report.input_samples, 40 * 48_000);
 }
 
 #[tokio::test]
