@@ -30,8 +30,8 @@ use crate::{
     mp3_frame,
     transcode::{
         self, build_filter, internal, is_truncated, open_encoder, open_input, open_output,
-        output_rate, percent, pull_filtered, source, AudioInput, Limits, Throttle, TranscodeError,
-        TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
+        output_rate, percent, pull_filtered, read_packet, source, AudioInput, Limits, PacketRead,
+        Throttle, TranscodeError, TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
     },
 };
 
@@ -155,15 +155,14 @@ fn make_plan(audio: &mut AudioInput, split: Split, limits: &Limits) -> Result<Pl
     // Global sample 0 is the first sample a one-stream decode yields: decode up to it.
     let mut decoded = frame::Audio::empty();
     let origin = loop {
-        let mut packet = ffmpeg::Packet::empty();
-        match packet.read(&mut audio.ictx) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => {
+        let packet = match read_packet(&mut audio.ictx) {
+            Ok(PacketRead::Packet(packet)) => packet,
+            Ok(PacketRead::End) => {
                 return Err(SegmentError::NotSplittable("no audio decoded".into()))
             }
-            Err(ffmpeg::Error::InvalidData) => continue,
+            Ok(PacketRead::Corrupt) => continue,
             Err(e) => return Err(SegmentError::NotSplittable(format!("reading failed: {e}"))),
-        }
+        };
         if packet.stream() != audio.stream_index {
             if audio.ictx.nb_streams() > limits.max_streams {
                 return Err(TranscodeError::TooManyStreams(limits.max_streams).into());
@@ -293,18 +292,17 @@ impl SegmentJob<'_> {
             if self.abort.load(Ordering::Relaxed) {
                 return Err(SegmentError::Aborted);
             }
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut ictx) {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
-                Err(ffmpeg::Error::InvalidData) => {
+            let packet = match read_packet(&mut ictx) {
+                Ok(PacketRead::Packet(packet)) => packet,
+                Ok(PacketRead::End) => break,
+                Ok(PacketRead::Corrupt) => {
                     bad_packets += 1;
                     continue;
                 }
                 Err(e) => {
                     return Err(TranscodeError::Damaged(format!("reading failed: {e}")).into())
                 }
-            }
+            };
             if packet.stream() != stream_index {
                 // Demuxers that find streams while reading (MPEG-TS) stop at `max_streams` + 1.
                 if ictx.nb_streams() > limits.max_streams {

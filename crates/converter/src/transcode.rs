@@ -253,19 +253,16 @@ pub fn transcode(
         if cancel.load(Ordering::Relaxed) {
             return Err(TranscodeError::Cancelled);
         }
-        // A fresh packet per read: av_read_frame overwrites without unreferencing, so reusing
-        // one would leak every packet's buffer (memory growing with the file's length).
-        let mut packet = ffmpeg::Packet::empty();
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
+        let packet = match read_packet(&mut ictx) {
+            Ok(PacketRead::Packet(packet)) => packet,
+            Ok(PacketRead::End) => break,
             // A demuxer resyncs past a corrupt packet; count it like a bad audio packet.
-            Err(ffmpeg::Error::InvalidData) => {
+            Ok(PacketRead::Corrupt) => {
                 bad_packets += 1;
                 continue;
             }
             Err(e) => return Err(TranscodeError::Damaged(format!("reading failed: {e}"))),
-        }
+        };
         if packet.stream() != stream_index {
             // Demuxers that find streams while reading (MPEG-TS) stop at `max_streams` + 1.
             if ictx.nb_streams() > limits.max_streams {
@@ -715,6 +712,26 @@ fn discard_other_streams(ictx: &mut format::context::Input, keep: usize) {
                 (*stream.as_mut_ptr()).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL;
             }
         }
+    }
+}
+
+/// What one read from the demuxer gave.
+pub(crate) enum PacketRead {
+    Packet(ffmpeg::Packet),
+    /// A corrupt packet the demuxer resynced past.
+    Corrupt,
+    End,
+}
+
+/// Reads the next packet into a fresh one: av_read_frame overwrites without unreferencing, so
+/// reusing a packet would leak every packet's buffer (memory growing with the file's length).
+pub(crate) fn read_packet(ictx: &mut format::context::Input) -> Result<PacketRead, ffmpeg::Error> {
+    let mut packet = ffmpeg::Packet::empty();
+    match packet.read(ictx) {
+        Ok(()) => Ok(PacketRead::Packet(packet)),
+        Err(ffmpeg::Error::Eof) => Ok(PacketRead::End),
+        Err(ffmpeg::Error::InvalidData) => Ok(PacketRead::Corrupt),
+        Err(e) => Err(e),
     }
 }
 
