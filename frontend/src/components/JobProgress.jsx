@@ -4,6 +4,7 @@ import DownloadButton from './DownloadButton.jsx';
 import ProgressBar from './ProgressBar.jsx';
 import StateBadge from './StateBadge.jsx';
 import { stateOf } from '../lib/jobs.js';
+import { formatEta, formatExpiry } from '../lib/format.js';
 import { WATCH_DEFAULTS } from '../api/client.js';
 
 /**
@@ -32,6 +33,10 @@ export default function JobProgress({ videoFid, filename, barLabel = 'Conversion
   // The original gateway's /status says only "processing", without a progress number.
   const measured = typeof status?.progress === 'number';
   const progress = measured ? status.progress : 0;
+  // Absent from the original gateway and while nothing has been measured yet.
+  const eta = formatEta(status?.eta_secs);
+  const expiry = formatExpiry(status?.expires_at);
+  const running = state === 'queued' ? 'Waiting for a converter…' : measured ? `${Math.round(progress)}%` : 'Converting…';
 
   return (
     <section aria-labelledby={headingId} className="space-y-4 rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200 sm:p-6">
@@ -49,7 +54,7 @@ export default function JobProgress({ videoFid, filename, barLabel = 'Conversion
             label={barLabel}
             value={progress}
             indeterminate={state === 'queued' || !measured}
-            detail={state === 'queued' ? 'Waiting for a converter…' : measured ? `${Math.round(progress)}%` : 'Converting…'}
+            detail={eta ? `${running} · ${eta}` : running}
           />
           {transport === 'polling' && <p className="text-xs text-slate-500">Live updates unavailable; checking every {WATCH_DEFAULTS.pollMs / 1000} seconds.</p>}
         </>
@@ -59,6 +64,11 @@ export default function JobProgress({ videoFid, filename, barLabel = 'Conversion
           <ProgressBar label={barLabel} value={100} tone="emerald" detail="Done" />
           <DownloadButton mp3Fid={status.mp3_fid} videoName={filename} />
         </div>
+      )}
+      {expiry && (state === 'completed' || state === 'failed') && (
+        <p className="text-xs text-slate-500" data-testid="job-expiry">
+          {expiry[0].toUpperCase() + expiry.slice(1)}: the video and its MP3 are then removed.
+        </p>
       )}
       {state === 'failed' && (
         <p role="alert" className="text-sm text-red-700">

@@ -29,6 +29,38 @@ export function formatDate(value) {
   return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }
 
+/**
+ * Seconds left (the gateway's `eta_secs`) -> "about 40 s left", "about 2 min left",
+ * "about 1.5 h left", "less than 5 s left"; '' when unknown.
+ */
+export function formatEta(secs) {
+  if (typeof secs !== 'number' || !Number.isFinite(secs) || secs < 0) return '';
+  if (secs < 5) return 'less than 5 s left';
+  // Below 10 s in seconds, then in steps of 5 s: an estimate is not more precise than that.
+  if (secs < 57.5) return `about ${secs < 10 ? Math.round(secs) : Math.round(secs / 5) * 5} s left`;
+  const minutes = Math.round(secs / 60);
+  if (minutes < 60) return `about ${minutes} min left`;
+  return `about ${Math.round((secs / 3600) * 2) / 2} h left`;
+}
+
+/**
+ * When a conversion will be removed (the gateway's `expires_at`, RFC 3339) -> "expires in 3 h",
+ * "expires in 25 min", "expires in 4 days", "expires soon"; '' when there is no expiry.
+ */
+export function formatExpiry(value, now = Date.now()) {
+  if (!value) return '';
+  const at = new Date(value).getTime();
+  if (Number.isNaN(at)) return '';
+  const secs = (at - now) / 1000;
+  // Past it, the next sweep removes it.
+  if (secs < 60) return 'expires soon';
+  const minutes = Math.round(secs / 60);
+  if (minutes < 60) return `expires in ${minutes} min`;
+  const hours = Math.round(secs / 3600);
+  if (hours < 48) return `expires in ${hours} h`;
+  return `expires in ${Math.round(secs / 86400)} days`;
+}
+
 /** "holiday.video.mp4" -> "holiday.video.mp3"; what the gateway names the MP3 too. */
 export function mp3NameFor(videoName) {
   const base = (videoName || 'audio').replace(/\.[^./\\]*$/, '');

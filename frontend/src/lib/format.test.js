@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDate, formatSpeed, isMp4, mp3NameFor } from './format.js';
+import { formatBytes, formatDate, formatEta, formatExpiry, formatSpeed, isMp4, mp3NameFor } from './format.js';
 import { parseQuality, stateOf } from './jobs.js';
 
 describe('formatting', () => {
@@ -17,6 +17,32 @@ describe('formatting', () => {
     expect(formatDate(1_790_000_000)).toMatch(/2026/);
     expect(formatDate('not a date')).toBe('');
     expect(formatDate(null)).toBe('');
+  });
+
+  it('says how long is left, rounded to what an estimate can tell', () => {
+    expect(formatEta(0)).toBe('less than 5 s left');
+    expect(formatEta(4)).toBe('less than 5 s left');
+    expect(formatEta(7)).toBe('about 7 s left');
+    expect(formatEta(38)).toBe('about 40 s left');
+    expect(formatEta(57)).toBe('about 55 s left');
+    expect(formatEta(58)).toBe('about 1 min left');
+    expect(formatEta(90)).toBe('about 2 min left');
+    expect(formatEta(3599)).toBe('about 1 h left');
+    expect(formatEta(5400)).toBe('about 1.5 h left');
+    expect(formatEta(undefined)).toBe('');
+    expect(formatEta(null)).toBe('');
+    expect(formatEta(-1)).toBe('');
+  });
+
+  it('says when a conversion expires', () => {
+    const now = Date.parse('2026-12-01T12:00:00Z');
+    expect(formatExpiry('2026-12-01T15:00:00Z', now)).toBe('expires in 3 h');
+    expect(formatExpiry('2026-12-01T12:25:00Z', now)).toBe('expires in 25 min');
+    expect(formatExpiry('2026-12-05T12:00:00Z', now)).toBe('expires in 4 days');
+    expect(formatExpiry('2026-12-01T12:00:30Z', now)).toBe('expires soon');
+    expect(formatExpiry('2026-12-01T11:00:00Z', now)).toBe('expires soon');
+    expect(formatExpiry(undefined, now)).toBe('');
+    expect(formatExpiry('not a date', now)).toBe('');
   });
 
   it('names the MP3 after the video', () => {

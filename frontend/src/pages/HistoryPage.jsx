@@ -6,7 +6,7 @@ import Button from '../components/Button.jsx';
 import DownloadButton from '../components/DownloadButton.jsx';
 import ProgressBar from '../components/ProgressBar.jsx';
 import StateBadge from '../components/StateBadge.jsx';
-import { formatBytes, formatDate } from '../lib/format.js';
+import { formatBytes, formatDate, formatExpiry } from '../lib/format.js';
 
 const PER_PAGE = 20;
 const REFRESH_MS = 3000;
@@ -39,7 +39,7 @@ function JobRow({ job, onDelete }) {
             {job.filename || 'Untitled video'}
           </p>
           <p className="text-xs text-slate-500">
-            {[formatDate(job.created_at), formatBytes(job.size)].filter(Boolean).join(' · ')}
+            {[formatDate(job.created_at), formatBytes(job.size), formatExpiry(job.expires_at)].filter(Boolean).join(' · ')}
           </p>
         </div>
         <StateBadge state={state} />

@@ -26,6 +26,17 @@ describe('history page', () => {
     expect(within(rows[2]).getByRole('progressbar')).toHaveAttribute('aria-valuenow', '42');
   });
 
+  it('shows when each finished conversion expires, when the gateway says so', async () => {
+    const inTwoDays = new Date(Date.now() + 2 * 86400 * 1000 + 60_000).toISOString();
+    const jobs = [{ ...JOBS[0], expires_at: inTwoDays }, JOBS[1], JOBS[2]];
+    fakeGateway({ 'GET /jobs': () => json({ jobs, page: 1, per_page: 20, total: 3 }) });
+    renderApp('/history', { token: makeToken() });
+    const rows = await screen.findAllByTestId('job-row');
+    expect(within(rows[0]).getByText(/expires in 2 days/)).toBeInTheDocument();
+    expect(within(rows[1]).queryByText(/expires/)).toBeNull();
+    expect(within(rows[2]).queryByText(/expires/)).toBeNull();
+  });
+
   it('deletes a job after confirmation', async () => {
     const calls = fakeGateway({
       'GET /jobs': () => json({ jobs: JOBS, page: 1, per_page: 20, total: 3 }),
