@@ -96,7 +96,7 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             )? as usize,
             trusted_proxy_hops: config::parsed_or(env, "TRUSTED_PROXY_HOPS", 0)?,
-            upgrade_legacy_passwords: flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
+            upgrade_legacy_passwords: config::flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
         })
     }
 }
@@ -175,21 +175,6 @@ fn database_options(env: &impl Env) -> Result<PgConnectOptions, ConfigError> {
         options
     };
     Ok(options.application_name("auth"))
-}
-
-/// A yes/no setting: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), any case.
-fn flag(env: &impl Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    let Some(raw) = config::optional(env, name) else {
-        return Ok(default);
-    };
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            name,
-            reason: format!("{raw:?}: expected true or false"),
-        }),
-    }
 }
 
 /// A number that must be at least 1.

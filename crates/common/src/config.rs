@@ -79,6 +79,21 @@ where
     optional(env, name).map(|raw| parse(name, &raw)).transpose()
 }
 
+/// A yes/no setting: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), any case.
+pub fn flag(env: &impl Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = optional(env, name) else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{raw:?}: expected true or false"),
+        }),
+    }
+}
+
 /// Fewest bytes a signing secret may have (HS256 keys should be at least as long as the hash).
 pub const MIN_SECRET_BYTES: usize = 32;
 

@@ -106,6 +106,13 @@ pub struct Job {
     /// How many times a converter started this job.
     #[serde(default)]
     pub attempts: i32,
+    /// When a converter last started this job (set with `processing`), for the gateway's ETA.
+    #[serde(default)]
+    pub started_at: Option<DateTime>,
+    /// Wall-clock seconds the converter spent on it, from start to the stored MP3: the measured
+    /// speed the gateway's queue ETA is based on.
+    #[serde(default)]
+    pub processing_secs: Option<f64>,
     /// When the upload was stored.
     pub created_at: DateTime,
     /// Last change.
@@ -134,6 +141,8 @@ impl Job {
             size,
             duration_secs: None,
             attempts: 0,
+            started_at: None,
+            processing_secs: None,
             created_at: now,
             updated_at: now,
         }

@@ -148,6 +148,7 @@ impl Storage {
     /// atomic update that also returns what earlier deliveries left: how many began and never
     /// ended, and the MP3 one was streaming. `None` when the job is gone (deleted) or final.
     pub async fn claim_job(&self, id: ObjectId) -> Result<Option<Claim>, StorageError> {
+        let now = DateTime::now();
         let before = self
             .jobs
             .clone_with_type::<Document>()
@@ -156,8 +157,9 @@ impl Storage {
                 doc! { "_id": id, "state": { "$ne": JobState::Failed.as_str() },
                 "mp3_fid": Bson::Null },
                 doc! {
+                    // `started_at` lets the gateway tell the speed of the job in progress.
                     "$set": { "state": JobState::Processing.as_str(), "progress": 0.0,
-                              "error": Bson::Null, "updated_at": DateTime::now() },
+                              "error": Bson::Null, "updated_at": now, "started_at": now },
                     "$inc": { "attempts": 1 },
                 },
             )
@@ -188,12 +190,14 @@ impl Storage {
     }
 
     /// Records the finished MP3, if the job still exists (it is never recreated); false when
-    /// it was deleted.
+    /// it was deleted. `processing_secs` is how long this delivery took (none when it reused an
+    /// earlier delivery's MP3): the gateway's queue ETA learns from it.
     pub async fn complete_job(
         &self,
         id: ObjectId,
         mp3_fid: ObjectId,
         duration_secs: Option<f64>,
+        processing_secs: Option<f64>,
     ) -> Result<bool, StorageError> {
         let mut set = doc! {
             "state": JobState::Completed.as_str(), "progress": 100.0, "mp3_fid": mp3_fid,
@@ -201,6 +205,9 @@ impl Storage {
         };
         if let Some(d) = duration_secs {
             set.insert("duration_secs", d);
+        }
+        if let Some(secs) = processing_secs.filter(|s| s.is_finite() && *s > 0.0) {
+            set.insert("processing_secs", secs);
         }
         let result = self
             .jobs

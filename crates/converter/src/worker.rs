@@ -250,7 +250,7 @@ impl Worker {
         // An MP3 stored by an earlier delivery that died before recording it: reuse it.
         if let Some(existing) = self.keep_one_mp3(id).await? {
             let mp3_fid = self
-                .record_kept_mp3(id, existing, job.duration_secs)
+                .record_kept_mp3(id, existing, job.duration_secs, None)
                 .await?;
             tracing::info!(%mp3_fid, "reused the MP3 of an earlier delivery");
             return Ok(Outcome::Completed {
@@ -317,7 +317,12 @@ impl Worker {
             .await?;
         drop(output);
         let kept = self
-            .record_kept_mp3(id, ours, Some(report.duration_secs))
+            .record_kept_mp3(
+                id,
+                ours,
+                Some(report.duration_secs),
+                Some(started.elapsed().as_secs_f64()),
+            )
             .await?;
         metrics::histogram!("converter_conversion_seconds").record(started.elapsed().as_secs_f64());
         if report.segments > 1 {
@@ -375,10 +380,15 @@ impl Worker {
         id: ObjectId,
         ours: ObjectId,
         duration_secs: Option<f64>,
+        processing_secs: Option<f64>,
     ) -> Result<ObjectId, JobError> {
         let mut kept = self.keep_one_mp3(id).await?.unwrap_or(ours);
         for _ in 0..5 {
-            if !self.storage.complete_job(id, kept, duration_secs).await? {
+            if !self
+                .storage
+                .complete_job(id, kept, duration_secs, processing_secs)
+                .await?
+            {
                 return Err(JobError::Deleted);
             }
             match self.storage.mp3s_for(id).await?.first() {

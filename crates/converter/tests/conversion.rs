@@ -50,6 +50,10 @@ async fn original_gateway_message_converts_stereo_aac_48k_sample_exact() {
         (duration - source_samples as f64 / 48_000.0).abs() < 1e-6,
         "{duration}"
     );
+    // What the gateway's ETA is computed from: when the job started and how long it took.
+    let started_at = job.started_at.expect("started_at recorded at the claim");
+    assert!(started_at <= job.updated_at, "{job:?}");
+    assert!(job.processing_secs.is_some_and(|s| s > 0.0), "{job:?}");
 
     assert_eq!(env.declare(&env.queue).await, 0, "message acked");
     assert_eq!(env.declare(&env.dlq()).await, 0, "nothing dead-lettered");

@@ -120,7 +120,7 @@ async fn a_job_is_completed_only_while_it_exists() {
     let fid = ObjectId::new();
     // Deleted before the converter finished: the completion creates nothing.
     let completed = storage
-        .complete_job(fid, ObjectId::new(), Some(1.0))
+        .complete_job(fid, ObjectId::new(), Some(1.0), Some(0.5))
         .await
         .unwrap();
     assert!(!completed);
