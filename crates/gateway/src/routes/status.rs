@@ -16,6 +16,8 @@ use super::{fid_param, FidQuery};
 use crate::{
     claims::User,
     error::{ApiError, ApiResult},
+    retention,
+    storage::StoredFile,
     AppState,
 };
 
@@ -45,6 +47,16 @@ pub struct StatusBody {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Estimated seconds left while queued or processing, from the measured speed of this job
+    /// (or, while queued, of recent jobs and the queue ahead); absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 40)]
+    pub eta_secs: Option<u64>,
+    /// When the conversion will be removed (RFC 3339), with `RETENTION_HOURS` set: its
+    /// completion or failure plus the retention. Absent while it runs or with retention off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2026-12-01T15:00:00Z")]
+    pub expires_at: Option<String>,
 }
 
 impl StatusBody {
@@ -72,6 +84,8 @@ impl StatusBody {
             progress: Some((progress.clamp(0.0, 100.0) * 10.0).round() / 10.0),
             mp3_fid: None,
             error: None,
+            eta_secs: None,
+            expires_at: None,
         }
     }
 
@@ -82,6 +96,8 @@ impl StatusBody {
             progress: Some(100.0),
             mp3_fid: Some(mp3.to_hex()),
             error: None,
+            eta_secs: None,
+            expires_at: None,
         }
     }
 
@@ -92,6 +108,8 @@ impl StatusBody {
             progress: None,
             mp3_fid: None,
             error: Some(error),
+            eta_secs: None,
+            expires_at: None,
         }
     }
 
@@ -119,7 +137,11 @@ pub async fn status_of(
                 }
             }
         }
-        return Ok(StatusBody::of_job(&job));
+        let mut body = StatusBody::of_job(&job);
+        body.eta_secs = eta_of(state, &job).await;
+        body.expires_at =
+            retention::expires_at(state.config.retention.as_ref(), &job).map(retention::rfc3339);
+        return Ok(body);
     }
     // No job: an upload of the original system. Its MP3 (if any) carries metadata.video_fid.
     let video = state.storage.video(video_fid).await?;
@@ -128,11 +150,42 @@ pub async fn status_of(
             return Err(not_found());
         }
     }
-    match state.storage.mp3_for_video(video_fid).await? {
-        Some(mp3) if user.may_see(mp3.owner()) => Ok(StatusBody::completed(mp3.id)),
-        Some(_) => Err(not_found()),
-        None if video.is_some() => Ok(StatusBody::processing(JobState::Queued, 0.0)),
-        None => Err(not_found()),
+    // Without a job, what retention would remove is the original system's (no owner).
+    let unowned_expiry = |file: &StoredFile| {
+        file.owner()
+            .is_none()
+            .then(|| {
+                retention::unowned_expires_at(state.config.retention.as_ref(), file.upload_date)
+            })
+            .flatten()
+            .map(retention::rfc3339)
+    };
+    let (mut body, expires_at) = match state.storage.mp3_for_video(video_fid).await? {
+        Some(mp3) if user.may_see(mp3.owner()) => {
+            (StatusBody::completed(mp3.id), unowned_expiry(&mp3))
+        }
+        Some(_) => return Err(not_found()),
+        None => match &video {
+            Some(video) => (
+                StatusBody::processing(JobState::Queued, 0.0),
+                unowned_expiry(video),
+            ),
+            None => return Err(not_found()),
+        },
+    };
+    body.expires_at = expires_at;
+    Ok(body)
+}
+
+/// The job's estimated seconds left; a failure to estimate is logged and leaves it unknown
+/// rather than failing the status.
+async fn eta_of(state: &AppState, job: &Job) -> Option<u64> {
+    match state.eta.eta_secs(&state.storage, job).await {
+        Ok(eta) => eta,
+        Err(e) => {
+            tracing::warn!(error = %e, video_fid = %job.id, "cannot estimate the time left");
+            None
+        }
     }
 }
 
@@ -169,7 +222,7 @@ pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
     security(("bearer" = [])),
     params(FidQuery),
     responses(
-        (status = 200, description = "processing (with state and progress), completed (with mp3_fid) or failed (with error)", body = StatusBody),
+        (status = 200, description = "processing (with state, progress and, when it can be estimated, eta_secs), completed (with mp3_fid) or failed (with error); expires_at with RETENTION_HOURS set", body = StatusBody),
         (status = 400, description = "fid missing or malformed"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such upload, or another user's"),
