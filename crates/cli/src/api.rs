@@ -108,6 +108,10 @@ pub struct JobStatus {
     /// Why it failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// Estimated seconds left while queued or processing; absent when the gateway cannot tell
+    /// (and from the original gateway).
+    #[serde(default)]
+    pub eta_secs: Option<u64>,
 }
 
 impl JobStatus {

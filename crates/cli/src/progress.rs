@@ -96,14 +96,18 @@ impl FileBar {
             }
             Update::Transport(Transport::Stream) => {}
             Update::Status(status) => match (status.state.as_deref(), status.progress) {
-                (Some("queued"), _) => self.waiting("queued"),
+                (Some("queued"), _) => match status.eta_secs {
+                    Some(secs) => self.waiting(format!("queued, {}", eta_text(secs))),
+                    None => self.waiting("queued"),
+                },
                 (_, Some(progress)) if !status.is_final() => {
                     if self.bar.length() != Some(100) {
                         self.bar.disable_steady_tick();
                         self.bar.set_style(style(CONVERT));
-                        self.bar.set_message("");
                         self.bar.set_length(100);
                     }
+                    self.bar
+                        .set_message(status.eta_secs.map(eta_text).unwrap_or_default());
                     self.bar.set_position(progress.clamp(0.0, 100.0) as u64);
                 }
                 _ if !status.is_final() => self.waiting("converting"),
@@ -112,7 +116,7 @@ impl FileBar {
         }
     }
 
-    fn waiting(&self, message: &'static str) {
+    fn waiting(&self, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.bar.set_style(style(WAIT));
         self.bar.set_length(0);
         self.bar.set_message(message);
@@ -134,9 +138,42 @@ impl FileBar {
     }
 }
 
+/// The gateway's `eta_secs` in words, rounded as the page rounds: "about 40 s left",
+/// "about 2 min left", "about 1.5 h left", "less than 5 s left".
+pub fn eta_text(secs: u64) -> String {
+    let secs = secs as f64;
+    if secs < 5.0 {
+        return "less than 5 s left".to_owned();
+    }
+    if secs < 57.5 {
+        let shown = if secs < 10.0 {
+            secs
+        } else {
+            (secs / 5.0).round() * 5.0
+        };
+        return format!("about {shown} s left");
+    }
+    let minutes = (secs / 60.0).round();
+    if minutes < 60.0 {
+        return format!("about {minutes} min left");
+    }
+    format!("about {} h left", (secs / 3600.0 * 2.0).round() / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eta_in_words() {
+        assert_eq!(eta_text(0), "less than 5 s left");
+        assert_eq!(eta_text(7), "about 7 s left");
+        assert_eq!(eta_text(38), "about 40 s left");
+        assert_eq!(eta_text(58), "about 1 min left");
+        assert_eq!(eta_text(90), "about 2 min left");
+        assert_eq!(eta_text(3599), "about 1 h left");
+        assert_eq!(eta_text(5400), "about 1.5 h left");
+    }
 
     #[test]
     fn templates_parse() {

@@ -31,6 +31,8 @@ pub const DEFAULT_MAX_UPLOADS_PER_USER: usize = 3;
 pub const DEFAULT_REQUEUE_STUCK_AFTER_SECS: u64 = 1800;
 /// Default number of re-publications before a stuck job is failed.
 pub const DEFAULT_MAX_REQUEUES: u32 = 3;
+/// Default pause between two rounds of the retention sweep: 5 minutes.
+pub const DEFAULT_RETENTION_SWEEP_SECS: u64 = 300;
 
 /// The MongoDB variables, read by [`MongoLocations::from_env`] (shared with the converter); listed
 /// here so that every variable the gateway reads is named in this file.
@@ -78,6 +80,21 @@ pub struct Config {
     pub requeue_stuck_after: Duration,
     /// Re-publications of a stuck job before it is failed (`MAX_REQUEUES`, default 3).
     pub max_requeues: u32,
+    /// What is removed how long after it finished (`RETENTION_HOURS`; unset or 0: nothing).
+    pub retention: Option<Retention>,
+}
+
+/// Automatic removal of old conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Age, counted from completion or failure, after which a conversion is removed
+    /// (`RETENTION_HOURS`).
+    pub after: Duration,
+    /// Whether files the original system wrote (no owner) are removed too
+    /// (`RETENTION_INCLUDE_UNOWNED`, default false).
+    pub include_unowned: bool,
+    /// Pause between two sweeps (`RETENTION_SWEEP_SECS`, default 300).
+    pub sweep_every: Duration,
 }
 
 impl Config {
@@ -153,6 +170,7 @@ impl Config {
             DEFAULT_REQUEUE_STUCK_AFTER_SECS,
         )?;
         let max_requeues = config::parsed_or(env, "MAX_REQUEUES", DEFAULT_MAX_REQUEUES)?;
+        let retention = retention(env)?;
         Ok(Config {
             addr,
             admin_addr,
@@ -171,8 +189,31 @@ impl Config {
             max_user_storage_bytes,
             requeue_stuck_after,
             max_requeues,
+            retention,
         })
     }
+}
+
+/// `RETENTION_HOURS` (0 or unset: off) and the settings that only matter with it.
+fn retention(env: &impl Env) -> Result<Option<Retention>, ConfigError> {
+    let hours: u64 = config::parsed_or(env, "RETENTION_HOURS", 0)?;
+    let include_unowned = config::flag(env, "RETENTION_INCLUDE_UNOWNED", false)?;
+    let sweep_every = seconds(env, "RETENTION_SWEEP_SECS", DEFAULT_RETENTION_SWEEP_SECS)?;
+    if hours == 0 {
+        return Ok(None);
+    }
+    // Ten years: far beyond any use, and small enough for every date computation.
+    if hours > 24 * 366 * 10 {
+        return Err(ConfigError::Invalid {
+            name: "RETENTION_HOURS",
+            reason: format!("{hours} hours is more than ten years; use 0 to keep files forever"),
+        });
+    }
+    Ok(Some(Retention {
+        after: Duration::from_secs(hours * 3600),
+        include_unowned,
+        sweep_every,
+    }))
 }
 
 /// A whole number of seconds greater than 0.
@@ -241,7 +282,29 @@ mod tests {
         assert_eq!(c.max_user_storage_bytes, None);
         assert_eq!(c.requeue_stuck_after, Duration::from_secs(1800));
         assert_eq!(c.max_requeues, 3);
+        assert_eq!(c.retention, None);
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn retention_is_off_unless_hours_are_given() {
+        let c = Config::from_env(&[SECRET, MONGO, ("RETENTION_HOURS", "0")]).unwrap();
+        assert_eq!(c.retention, None);
+        let c = Config::from_env(&[
+            SECRET,
+            MONGO,
+            ("RETENTION_HOURS", "24"),
+            ("RETENTION_INCLUDE_UNOWNED", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.retention,
+            Some(Retention {
+                after: Duration::from_secs(24 * 3600),
+                include_unowned: true,
+                sweep_every: Duration::from_secs(300),
+            })
+        );
     }
 
     #[test]
@@ -326,6 +389,11 @@ mod tests {
             ("MAX_USER_STORAGE_BYTES", "1GB"),
             ("REQUEUE_STUCK_AFTER_SECS", "0"),
             ("MAX_REQUEUES", "many"),
+            ("RETENTION_HOURS", "-1"),
+            ("RETENTION_HOURS", "1.5"),
+            ("RETENTION_HOURS", "100000"),
+            ("RETENTION_INCLUDE_UNOWNED", "maybe"),
+            ("RETENTION_SWEEP_SECS", "0"),
         ] {
             let err = Config::from_env(&[SECRET, MONGO, (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

@@ -4,9 +4,11 @@
 pub mod claims;
 pub mod config;
 pub mod error;
+pub mod eta;
 pub mod limits;
 pub mod openapi;
 pub mod queue;
+pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod storage;
@@ -45,6 +47,8 @@ pub struct Inner {
     pub event_streams: Arc<limits::PerUser>,
     /// Uploads in progress per user.
     pub uploads: Arc<limits::PerUser>,
+    /// Estimates the seconds a conversion has left.
+    pub eta: eta::Estimator,
     /// Cancelled on SIGTERM, so that long-lived responses (event streams) end and graceful
     /// shutdown does not wait for them.
     pub shutdown: CancellationToken,
@@ -95,6 +99,7 @@ impl Application {
             tokens,
             event_streams: limits::PerUser::new(config.max_event_streams_per_user),
             uploads: limits::PerUser::new(config.max_uploads_per_user),
+            eta: eta::Estimator::default(),
             config,
             storage,
             queue,
@@ -148,6 +153,7 @@ impl Application {
         // Dropping this future (a test aborting it) stops the background tasks too.
         let _stop_tasks = state.shutdown.clone().drop_guard();
         tokio::spawn(sweeper::run(state.clone()));
+        tokio::spawn(retention::run(state.clone()));
         let token = state.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

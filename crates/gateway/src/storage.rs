@@ -73,6 +73,8 @@ pub struct StoredFile {
     pub filename: Option<String>,
     /// The `metadata` sub-document (empty when absent).
     pub metadata: Document,
+    /// When the file was stored (GridFS `uploadDate`: set when its last chunk was written).
+    pub upload_date: DateTime,
 }
 
 impl StoredFile {
@@ -84,6 +86,7 @@ impl StoredFile {
             chunk_size: doc.chunk_size_bytes,
             filename: doc.filename,
             metadata: doc.metadata.unwrap_or_default(),
+            upload_date: doc.upload_date,
         })
     }
 
@@ -152,6 +155,8 @@ impl Storage {
             .create_indexes([
                 index(doc! { "owner": 1, "created_at": -1 }, "owner_created_at"),
                 index(doc! { "state": 1 }, "state"),
+                // The ETA's recent completed jobs and the retention's expired ones.
+                index(doc! { "state": 1, "updated_at": -1 }, "state_updated_at"),
             ])
             .await?;
         Ok(())
@@ -283,6 +288,11 @@ impl Storage {
         delete_file(&self.video_bucket, id).await
     }
 
+    /// Removes one MP3 and its chunks; missing is fine.
+    pub async fn delete_mp3(&self, id: ObjectId) -> StorageResult<()> {
+        delete_file(&self.mp3_bucket, id).await
+    }
+
     /// Removes every MP3 made from `video_fid`, and the MP3 `mp3_fid` if given.
     pub async fn delete_mp3s_of(
         &self,
@@ -318,6 +328,156 @@ impl Storage {
     pub async fn delete_job(&self, id: ObjectId) -> StorageResult<()> {
         self.jobs.delete_one(doc! { "_id": id }).await?;
         Ok(())
+    }
+
+    /// Removes upload `id` with everything made from it: its job, its chunks and its MP3s
+    /// (`mp3_fid` and any whose `metadata.video_fid` is `id`). The one release path of a user's
+    /// `DELETE /jobs` and of the retention sweep; idempotent, so repeating it after a failure
+    /// half-way finishes it.
+    pub async fn release_upload(
+        &self,
+        id: ObjectId,
+        mp3_fid: Option<ObjectId>,
+    ) -> StorageResult<()> {
+        // The job goes first: a converter that finds no job neither recreates it nor keeps the
+        // MP3 it is about to store, and the stuck-job sweeper cannot re-publish it. Then the
+        // upload, so no new conversion can start; last every MP3 made from it, found by
+        // `metadata.video_fid` too, so one stored before the job named it is not missed.
+        self.delete_job(id).await?;
+        self.delete_video(id).await?;
+        self.delete_mp3s_of(id, mp3_fid).await
+    }
+
+    /// How long recent completed jobs took: `(size, processing_secs)` of the last `limit` that
+    /// recorded a time, newest first.
+    pub async fn recent_job_times(&self, limit: i64) -> StorageResult<Vec<(Option<i64>, f64)>> {
+        let mut cursor = self
+            .jobs
+            .clone_with_type::<Document>()
+            .find(doc! {
+                "state": JobState::Completed.as_str(),
+                "processing_secs": { "$gt": 0.0 },
+            })
+            .sort(doc! { "updated_at": -1 })
+            .limit(limit)
+            .projection(doc! { "size": 1, "processing_secs": 1 })
+            .await?;
+        let mut samples = Vec::new();
+        while let Some(job) = cursor.try_next().await? {
+            let secs = job.get("processing_secs").and_then(Bson::as_f64);
+            let size = job
+                .get("size")
+                .and_then(bson_int)
+                .and_then(|n| i64::try_from(n).ok());
+            if let Some(secs) = secs {
+                samples.push((size, secs));
+            }
+        }
+        Ok(samples)
+    }
+
+    /// How many jobs a converter is working on now.
+    pub async fn processing_count(&self) -> StorageResult<u64> {
+        Ok(self
+            .jobs
+            .count_documents(doc! { "state": JobState::Processing.as_str() })
+            .await?)
+    }
+
+    /// How many jobs were queued before the one created at `created_at` and still wait.
+    pub async fn queued_before(&self, created_at: DateTime, id: ObjectId) -> StorageResult<u64> {
+        Ok(self
+            .jobs
+            .count_documents(doc! {
+                "state": JobState::Queued.as_str(),
+                "$or": [
+                    { "created_at": { "$lt": created_at } },
+                    // Same millisecond: the id (made when the upload began) orders them.
+                    { "created_at": created_at, "_id": { "$lt": id } },
+                ],
+            })
+            .await?)
+    }
+
+    /// Completed or failed jobs whose last change (their completion or failure) is older than
+    /// `cutoff`, oldest first: `(id, mp3_fid)`.
+    pub async fn expired_jobs(
+        &self,
+        cutoff: DateTime,
+        limit: i64,
+    ) -> StorageResult<Vec<(ObjectId, Option<ObjectId>)>> {
+        let mut cursor = self
+            .jobs
+            .clone_with_type::<Document>()
+            .find(doc! {
+                "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
+                "updated_at": { "$lt": cutoff },
+            })
+            .sort(doc! { "updated_at": 1 })
+            .limit(limit)
+            .projection(doc! { "mp3_fid": 1 })
+            .await?;
+        let mut expired = Vec::new();
+        while let Some(job) = cursor.try_next().await? {
+            if let Ok(id) = job.get_object_id("_id") {
+                expired.push((id, job.get_object_id("mp3_fid").ok()));
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Claims expired job `id` for removal at `now`: true for exactly one caller among gateway
+    /// replicas, unless the claim holder has not finished by `stale_before` (it died): then the
+    /// job is claimed again. Only a job still final and unchanged since `cutoff` is claimed.
+    pub async fn claim_expired(
+        &self,
+        id: ObjectId,
+        cutoff: DateTime,
+        now: DateTime,
+        stale_before: DateTime,
+    ) -> StorageResult<bool> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! {
+                    "_id": id,
+                    "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
+                    "updated_at": { "$lt": cutoff },
+                    "$or": [
+                        { "retention_claimed_at": { "$exists": false } },
+                        { "retention_claimed_at": { "$lt": stale_before } },
+                    ],
+                },
+                doc! { "$set": { "retention_claimed_at": now } },
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+
+    /// Files without `metadata.owner` (written by the original system) stored before `cutoff`,
+    /// in the uploads' bucket (`mp3s` false) or the MP3s' bucket.
+    pub async fn unowned_files_before(
+        &self,
+        mp3s: bool,
+        cutoff: DateTime,
+        limit: i64,
+    ) -> StorageResult<Vec<StoredFile>> {
+        let bucket = if mp3s {
+            &self.mp3_bucket
+        } else {
+            &self.video_bucket
+        };
+        Ok(bucket
+            .find(doc! {
+                "metadata.owner": { "$exists": false },
+                "uploadDate": { "$lt": cutoff },
+            })
+            .sort(doc! { "uploadDate": 1 })
+            .limit(limit)
+            .await?
+            .try_filter_map(|f| async move { Ok(StoredFile::from_doc(f)) })
+            .try_collect()
+            .await?)
     }
 
     /// Up to `limit` jobs still `queued` whose last change is older than `before`.

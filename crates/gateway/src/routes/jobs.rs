@@ -15,7 +15,9 @@ use super::{
 };
 use crate::{
     claims::User,
+    config::Retention,
     error::{ApiError, ApiResult},
+    retention::{self, rfc3339},
     AppState,
 };
 
@@ -68,10 +70,15 @@ pub struct JobView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// When it will be removed (RFC 3339), with `RETENTION_HOURS` set and once it completed or
+    /// failed: that moment plus the retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
-impl From<&Job> for JobView {
-    fn from(job: &Job) -> Self {
+impl JobView {
+    /// The view of `job` under `retention`.
+    pub fn new(job: &Job, retention: Option<&Retention>) -> Self {
         let status = StatusBody::of_job(job);
         Self {
             video_fid: job.id.to_hex(),
@@ -84,13 +91,9 @@ impl From<&Job> for JobView {
             size: job.size,
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
+            expires_at: retention::expires_at(retention, job).map(rfc3339),
         }
     }
-}
-
-fn rfc3339(t: mongodb::bson::DateTime) -> String {
-    t.try_to_rfc3339_string()
-        .unwrap_or_else(|_| t.timestamp_millis().to_string())
 }
 
 /// A page of the caller's jobs.
@@ -160,7 +163,10 @@ pub async fn list_jobs(
         }
     }
     Ok(Json(JobsPage {
-        jobs: jobs.iter().map(JobView::from).collect(),
+        jobs: jobs
+            .iter()
+            .map(|job| JobView::new(job, state.config.retention.as_ref()))
+            .collect(),
         page,
         per_page,
         total,
@@ -204,13 +210,8 @@ pub async fn delete_job(
             },
         },
     };
-    // The job goes first: a converter that finds no job neither recreates it nor keeps the MP3
-    // it is about to store, and the sweeper cannot re-publish it. Then the upload, so no new
-    // conversion can start; last every MP3 made from it, found by `metadata.video_fid` too, so
-    // one stored before the job named it is not missed.
-    state.storage.delete_job(id).await?;
-    state.storage.delete_video(id).await?;
-    state.storage.delete_mp3s_of(id, mp3_fid).await?;
+    // The same release path as the retention sweep's.
+    state.storage.release_upload(id, mp3_fid).await?;
     tracing::info!(video_fid = %id, owner = user.email(), "upload deleted");
     Ok(StatusCode::NO_CONTENT)
 }

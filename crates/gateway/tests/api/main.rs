@@ -4,6 +4,7 @@
 mod auth_proxy;
 mod bounds;
 mod download;
+mod eta;
 mod events;
 mod health;
 mod helpers;
@@ -11,6 +12,7 @@ mod jobs;
 mod leftovers;
 mod memory;
 mod refused_bodies;
+mod retention;
 mod seed_flow;
 mod shutdown;
 mod status;
