@@ -52,7 +52,7 @@ impl Speed {
         }
         secs.sort_by(f64::total_cmp);
         let mid = secs.len() / 2;
-        let typical_secs = if secs.len() % 2 == 0 {
+        let typical_secs = if secs.len().is_multiple_of(2) {
             (secs[mid - 1] + secs[mid]) / 2.0
         } else {
             secs[mid]
