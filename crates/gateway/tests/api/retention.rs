@@ -124,9 +124,9 @@ async fn retention_removes_exactly_what_finished_long_enough_ago() {
 
     wait_until_gone(&app, old).await;
     wait_until_gone(&app, old_failed).await;
-    // Job, upload and MP3 of the old conversion: documents and chunks.
+    // Job, upload and MP3 of the old conversion: documents and chunks (the MP3 goes last).
+    wait_until_file_gone(&app.mp3s, old_mp3).await;
     assert_eq!(file_parts(&app.videos, old).await, (0, 0));
-    assert_eq!(file_parts(&app.mp3s, old_mp3).await, (0, 0));
     // Answers 404 afterwards, like a deleted one.
     let hex = old.to_hex();
     assert_eq!(get_json(&app, &format!("/status?fid={hex}")).await.0, 404);
