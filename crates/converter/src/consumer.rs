@@ -121,17 +121,19 @@ impl Consumer {
                 while jobs.join_next().await.is_some() {}
             }
         }
-        // The channels first (the consumer's and the queue-depth probe's): dropping a last handle
-        // would queue a channel close inside lapin that races the connection close and gets
-        // logged as a connection ERROR.
-        for channel in channel.into_iter().chain(self.worker.slots.take_probe()) {
-            if let Err(e) = channel.close(200, "shutting down").await {
-                tracing::debug!(error = %e, "closing the AMQP channel");
-            }
-        }
+        // The connection closes its channels (the consumer's and the queue-depth probe's) while we
+        // still hold them, and only then are they dropped. Inside lapin 2.5 both other orders
+        // race the connection close and get logged as a connection ERROR ("invalid channel"):
+        // dropping a last handle queues a channel close, and closing a channel first queues its
+        // removal, which the connection close then queues a second time.
+        let channels: Vec<Channel> = channel
+            .into_iter()
+            .chain(self.worker.slots.take_probe())
+            .collect();
         if let Some(conn) = connection {
             let _ = conn.close(200, "shutting down").await;
         }
+        drop(channels);
         tracing::info!("consumer stopped");
     }
 
