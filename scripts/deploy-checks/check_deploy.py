@@ -687,6 +687,7 @@ def chart_values(rendered_dir: Path) -> dict:
     pg = rendered(rendered_dir, "postgres")
     mongo = rendered(rendered_dir, "mongodb")
     rabbit = rendered(rendered_dir, "rabbitmq")
+    redis = rendered(rendered_dir, "redis")
 
     def svc(docs: list[dict]) -> dict:
         return next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") != "None")
@@ -698,8 +699,10 @@ def chart_values(rendered_dir: Path) -> dict:
                         if d["kind"] == "Secret" and "GATEWAY_USERNAME" in secret_values(d)), {})
     defs = json.loads(next(d["stringData"]["definitions.json"] for d in rabbit
                            if d["kind"] == "Secret" and "definitions.json" in (d.get("stringData") or {})))
+    redis_secret = next(secret_values(d) for d in redis if d["kind"] == "Secret" and "REDIS_PASSWORD" in secret_values(d))
     return {
         "postgres": (svc(pg)["metadata"]["name"], svc(pg)["spec"]["ports"][0]["port"], pg_secret),
+        "redis": (svc(redis)["metadata"]["name"], svc(redis)["spec"]["ports"][0]["port"], redis_secret["REDIS_PASSWORD"]),
         "mongodb": (svc(mongo)["metadata"]["name"], svc(mongo)["spec"]["ports"][0]["port"], mongo_secret),
         "mongodb-users": mongo_users,
         "rabbitmq": (svc(rabbit)["metadata"]["name"],
@@ -727,7 +730,14 @@ def check_wiring(k8s: dict, rendered_dir: Path, compose: dict | None) -> Group:
         for service in SERVICES:
             env = compose["services"].get(service, {}).get("environment") or {}
             sources.append((f"docker-compose.yml {service}", service, {k: str(v) for k, v in env.items()}, False))
+    redis_host, redis_port, redis_password = facts["redis"]
     for where, service, env, is_k8s in sources:
+        if "REDIS_URL" in env and is_k8s:
+            # The Redis chart's Service, port and password (both placeholders in the repository).
+            url = urlsplit(env["REDIS_URL"])
+            g.check(url.scheme == "redis" and url.hostname == redis_host and url.port == redis_port
+                    and unquote(url.password or "") == redis_password and re.fullmatch(r"/\d*", url.path or "/"),
+                    f"{where}: REDIS_URL must be redis://:<the chart's auth.password>@{redis_host}:{redis_port}/<db>")
         if service == "auth":
             if is_k8s:
                 g.check(env.get("DATABASE_HOST") == pg_host, f"{where}: DATABASE_HOST must be {pg_host}")
@@ -1087,6 +1097,7 @@ def check_takeover(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
 # --- NetworkPolicies (issue 11) ------------------------------------------------------------
 
 ROLE_PORTS = {"frontend": [8080, 80], "gateway": [8080, GATEWAY_ADMIN_PORT], "auth": [5000], "converter": [9090], "postgres": [5432],
+              "redis": [6379],
               "mongodb": [27017], "mongodb-next": [27017], "rabbitmq": [5672, 15672, 15692], "mongodb-users": [],
               "mongodb-migrate": []}
 # Exactly these (source, destination, port) are allowed; "outside" is any address out of the
@@ -1100,6 +1111,7 @@ EXPECTED_FLOWS = {
     ("monitoring", "converter", 9090), ("monitoring", "rabbitmq", 15692),
     ("outside", "frontend", 8080), ("outside", "frontend", 80), ("outside", "gateway", 8080),
     ("frontend", "gateway", 8080), ("gateway", "auth", 5000), ("auth", "postgres", 5432),
+    ("auth", "redis", 6379),
     ("gateway", "mongodb", 27017), ("converter", "mongodb", 27017),
     ("gateway", "rabbitmq", 5672), ("converter", "rabbitmq", 5672),
     ("mongodb-users", "mongodb", 27017), ("mongodb-migrate", "mongodb", 27017),
@@ -1173,8 +1185,10 @@ def pod_roles(repo: Path, k8s: dict, rendered_dir: Path) -> dict[str, list[dict]
         d = find(k8s.get(service, []), "Deployment", service)
         if d is not None:
             roles[service].append(d["spec"]["template"]["metadata"]["labels"])
-    for chart in ("mongodb", "postgres", "rabbitmq"):
-        for variant in (chart, f"{chart}-original"):
+    for chart, variants in (("mongodb", ("mongodb", "mongodb-original")),
+                            ("postgres", ("postgres", "postgres-original")),
+                            ("rabbitmq", ("rabbitmq", "rabbitmq-original")), ("redis", ("redis",))):
+        for variant in variants:
             for d in rendered(rendered_dir, variant):
                 if d["kind"] == "StatefulSet":
                     roles[chart].append(d["spec"]["template"]["metadata"]["labels"])
