@@ -4,13 +4,15 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use common::config::{self, ConfigError, Env};
 
-use crate::rate_limit::LoginLimits;
+use crate::rate_limit::{redis_log, LoginLimits};
 use sqlx::postgres::PgConnectOptions;
 
 /// Listen address when `AUTH_ADDR` is unset (the original's port).
 pub const DEFAULT_ADDR: &str = "0.0.0.0:5000";
 /// Users table when `AUTH_TABLE` is unset (the original's).
 pub const DEFAULT_TABLE: &str = "auth_user";
+/// What the names of auth's Redis keys start with when `REDIS_KEY_PREFIX` is unset.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "vidconv:auth:";
 
 /// The auth service's configuration.
 #[derive(Clone)]
@@ -42,6 +44,11 @@ pub struct Config {
     /// at its first successful login (`AUTH_UPGRADE_LEGACY_PASSWORDS`, default true). Off while
     /// the original auth still serves the same table, so that it can still log those users in.
     pub upgrade_legacy_passwords: bool,
+    /// Where the login and registration limits are shared by the replicas (`REDIS_URL`);
+    /// `None` keeps them in each replica's memory.
+    pub redis: Option<RedisUrl>,
+    /// What every Redis key of auth starts with (`REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
 }
 
 /// Longest slow-down allowed: well inside the 30 s request timeout of auth and the gateway.
@@ -65,6 +72,8 @@ impl fmt::Debug for Config {
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("upgrade_legacy_passwords", &self.upgrade_legacy_passwords)
+            .field("redis", &self.redis)
+            .field("redis_key_prefix", &self.redis_key_prefix)
             .finish()
     }
 }
@@ -97,6 +106,10 @@ impl Config {
             )? as usize,
             trusted_proxy_hops: config::parsed_or(env, "TRUSTED_PROXY_HOPS", 0)?,
             upgrade_legacy_passwords: config::flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
+            redis: config::optional(env, "REDIS_URL")
+                .map(|url| RedisUrl::parse(url.trim()))
+                .transpose()?,
+            redis_key_prefix: key_prefix(env)?,
         })
     }
 }
@@ -175,6 +188,52 @@ fn database_options(env: &impl Env) -> Result<PgConnectOptions, ConfigError> {
         options
     };
     Ok(options.application_name("auth"))
+}
+
+/// Where Redis is (`REDIS_URL`): `redis://[:password@]host[:port][/db]`. Shown without its
+/// password.
+#[derive(Clone)]
+pub struct RedisUrl(redis::ConnectionInfo);
+
+impl RedisUrl {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        redis_log::parse_url(url)
+            .map(Self)
+            .map_err(|reason| ConfigError::Invalid {
+                name: "REDIS_URL",
+                // The URL may hold a password: show the error, not the value.
+                reason: format!("{reason} (expected redis://[:password@]host[:port][/db])"),
+            })
+    }
+
+    /// The connection settings.
+    pub fn connection_info(&self) -> &redis::ConnectionInfo {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("addr", &self.0.addr().to_string())
+            .field("db", &self.0.redis_settings().db())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `REDIS_KEY_PREFIX`: printable ASCII without spaces, at most 64 characters (it starts every
+/// key).
+fn key_prefix(env: &impl Env) -> Result<String, ConfigError> {
+    let Some(prefix) = config::optional(env, "REDIS_KEY_PREFIX") else {
+        return Ok(DEFAULT_REDIS_KEY_PREFIX.to_owned());
+    };
+    if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid {
+            name: "REDIS_KEY_PREFIX",
+            reason: "must be at most 64 printable ASCII characters without spaces".to_owned(),
+        });
+    }
+    Ok(prefix)
 }
 
 /// A number that must be at least 1.

@@ -21,16 +21,24 @@
 //! pass before the first failure is counted.
 //!
 //! Hand-written rather than `governor`: only *failures* may count, a place must be given back and
-//! a pair forgotten on success. The counts live in an [`EventLog`]; [`MemoryLog`] keeps them in
-//! this process, so with several replicas each counts on its own.
+//! a pair forgotten on success. The counts live in an [`EventLog`]: [`MemoryLog`] keeps them in
+//! this process, so with several replicas each counts on its own; [`RedisLog`] keeps them in
+//! Redis (`REDIS_URL`) for all replicas. [`Counts`] uses Redis while it answers and this
+//! process's memory while it does not, so that an outage of Redis never stops a login.
 
 use std::{
     collections::{HashMap, VecDeque},
+    convert::Infallible,
     fmt,
+    future::Future,
     net::IpAddr,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
+
+pub mod redis_log;
+
+pub use redis_log::{RedisLink, RedisLog, RedisLogError};
 
 /// Most keys a [`MemoryLog`] remembers; beyond it the keys with the oldest events are dropped,
 /// so a flood of made-up emails costs bounded memory.
@@ -39,21 +47,62 @@ const MAX_KEYS: usize = 100_000;
 /// How long a successful login makes its (email, address) pair a known one.
 pub const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// Timestamps of recent events per key, forgotten once older than the log's window. The counts
-/// the limiters keep; a store shared by replicas can implement it later.
-pub trait EventLog: Send + Sync + fmt::Debug {
-    /// Records an event for `key` at `now` unless the key already holds `limit` events in the
-    /// window. `Ok(events, the new one included)` or `Err(time until one leaves the window)`.
-    fn push(&self, key: &str, now: Instant, limit: Option<u32>) -> Result<u32, Duration>;
-    /// Like [`EventLog::push`] without recording: `Ok(events)` or `Err(wait)` when at `limit`.
-    fn peek(&self, key: &str, now: Instant, limit: Option<u32>) -> Result<u32, Duration>;
-    /// Removes the event recorded for `key` at `at` (an attempt giving its place back).
-    fn remove(&self, key: &str, at: Instant);
-    /// Forgets every event of `key`.
-    fn clear(&self, key: &str);
+/// One recorded event: when it happened by this process's clock, and a random id that tells it
+/// apart from every other attempt's (so that it alone can be given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// This process's time of the event (a shared log uses its server's clock instead).
+    pub at: Instant,
+    /// Random, unique among the attempts in flight on all replicas.
+    pub id: u64,
 }
 
-type Events = HashMap<String, VecDeque<Instant>>;
+impl Event {
+    /// A new event at `at` with a random id.
+    pub fn new(at: Instant) -> Self {
+        Self {
+            at,
+            id: rand::random(),
+        }
+    }
+}
+
+/// `Ok(events counted)` or `Err(time until a place frees up)` when the key is at its limit.
+pub type Admission = Result<u32, Duration>;
+
+/// Recent events per key, forgotten once older than the log's window: the counts the limiters
+/// keep. [`MemoryLog`] keeps them in this process, [`RedisLog`] in Redis for every replica.
+pub trait EventLog: Send + Sync + fmt::Debug {
+    /// Why the log could not answer (never, for memory).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Records `event` for `key` unless the key already holds `limit` events in the window, as
+    /// one atomic step. `Ok(events, the new one included)` or `Err(time until one leaves the
+    /// window)`.
+    fn push(
+        &self,
+        key: &str,
+        event: Event,
+        limit: Option<u32>,
+    ) -> impl Future<Output = Result<Admission, Self::Error>> + Send;
+    /// Like [`EventLog::push`] without recording: `Ok(events)` or `Err(wait)` when at `limit`.
+    fn peek(
+        &self,
+        key: &str,
+        now: Instant,
+        limit: Option<u32>,
+    ) -> impl Future<Output = Result<Admission, Self::Error>> + Send;
+    /// Removes `event` from `key` (an attempt giving its place back).
+    fn remove(
+        &self,
+        key: &str,
+        event: Event,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets every event of `key`.
+    fn clear(&self, key: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+type Events = HashMap<String, VecDeque<Event>>;
 
 /// An [`EventLog`] in this process's memory, bounded to [`MAX_KEYS`] keys.
 #[derive(Debug)]
@@ -71,65 +120,88 @@ impl MemoryLog {
         }
     }
 
+    /// Counts `key`'s events at `now`, recording `event` unless at `limit`.
     fn admit(
         &self,
         key: &str,
         now: Instant,
+        event: Option<Event>,
         limit: Option<u32>,
-        record: bool,
-    ) -> Result<u32, Duration> {
+    ) -> Admission {
         if limit == Some(0) {
             return Err(Duration::ZERO);
         }
         let mut map = self.lock();
         let count = match map.get_mut(key) {
-            Some(times) => {
-                self.expire(times, now);
-                let count = times.len();
+            Some(events) => {
+                self.expire(events, now);
+                let count = events.len();
                 if let Some(limit) = limit.map(|l| l as usize) {
                     if count >= limit {
                         // Free once enough old events age out to get back under the limit.
-                        let until = times[count - limit] + self.window;
+                        let until = events[count - limit].at + self.window;
                         return Err(until.saturating_duration_since(now));
                     }
                 }
                 count
             }
             None => {
-                if record && map.len() >= MAX_KEYS {
+                if event.is_some() && map.len() >= MAX_KEYS {
                     self.prune(&mut map, now);
                 }
                 0
             }
         };
-        if record {
-            map.entry(key.to_owned()).or_default().push_back(now);
-            return Ok(count as u32 + 1);
+        match event {
+            Some(event) => {
+                map.entry(key.to_owned()).or_default().push_back(event);
+                Ok(count as u32 + 1)
+            }
+            None => Ok(count as u32),
         }
-        Ok(count as u32)
     }
 
-    fn expire(&self, times: &mut VecDeque<Instant>, now: Instant) {
-        while times
+    fn take_back(&self, key: &str, event: Event) {
+        let mut map = self.lock();
+        if let Some(events) = map.get_mut(key) {
+            if let Some(index) = events.iter().rposition(|e| e.id == event.id) {
+                events.remove(index);
+            }
+            if events.is_empty() {
+                map.remove(key);
+            }
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn expire(&self, events: &mut VecDeque<Event>, now: Instant) {
+        while events
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+            .is_some_and(|e| now.saturating_duration_since(e.at) >= self.window)
         {
-            times.pop_front();
+            events.pop_front();
         }
     }
 
     /// Drops expired keys, and if that is not enough, the half with the oldest last event.
     fn prune(&self, map: &mut Events, now: Instant) {
-        map.retain(|_, times| {
-            self.expire(times, now);
-            !times.is_empty()
+        map.retain(|_, events| {
+            self.expire(events, now);
+            !events.is_empty()
         });
         if map.len() >= MAX_KEYS {
-            let mut last: Vec<Instant> = map.values().filter_map(|t| t.back().copied()).collect();
+            let mut last: Vec<Instant> = map
+                .values()
+                .filter_map(|e| e.back())
+                .map(|e| e.at)
+                .collect();
             let middle = last.len() / 2;
             let (_, cutoff, _) = last.select_nth_unstable(middle);
             let cutoff = *cutoff;
-            map.retain(|_, times| times.back().is_some_and(|t| *t > cutoff));
+            map.retain(|_, events| events.back().is_some_and(|e| e.at > cutoff));
         }
     }
 
@@ -145,69 +217,192 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    fn push(&self, key: &str, now: Instant, limit: Option<u32>) -> Result<u32, Duration> {
-        self.admit(key, now, limit, true)
+    type Error = Infallible;
+
+    async fn push(
+        &self,
+        key: &str,
+        event: Event,
+        limit: Option<u32>,
+    ) -> Result<Admission, Infallible> {
+        Ok(self.admit(key, event.at, Some(event), limit))
     }
 
-    fn peek(&self, key: &str, now: Instant, limit: Option<u32>) -> Result<u32, Duration> {
-        self.admit(key, now, limit, false)
+    async fn peek(
+        &self,
+        key: &str,
+        now: Instant,
+        limit: Option<u32>,
+    ) -> Result<Admission, Infallible> {
+        Ok(self.admit(key, now, None, limit))
     }
 
-    fn remove(&self, key: &str, at: Instant) {
-        let mut map = self.lock();
-        if let Some(times) = map.get_mut(key) {
-            if let Some(index) = times.iter().rposition(|t| *t == at) {
-                times.remove(index);
+    async fn remove(&self, key: &str, event: Event) -> Result<(), Infallible> {
+        self.take_back(key, event);
+        Ok(())
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), Infallible> {
+        self.forget(key);
+        Ok(())
+    }
+}
+
+/// Where an event was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Memory,
+    Redis,
+}
+
+/// The counts of one limit: in Redis when configured and answering, else in this process's
+/// memory. A Redis error (or no answer within [`redis_log::CALL_TIMEOUT`]) never refuses or
+/// admits an attempt by itself: the call is answered from memory, Redis is left alone for
+/// [`redis_log::RETRY_INTERVAL`], and then tried again.
+#[derive(Debug)]
+pub struct Counts {
+    memory: MemoryLog,
+    redis: Option<RedisLog>,
+}
+
+impl Counts {
+    /// Counts in memory only, within `window`.
+    pub fn in_memory(window: Duration) -> Self {
+        Self {
+            memory: MemoryLog::new(window),
+            redis: None,
+        }
+    }
+
+    /// Counts of the limit `kind` within `window`, in Redis through `link` when there is one.
+    pub fn new(link: Option<&Arc<RedisLink>>, kind: &'static str, window: Duration) -> Self {
+        Self {
+            memory: MemoryLog::new(window),
+            redis: link.map(|link| RedisLog::new(link.clone(), kind, window)),
+        }
+    }
+
+    /// Redis, unless it failed within the last [`redis_log::RETRY_INTERVAL`].
+    fn redis(&self) -> Option<&RedisLog> {
+        self.redis
+            .as_ref()
+            .filter(|redis| redis.link().should_try())
+    }
+
+    /// The result of a Redis call, noted in the link's health; `None` on failure.
+    fn answered<T>(redis: &RedisLog, result: Result<T, RedisLogError>) -> Option<T> {
+        redis.link().record(result.as_ref().map(drop));
+        result.ok()
+    }
+
+    async fn push(&self, key: &str, event: Event, limit: Option<u32>) -> (Admission, Place) {
+        if let Some(redis) = self.redis() {
+            if let Some(admission) = Self::answered(redis, redis.push(key, event, limit).await) {
+                return (admission, Place::Redis);
             }
-            if times.is_empty() {
-                map.remove(key);
+        }
+        (
+            self.memory.admit(key, event.at, Some(event), limit),
+            Place::Memory,
+        )
+    }
+
+    async fn peek(&self, key: &str, now: Instant, limit: Option<u32>) -> Admission {
+        if let Some(redis) = self.redis() {
+            if let Some(admission) = Self::answered(redis, redis.peek(key, now, limit).await) {
+                return admission;
+            }
+        }
+        self.memory.admit(key, now, None, limit)
+    }
+
+    async fn remove(&self, key: &str, event: Event, place: Place) {
+        match place {
+            Place::Memory => self.memory.take_back(key, event),
+            Place::Redis => {
+                if let Some(redis) = &self.redis {
+                    // On failure the event stays until it leaves the window: one extra failure
+                    // counted, never one too few.
+                    Self::answered(redis, redis.remove(key, event).await);
+                }
             }
         }
     }
 
-    fn clear(&self, key: &str) {
-        self.lock().remove(key);
+    async fn clear(&self, key: &str) {
+        // Memory too: what was counted there during an outage is stale once Redis answers.
+        self.memory.forget(key);
+        if let Some(redis) = self.redis() {
+            Self::answered(redis, redis.clear(key).await);
+        }
     }
 }
 
-/// An event recorded for an attempt in progress. Dropping it removes the event (the attempt
-/// succeeded or could not be checked); [`Slot::keep`] leaves it to age out.
-#[must_use = "dropping a slot gives it back at once"]
+/// An event recorded for an attempt in progress. [`Slot::keep`] leaves it to age out;
+/// [`Slot::give_back`] removes it (the attempt succeeded or could not be checked), and so does
+/// dropping it, in the background.
+#[must_use = "a slot must be kept or given back"]
 #[derive(Debug)]
 pub struct Slot<'a> {
-    log: &'a dyn EventLog,
+    counts: &'a Counts,
     key: String,
-    at: Option<Instant>,
+    event: Event,
+    place: Place,
+    pending: bool,
 }
 
 impl Slot<'_> {
     /// The event stays counted until it leaves the window.
     pub fn keep(mut self) {
-        self.at = None;
+        self.pending = false;
+    }
+
+    /// Removes the event now.
+    pub async fn give_back(mut self) {
+        self.pending = false;
+        self.counts.remove(&self.key, self.event, self.place).await;
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Some(at) = self.at {
-            self.log.remove(&self.key, at);
+        if !self.pending {
+            return;
+        }
+        match (self.place, &self.counts.redis) {
+            (Place::Redis, Some(redis)) => {
+                // A request cancelled mid-way (the client left, a timeout): give the place back
+                // from a task of its own. Without a runtime the event just ages out.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (redis, key, event) =
+                        (redis.clone(), std::mem::take(&mut self.key), self.event);
+                    runtime.spawn(async move {
+                        let result = redis.remove(&key, event).await;
+                        redis.link().record(result.as_ref().map(drop));
+                    });
+                }
+            }
+            _ => self.counts.memory.take_back(&self.key, self.event),
         }
     }
 }
 
-/// Pushes an event for `key` and wraps it in a [`Slot`].
-fn take<'a>(
-    log: &'a dyn EventLog,
+/// Pushes `event` for `key` and wraps it in a [`Slot`].
+async fn take<'a>(
+    counts: &'a Counts,
     key: String,
-    now: Instant,
+    event: Event,
     limit: Option<u32>,
 ) -> Result<(Slot<'a>, u32), Duration> {
-    let count = log.push(&key, now, limit)?;
+    let (admission, place) = counts.push(&key, event, limit).await;
+    let count = admission?;
     Ok((
         Slot {
-            log,
+            counts,
             key,
-            at: Some(now),
+            event,
+            place,
+            pending: true,
         },
         count,
     ))
@@ -243,14 +438,14 @@ impl Default for LoginLimits {
     }
 }
 
-/// The login limits of this process (see the module documentation).
+/// The login limits (see the module documentation).
 #[derive(Debug)]
 pub struct LoginLimiter {
     limits: LoginLimits,
-    pairs: Box<dyn EventLog>,
-    addresses: Box<dyn EventLog>,
-    emails: Box<dyn EventLog>,
-    known: Box<dyn EventLog>,
+    pairs: Counts,
+    addresses: Counts,
+    emails: Counts,
+    known: Counts,
 }
 
 /// A login attempt admitted by the limiter. Report its outcome with [`Attempt::failed`] or
@@ -289,56 +484,101 @@ impl Attempt<'_> {
         email.keep();
     }
 
-    /// The right password: the pair's failures are forgotten and the address becomes a known
-    /// one for this account.
-    pub fn succeeded(self) {
-        let limiter = self.limiter;
-        limiter.pairs.clear(&self.pair_key);
-        limiter.known.clear(&self.pair_key);
-        let _ = limiter.known.push(&self.pair_key, self.at, None);
+    /// The right password: the pair's failures are forgotten, the address becomes a known
+    /// one for this account, and the attempt's places are given back.
+    pub async fn succeeded(self) {
+        let Attempt {
+            limiter,
+            pair_key,
+            at,
+            pair,
+            address,
+            email,
+            ..
+        } = self;
+        pair.keep();
+        limiter.pairs.clear(&pair_key).await;
+        limiter.known.clear(&pair_key).await;
+        let _ = limiter.known.push(&pair_key, Event::new(at), None).await;
+        if let Some(address) = address {
+            address.give_back().await;
+        }
+        email.give_back().await;
     }
 }
 
 impl LoginLimiter {
     /// Limits kept in this process's memory.
     pub fn in_memory(limits: LoginLimits) -> Self {
+        Self::new(limits, None)
+    }
+
+    /// Limits kept in Redis through `redis` when given (falling back to memory while it does
+    /// not answer), else in memory.
+    pub fn new(limits: LoginLimits, redis: Option<&Arc<RedisLink>>) -> Self {
         Self {
             limits,
-            pairs: Box::new(MemoryLog::new(limits.window)),
-            addresses: Box::new(MemoryLog::new(limits.window)),
-            emails: Box::new(MemoryLog::new(limits.window)),
-            known: Box::new(MemoryLog::new(KNOWN_ADDRESS_TTL)),
+            pairs: Counts::new(redis, "login:pair", limits.window),
+            addresses: Counts::new(redis, "login:ip", limits.window),
+            emails: Counts::new(redis, "login:email", limits.window),
+            known: Counts::new(redis, "login:known", KNOWN_ADDRESS_TTL),
         }
     }
 
     /// Admits an attempt for `email` (already lower-cased) from `ip` at `now`, or
     /// `Err(retry_after)` when the pair or the address is at its limit.
-    pub fn begin(&self, email: &str, ip: IpAddr, now: Instant) -> Result<Attempt<'_>, Duration> {
+    pub async fn begin(
+        &self,
+        email: &str,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Duration> {
         let limits = &self.limits;
         let ip_key = ip.to_string();
         // Neither part can contain a space: emails are checked at registration, and an unknown
         // email with spaces still gets its own key.
         let pair_key = format!("{email} {ip_key}");
-        let known = self.known.peek(&pair_key, now, None).unwrap_or(0) > 0;
+        let event = Event::new(now);
+        let known = self.known.peek(&pair_key, now, None).await.unwrap_or(0) > 0;
 
         let (pair, pair_count) = take(
-            self.pairs.as_ref(),
+            &self.pairs,
             pair_key.clone(),
-            now,
+            event,
             Some(limits.max_failures_per_pair),
-        )?;
+        )
+        .await?;
         let address_limit = (!known).then_some(limits.max_failed_emails_per_ip);
         let address = if limits.max_failed_emails_per_ip == 0 {
             None
         } else if pair_count == 1 {
             // The first failure of this pair (so far) makes one more failing email for the
             // address.
-            Some(take(self.addresses.as_ref(), ip_key, now, address_limit)?.0)
+            match take(&self.addresses, ip_key, event, address_limit).await {
+                Ok((slot, _)) => Some(slot),
+                Err(wait) => {
+                    pair.give_back().await;
+                    return Err(wait);
+                }
+            }
         } else {
-            self.addresses.peek(&ip_key, now, address_limit)?;
+            if let Err(wait) = self.addresses.peek(&ip_key, now, address_limit).await {
+                pair.give_back().await;
+                return Err(wait);
+            }
             None
         };
-        let (email, email_count) = take(self.emails.as_ref(), email.to_owned(), now, None)?;
+        // Unlimited: always admitted.
+        let (email, email_count) = match take(&self.emails, email.to_owned(), event, None).await {
+            Ok(taken) => taken,
+            Err(wait) => {
+                pair.give_back().await;
+                if let Some(address) = address {
+                    address.give_back().await;
+                }
+                return Err(wait);
+            }
+        };
 
         let over = email_count.saturating_sub(limits.max_failures_per_email);
         let delay = if known || limits.max_failures_per_email == 0 || over == 0 {
@@ -363,29 +603,36 @@ impl LoginLimiter {
 #[derive(Debug)]
 pub struct RegisterLimiter {
     max_per_ip: u32,
-    log: Box<dyn EventLog>,
+    counts: Counts,
 }
 
 impl RegisterLimiter {
-    /// `max_per_ip` registration attempts per address within `window`; 0 never refuses.
+    /// `max_per_ip` registration attempts per address within `window` in this process's
+    /// memory; 0 never refuses.
     pub fn in_memory(max_per_ip: u32, window: Duration) -> Self {
+        Self::new(max_per_ip, window, None)
+    }
+
+    /// Like [`RegisterLimiter::in_memory`], counted in Redis through `redis` when given.
+    pub fn new(max_per_ip: u32, window: Duration, redis: Option<&Arc<RedisLink>>) -> Self {
         Self {
             max_per_ip,
-            log: Box::new(MemoryLog::new(window)),
+            counts: Counts::new(redis, "register:ip", window),
         }
     }
 
     /// Takes a place for an attempt from `ip`, `Ok(None)` when unlimited, or `Err(retry_after)`.
-    pub fn begin(&self, ip: IpAddr, now: Instant) -> Result<Option<Slot<'_>>, Duration> {
+    pub async fn begin(&self, ip: IpAddr, now: Instant) -> Result<Option<Slot<'_>>, Duration> {
         if self.max_per_ip == 0 {
             return Ok(None);
         }
         let (slot, _) = take(
-            self.log.as_ref(),
+            &self.counts,
             ip.to_string(),
-            now,
+            Event::new(now),
             Some(self.max_per_ip),
-        )?;
+        )
+        .await?;
         Ok(Some(slot))
     }
 }
@@ -411,152 +658,194 @@ mod tests {
         }
     }
 
-    fn fail(limiter: &LoginLimiter, email: &str, from: &str, at: Instant) {
+    async fn fail(limiter: &LoginLimiter, email: &str, from: &str, at: Instant) {
         limiter
             .begin(email, ip(from), at)
+            .await
             .expect("not limited yet")
             .failed();
     }
 
-    #[test]
-    fn a_pair_is_refused_at_its_limit_until_the_window_passes() {
+    #[tokio::test]
+    async fn a_pair_is_refused_at_its_limit_until_the_window_passes() {
         let limiter = LoginLimiter::in_memory(limits());
         let t0 = Instant::now();
         for i in 0..3 {
-            fail(&limiter, "v@x", "1.1.1.1", t0 + Duration::from_secs(i));
+            fail(&limiter, "v@x", "1.1.1.1", t0 + Duration::from_secs(i)).await;
         }
         let now = t0 + Duration::from_secs(10);
         assert_eq!(
-            limiter.begin("v@x", ip("1.1.1.1"), now).unwrap_err(),
+            limiter.begin("v@x", ip("1.1.1.1"), now).await.unwrap_err(),
             Duration::from_secs(50)
         );
         // The same account from elsewhere, and another account from here, are admitted.
         limiter
             .begin("v@x", ip("2.2.2.2"), now)
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
         limiter
             .begin("w@x", ip("1.1.1.1"), now)
+            .await
             .unwrap()
-            .succeeded();
-        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0 + WINDOW).is_ok());
+            .succeeded()
+            .await;
+        assert!(limiter
+            .begin("v@x", ip("1.1.1.1"), t0 + WINDOW)
+            .await
+            .is_ok());
     }
 
-    #[test]
-    fn success_forgets_the_pair() {
+    #[tokio::test]
+    async fn success_forgets_the_pair() {
         let limiter = LoginLimiter::in_memory(limits());
         let t0 = Instant::now();
         for _ in 0..2 {
-            fail(&limiter, "v@x", "1.1.1.1", t0);
+            fail(&limiter, "v@x", "1.1.1.1", t0).await;
         }
-        limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap().succeeded();
+        limiter
+            .begin("v@x", ip("1.1.1.1"), t0)
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
         for _ in 0..3 {
-            fail(&limiter, "v@x", "1.1.1.1", t0);
+            fail(&limiter, "v@x", "1.1.1.1", t0).await;
         }
-        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).is_err());
+        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).await.is_err());
     }
 
-    #[test]
-    fn an_address_counts_distinct_failing_emails_and_spares_known_pairs() {
+    #[tokio::test]
+    async fn an_address_counts_distinct_failing_emails_and_spares_known_pairs() {
         let limiter = LoginLimiter::in_memory(limits());
         let t0 = Instant::now();
         // A regular user of this address logged in before.
         limiter
             .begin("known@x", ip("9.9.9.9"), t0)
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
         // Hammering one account counts once for the address.
         for _ in 0..3 {
-            fail(&limiter, "target@x", "9.9.9.9", t0);
+            fail(&limiter, "target@x", "9.9.9.9", t0).await;
         }
         for i in 0..3 {
-            fail(&limiter, &format!("sprayed{i}@x"), "9.9.9.9", t0);
+            fail(&limiter, &format!("sprayed{i}@x"), "9.9.9.9", t0).await;
         }
         // Four failing emails: the address is throttled for emails new to it and for those
         // that failed...
-        assert!(limiter.begin("new@x", ip("9.9.9.9"), t0).is_err());
-        assert!(limiter.begin("sprayed0@x", ip("9.9.9.9"), t0).is_err());
+        assert!(limiter.begin("new@x", ip("9.9.9.9"), t0).await.is_err());
+        assert!(limiter
+            .begin("sprayed0@x", ip("9.9.9.9"), t0)
+            .await
+            .is_err());
         // ...but not for an account that logged in from here before, nor elsewhere.
-        let known = limiter.begin("known@x", ip("9.9.9.9"), t0).unwrap();
+        let known = limiter.begin("known@x", ip("9.9.9.9"), t0).await.unwrap();
         assert_eq!(known.delay(), Duration::ZERO);
         known.failed();
         limiter
             .begin("known@x", ip("9.9.9.9"), t0)
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
         limiter
             .begin("new@x", ip("8.8.8.8"), t0)
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
     }
 
-    #[test]
-    fn an_email_under_attack_is_slowed_not_locked() {
+    #[tokio::test]
+    async fn an_email_under_attack_is_slowed_not_locked() {
         let limiter = LoginLimiter::in_memory(limits());
         let t0 = Instant::now();
         // The owner logged in from home once.
         limiter
             .begin("v@x", ip("10.0.0.1"), t0)
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
         // Five addresses fail once each: the email reaches its limit.
         for i in 0..5 {
-            fail(&limiter, "v@x", &format!("6.6.6.{i}"), t0);
+            fail(&limiter, "v@x", &format!("6.6.6.{i}"), t0).await;
         }
-        let delays: Vec<Duration> = (10..14)
-            .map(|i| {
-                let attempt = limiter.begin("v@x", ip(&format!("6.6.6.{i}")), t0).unwrap();
-                let delay = attempt.delay();
-                attempt.failed();
-                delay
-            })
-            .collect();
+        let mut delays = Vec::new();
+        for i in 10..14 {
+            let attempt = limiter
+                .begin("v@x", ip(&format!("6.6.6.{i}")), t0)
+                .await
+                .unwrap();
+            delays.push(attempt.delay());
+            attempt.failed();
+        }
         let secs = |s| Duration::from_secs(s);
         assert_eq!(delays, [secs(1), secs(2), secs(4), secs(4)]);
         // The owner, at home, is not slowed; from a new address, slowed but admitted.
-        let home = limiter.begin("v@x", ip("10.0.0.1"), t0).unwrap();
+        let home = limiter.begin("v@x", ip("10.0.0.1"), t0).await.unwrap();
         assert_eq!(home.delay(), Duration::ZERO);
-        home.succeeded();
-        let away = limiter.begin("v@x", ip("10.9.9.9"), t0).unwrap();
+        home.succeeded().await;
+        let away = limiter.begin("v@x", ip("10.9.9.9"), t0).await.unwrap();
         assert_eq!(away.delay(), secs(4));
-        away.succeeded();
+        away.succeeded().await;
     }
 
-    #[test]
-    fn attempts_in_progress_count_until_reported() {
+    #[tokio::test]
+    async fn attempts_in_progress_count_until_reported() {
         let limiter = LoginLimiter::in_memory(limits());
         let t0 = Instant::now();
-        let first = limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap();
-        let second = limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap();
-        let third = limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap();
+        let first = limiter.begin("v@x", ip("1.1.1.1"), t0).await.unwrap();
+        let second = limiter.begin("v@x", ip("1.1.1.1"), t0).await.unwrap();
+        let third = limiter.begin("v@x", ip("1.1.1.1"), t0).await.unwrap();
         // A fourth concurrent attempt is refused while three are being checked.
-        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).is_err());
+        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).await.is_err());
         drop(first); // could not be checked
         second.failed();
         third.failed();
-        fail(&limiter, "v@x", "1.1.1.1", t0);
-        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).is_err());
+        fail(&limiter, "v@x", "1.1.1.1", t0).await;
+        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).await.is_err());
     }
 
-    #[test]
-    fn given_back_attempts_leave_nothing_behind() {
-        let log = MemoryLog::new(WINDOW);
+    #[tokio::test]
+    async fn given_back_attempts_leave_nothing_behind() {
+        let counts = Counts::in_memory(WINDOW);
         let t0 = Instant::now();
         for _ in 0..5 {
-            drop(take(&log, "a".to_owned(), t0, Some(1)).unwrap());
+            let (slot, _) = take(&counts, "a".to_owned(), Event::new(t0), Some(1))
+                .await
+                .unwrap();
+            slot.give_back().await;
+            // Dropped unreported (a cancelled request): given back too.
+            drop(
+                take(&counts, "a".to_owned(), Event::new(t0), Some(1))
+                    .await
+                    .unwrap(),
+            );
         }
-        assert_eq!(log.keys(), 0);
+        assert_eq!(counts.memory.keys(), 0);
+        let (kept, _) = take(&counts, "a".to_owned(), Event::new(t0), Some(1))
+            .await
+            .unwrap();
+        kept.keep();
+        assert!(take(&counts, "a".to_owned(), Event::new(t0), Some(1))
+            .await
+            .is_err());
+
         let limiter = LoginLimiter::in_memory(limits());
         for _ in 0..10 {
-            drop(limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap());
+            drop(limiter.begin("v@x", ip("1.1.1.1"), t0).await.unwrap());
         }
-        fail(&limiter, "v@x", "1.1.1.1", t0);
-        fail(&limiter, "v@x", "1.1.1.1", t0);
-        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).is_ok());
+        fail(&limiter, "v@x", "1.1.1.1", t0).await;
+        fail(&limiter, "v@x", "1.1.1.1", t0).await;
+        assert!(limiter.begin("v@x", ip("1.1.1.1"), t0).await.is_ok());
     }
 
-    #[test]
-    fn zero_disables_the_address_and_email_limits() {
+    #[tokio::test]
+    async fn zero_disables_the_address_and_email_limits() {
         let limiter = LoginLimiter::in_memory(LoginLimits {
             max_failed_emails_per_ip: 0,
             max_failures_per_email: 0,
@@ -564,40 +853,54 @@ mod tests {
         });
         let t0 = Instant::now();
         for i in 0..50 {
-            fail(&limiter, &format!("u{i}@x"), "1.1.1.1", t0);
-            fail(&limiter, "v@x", &format!("2.2.{i}.1"), t0);
+            fail(&limiter, &format!("u{i}@x"), "1.1.1.1", t0).await;
+            fail(&limiter, "v@x", &format!("2.2.{i}.1"), t0).await;
         }
-        let attempt = limiter.begin("v@x", ip("1.1.1.1"), t0).unwrap();
+        let attempt = limiter.begin("v@x", ip("1.1.1.1"), t0).await.unwrap();
         assert_eq!(attempt.delay(), Duration::ZERO);
-        attempt.succeeded();
+        attempt.succeeded().await;
     }
 
-    #[test]
-    fn registrations_per_address() {
+    #[tokio::test]
+    async fn registrations_per_address() {
         let limiter = RegisterLimiter::in_memory(2, WINDOW);
         let t0 = Instant::now();
         for _ in 0..2 {
-            limiter.begin(ip("1.1.1.1"), t0).unwrap().unwrap().keep();
+            limiter
+                .begin(ip("1.1.1.1"), t0)
+                .await
+                .unwrap()
+                .unwrap()
+                .keep();
         }
-        assert_eq!(limiter.begin(ip("1.1.1.1"), t0).unwrap_err(), WINDOW);
-        assert!(limiter.begin(ip("1.1.1.2"), t0).is_ok());
+        assert_eq!(limiter.begin(ip("1.1.1.1"), t0).await.unwrap_err(), WINDOW);
+        assert!(limiter.begin(ip("1.1.1.2"), t0).await.is_ok());
         // Free again once the window has passed.
-        assert!(limiter.begin(ip("1.1.1.1"), t0 + WINDOW).unwrap().is_some());
+        assert!(limiter
+            .begin(ip("1.1.1.1"), t0 + WINDOW)
+            .await
+            .unwrap()
+            .is_some());
         assert!(RegisterLimiter::in_memory(0, WINDOW)
             .begin(ip("1.1.1.1"), t0)
+            .await
             .unwrap()
             .is_none());
+    }
+
+    /// Pushes an event at `at` into a memory log.
+    fn push_at(log: &MemoryLog, key: &str, at: Instant, limit: Option<u32>) -> Admission {
+        log.admit(key, at, Some(Event::new(at)), limit)
     }
 
     #[test]
     fn old_events_do_not_count() {
         let log = MemoryLog::new(WINDOW);
         let t0 = Instant::now();
-        log.push("a", t0, Some(2)).unwrap();
-        log.push("a", t0 + WINDOW + Duration::from_secs(1), Some(2))
-            .unwrap();
+        push_at(&log, "a", t0, Some(2)).unwrap();
+        push_at(&log, "a", t0 + WINDOW + Duration::from_secs(1), Some(2)).unwrap();
         assert_eq!(
-            log.push("a", t0 + WINDOW + Duration::from_secs(2), Some(2)),
+            push_at(&log, "a", t0 + WINDOW + Duration::from_secs(2), Some(2)),
             Ok(2)
         );
     }
@@ -607,7 +910,8 @@ mod tests {
         let log = MemoryLog::new(WINDOW);
         let t0 = Instant::now();
         for i in 0..(MAX_KEYS + 10) {
-            log.push(
+            push_at(
+                &log,
                 &format!("k{i}"),
                 t0 + Duration::from_micros(i as u64),
                 Some(5),
@@ -618,8 +922,8 @@ mod tests {
         // The newest key survived the pruning with its event, and keeps counting.
         let newest = format!("k{}", MAX_KEYS + 9);
         for _ in 0..4 {
-            log.push(&newest, t0 + WINDOW / 2, Some(5)).unwrap();
+            push_at(&log, &newest, t0 + WINDOW / 2, Some(5)).unwrap();
         }
-        assert!(log.push(&newest, t0 + WINDOW / 2, Some(5)).is_err());
+        assert!(push_at(&log, &newest, t0 + WINDOW / 2, Some(5)).is_err());
     }
 }

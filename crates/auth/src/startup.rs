@@ -21,7 +21,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use crate::{
     config::Config,
     password::Hasher,
-    rate_limit::{LoginLimiter, RegisterLimiter},
+    rate_limit::{LoginLimiter, RedisLink, RegisterLimiter},
     state::AppState,
     store::UserStore,
 };
@@ -99,15 +99,28 @@ impl Application {
             }
         };
 
+        let redis = match &config.redis {
+            Some(url) => Some(Arc::new(connect_redis(url, &config).await?)),
+            None => {
+                tracing::info!(
+                    "REDIS_URL is not set: login and registration limits are counted in each \
+                     replica's memory"
+                );
+                None
+            }
+        };
+
         let state = AppState {
             store,
             hasher: Hasher::new(config.password_hash_concurrency),
             keys: JwtKeys::new(config.jwt_secret.as_bytes()),
-            login_limiter: Arc::new(LoginLimiter::in_memory(config.login_limits)),
-            register_limiter: Arc::new(RegisterLimiter::in_memory(
+            login_limiter: Arc::new(LoginLimiter::new(config.login_limits, redis.as_ref())),
+            register_limiter: Arc::new(RegisterLimiter::new(
                 config.register_max_per_ip,
                 config.register_window,
+                redis.as_ref(),
             )),
+            redis,
             trusted_proxy_hops: config.trusted_proxy_hops,
             upgrade_legacy_passwords: config.upgrade_legacy_passwords,
             schema_ready,
@@ -154,6 +167,29 @@ impl Application {
         tracing::info!("auth stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The link to `REDIS_URL`. Redis not answering is no reason to stay down: the limits count in
+/// memory until it does (see `rate_limit::redis_log`).
+async fn connect_redis(
+    url: &crate::config::RedisUrl,
+    config: &Config,
+) -> anyhow::Result<RedisLink> {
+    let link = RedisLink::new(
+        url.connection_info().clone(),
+        &config.redis_key_prefix,
+        config.jwt_secret.as_bytes(),
+    )
+    .context("REDIS_URL")?;
+    // On failure `ping` has logged the warning.
+    if link.ping().await.is_ok() {
+        tracing::info!(
+            redis = ?url,
+            prefix = %config.redis_key_prefix,
+            "redis answers: login and registration limits are shared by the replicas"
+        );
+    }
+    Ok(link)
 }
 
 /// Opens (and closes) one connection, for an error that says why Postgres cannot be reached;

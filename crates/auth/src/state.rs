@@ -14,7 +14,7 @@ use common::jwt::JwtKeys;
 use crate::{
     error::AuthError,
     password::Hasher,
-    rate_limit::{LoginLimiter, RegisterLimiter},
+    rate_limit::{LoginLimiter, RedisLink, RegisterLimiter},
     store::UserStore,
 };
 
@@ -31,6 +31,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Registrations per client address.
     pub register_limiter: Arc<RegisterLimiter>,
+    /// The Redis the limits are shared through (`REDIS_URL`), for `/readyz`.
+    pub redis: Option<Arc<RedisLink>>,
     /// How many proxies' `X-Forwarded-For` entries to trust.
     pub trusted_proxy_hops: usize,
     /// Whether plaintext rows are rehashed at login (`AUTH_UPGRADE_LEGACY_PASSWORDS`).

@@ -19,9 +19,14 @@ pub struct Readiness {
     /// Why not, when not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `REDIS_URL` set: `ok`, or `degraded` while Redis does not answer (the login limits
+    /// then count in each replica's memory; the service stays ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<&'static str>,
 }
 
-/// Ready when Postgres answers and the users table is set up.
+/// Ready when Postgres answers and the users table is set up. Redis is reported, never waited
+/// for: without it the limits are per replica, and logins go on.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -32,12 +37,21 @@ pub struct Readiness {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    // A ping also lets the limits go back to Redis as soon as it answers, logins or not.
+    let redis = match &state.redis {
+        None => None,
+        Some(link) => Some(match link.ping().await {
+            Ok(()) => "ok",
+            Err(_) => "degraded",
+        }),
+    };
     let not_ready = |error: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Readiness {
                 status: "not ready",
                 error: Some(error),
+                redis,
             }),
         )
     };
@@ -57,6 +71,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         Json(Readiness {
             status: "ready",
             error: None,
+            redis,
         }),
     )
 }

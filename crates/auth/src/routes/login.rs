@@ -60,6 +60,7 @@ async fn attempt(
     let attempt = state
         .login_limiter
         .begin(&email_key, ip, Instant::now())
+        .await
         .map_err(|wait| {
             tracing::info!(email = %credentials.email, client = %ip, "login refused: rate limited");
             AuthError::RateLimited(wait)
@@ -88,7 +89,7 @@ async fn attempt(
             return Err(AuthError::InvalidCredentials);
         }
     };
-    attempt.succeeded();
+    attempt.succeeded().await;
 
     // A plaintext row stays as it is while the upgrade is off, so that the original auth,
     // still serving the same table, can log the user in too. Weaker argon2 hashes are of no use

@@ -69,14 +69,17 @@ async fn create(
     let slot = state
         .register_limiter
         .begin(ip, Instant::now())
+        .await
         .map_err(|wait| {
             tracing::info!(client = %ip, "registration refused: rate limited");
             AuthError::TooManyRegistrations(wait)
         })?;
     let result = register_checked(state, email, password).await;
-    if let (Some(slot), Ok(_) | Err(AuthError::Conflict | AuthError::Invalid(_))) = (slot, &result)
-    {
-        slot.keep();
+    if let Some(slot) = slot {
+        match &result {
+            Ok(_) | Err(AuthError::Conflict | AuthError::Invalid(_)) => slot.keep(),
+            Err(_) => slot.give_back().await,
+        }
     }
     result
 }
