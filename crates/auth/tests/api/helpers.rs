@@ -1,6 +1,6 @@
 //! Starting the real auth service on port 0 against a fresh, uniquely named Postgres database.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine as _;
 use sqlx::{postgres::PgPoolOptions, Connection, Executor, PgConnection, PgPool};
@@ -112,8 +112,8 @@ pub struct TestApp {
     pub address: String,
     /// An HTTP client.
     pub client: reqwest::Client,
-    /// The service's database.
-    pub db: TestDb,
+    /// The service's database (shared with the other replicas of a test).
+    pub db: Arc<TestDb>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -146,6 +146,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// The service on `db` (which a test may have prepared), with extra environment variables.
 pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    spawn_on(Arc::new(db), extra).await
+}
+
+/// Another replica of `app`'s service: its own process state (limits in memory, connections),
+/// the same database, with `extra` settings.
+pub async fn spawn_replica(app: &TestApp, extra: &[(&str, &str)]) -> TestApp {
+    spawn_on(app.db.clone(), extra).await
+}
+
+async fn spawn_on(db: Arc<TestDb>, extra: &[(&str, &str)]) -> TestApp {
     common::telemetry::init("auth");
     let config = auth::Config::from_env(&test_env(&db.url, extra)).expect("config");
     let app = auth::Application::build(config).await.expect("build app");
@@ -271,6 +281,69 @@ pub async fn error_message(response: reqwest::Response) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no error field in {body}"))
         .to_owned()
+}
+
+/// The Redis the tests use (`TEST_REDIS_URL`, default the machine's `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A `REDIS_KEY_PREFIX` of one test; its keys are deleted when this value is dropped.
+pub struct RedisPrefix(pub String);
+
+impl RedisPrefix {
+    /// `vidconv-test:auth:<uuid>:`.
+    pub fn new() -> Self {
+        Self(format!(
+            "vidconv-test:auth:{}:",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// The keys under this prefix.
+    pub async fn keys(&self) -> Vec<String> {
+        keys_under(&self.0).await.expect("KEYS on TEST_REDIS_URL")
+    }
+}
+
+async fn redis_connection() -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(redis_url())?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+async fn keys_under(prefix: &str) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis_connection().await?)
+        .await
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        // As TestDb: a runtime of its own on a plain thread.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let keys = keys_under(&prefix).await?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async::<i64>(&mut redis_connection().await?)
+                        .await?;
+                }
+                redis::RedisResult::Ok(())
+            })
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            tracing::warn!(prefix = %self.0, "could not delete the test's redis keys");
+        }
+    }
 }
 
 /// A unique email for a test.

@@ -8,4 +8,5 @@ mod login;
 mod operations;
 mod rate_limit;
 mod register;
+mod shared_limits;
 mod validate;
