@@ -480,6 +480,68 @@ mod tests {
         }
     }
 
+    /// BASE with `name` set to `value`.
+    fn base_with(name: &str, value: &str) -> std::collections::HashMap<String, String> {
+        BASE.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([(name.to_owned(), value.to_owned())])
+            .collect()
+    }
+
+    #[test]
+    fn redis_is_optional_and_a_bad_url_is_named_without_its_password() {
+        let config = Config::from_env(&BASE).unwrap();
+        assert!(config.redis.is_none());
+        assert_eq!(config.redis_key_prefix, DEFAULT_REDIS_KEY_PREFIX);
+        let config = Config::from_env(&base_with("REDIS_URL", "  ")).unwrap();
+        assert!(config.redis.is_none());
+
+        let url = "redis://:hunter2-pw@redis:6380/2";
+        let config = Config::from_env(&base_with("REDIS_URL", url)).unwrap();
+        let info = config.redis.as_ref().unwrap().connection_info();
+        assert_eq!(info.addr().to_string(), "redis:6380");
+        assert_eq!(info.redis_settings().db(), 2);
+        assert_eq!(info.redis_settings().password(), Some("hunter2-pw"));
+        let text = format!("{config:?}");
+        assert!(
+            text.contains("redis:6380") && !text.contains("hunter2"),
+            "{text}"
+        );
+
+        for bad in [
+            "http://:hunter2-pw@redis:6379",
+            "redis://:hunter2-pw@",
+            // No TLS support is built in: refused at start rather than at the first login.
+            "rediss://:hunter2-pw@redis:6379",
+            "not a url hunter2-pw",
+        ] {
+            let err = Config::from_env(&base_with("REDIS_URL", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("REDIS_URL") && !err.contains("hunter2"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_key_prefix() {
+        let prefix = |value: &str| Config::from_env(&base_with("REDIS_KEY_PREFIX", value));
+        assert_eq!(
+            prefix("staging:auth:").unwrap().redis_key_prefix,
+            "staging:auth:"
+        );
+        assert_eq!(
+            prefix("").unwrap().redis_key_prefix,
+            DEFAULT_REDIS_KEY_PREFIX
+        );
+        for bad in ["with space:", "tab\t", "é:", &"x".repeat(65)] {
+            let err = prefix(bad).unwrap_err().to_string();
+            assert!(err.contains("REDIS_KEY_PREFIX"), "{bad}: {err}");
+        }
+    }
+
     #[test]
     fn the_deprecated_per_ip_setting_still_works_until_renamed() {
         let env = [
