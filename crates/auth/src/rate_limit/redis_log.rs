@@ -108,7 +108,9 @@ impl RedisLink {
     /// A link to `info`; nothing is connected until the first call, so a Redis that is down at
     /// start does not stop the service. `secret` (the JWT secret) keys the digests in key names.
     pub fn new(info: ConnectionInfo, prefix: &str, secret: &[u8]) -> Result<Self, RedisLogError> {
-        let client = redis::Client::open(info)?;
+        // Small requests each awaiting its answer: no Nagle delay.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp))?;
         // Reconnecting is the manager's job; a call never waits longer than CALL_TIMEOUT for it.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
