@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure everything the Rust tests talk to is installed and running on this machine:
 # system packages (FFmpeg dev libs, clang), PostgreSQL on 127.0.0.1:5432, RabbitMQ on
-# 127.0.0.1:5672 and the SecantusDB MongoDB stand-in on 127.0.0.1:${TEST_MONGO_PORT:-27018}.
+# 127.0.0.1:5672, Redis on 127.0.0.1:6379 and the SecantusDB MongoDB stand-in on
+# 127.0.0.1:${TEST_MONGO_PORT:-27018}.
 # Idempotent: a second run only checks. Prints the environment the tests read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ wait_port() {
 
 need_pkgs clang libclang-dev pkg-config libavcodec-dev libavformat-dev libavutil-dev \
   libswresample-dev libavfilter-dev libavdevice-dev libswscale-dev ffmpeg \
-  python3-venv postgresql rabbitmq-server
+  python3-venv postgresql rabbitmq-server redis-server
 
 # PostgreSQL: the machine's cluster; trust auth on 127.0.0.1 is set up when we install it.
 if ! port_open 5432; then
@@ -53,6 +54,14 @@ if ! port_open 5672; then
   as_root rabbitmq-server -detached
   wait_port 5672 RabbitMQ
   for _ in $(seq 1 60); do as_root rabbitmqctl await_startup >/dev/null 2>&1 && break; sleep 1; done
+fi
+
+# Redis: nothing persisted; each test writes under a key prefix of its own.
+if ! port_open 6379; then
+  log "starting Redis"
+  redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --daemonize yes \
+    --logfile "$STATE/redis.log" --pidfile "$STATE/redis.pid"
+  wait_port 6379 Redis
 fi
 
 # SecantusDB (GPL, beta): its own process, never linked into our binaries.
@@ -76,5 +85,6 @@ fi
 cat <<ENV
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export TEST_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379}
 export TEST_MONGODB_URI=${TEST_MONGODB_URI:-mongodb://127.0.0.1:$TEST_MONGO_PORT/?directConnection=true}
 ENV
