@@ -360,7 +360,7 @@ mod tests {
     use tokio::{net::TcpListener, task::JoinSet};
 
     use super::*;
-    use crate::rate_limit::{Counts, Place, KNOWN_ADDRESS_TTL};
+    use crate::rate_limit::{take, Counts, Place, KNOWN_ADDRESS_TTL};
 
     const SECRET: &[u8] = b"test-secret-for-auth-0123456789abcdef";
 
@@ -576,6 +576,33 @@ mod tests {
         assert!(link.is_degraded());
         // Redis is left alone for a while rather than tried by every request.
         assert!(!link.should_try());
+    }
+
+    #[tokio::test]
+    async fn a_slot_dropped_unreported_is_given_back_in_redis_too() {
+        let link = link_at(&test_url(), &unique_prefix());
+        let counts = Counts::new(Some(&link), "login:pair", Duration::from_secs(60));
+        let now = Instant::now();
+        let (kept, _) = take(&counts, "k".to_owned(), Event::new(now), Some(2))
+            .await
+            .unwrap();
+        kept.keep();
+        // A request cancelled mid-way drops its slot: the place comes back from a task.
+        drop(
+            take(&counts, "k".to_owned(), Event::new(now), Some(2))
+                .await
+                .unwrap(),
+        );
+        let log = RedisLog::new(link, "login:pair", Duration::from_secs(60));
+        let mut count = Ok(2);
+        for _ in 0..50 {
+            count = log.peek("k", now, None).await.unwrap();
+            if count == Ok(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(count, Ok(1), "the dropped slot's event stayed");
     }
 
     /// A TCP forwarder to the test Redis that a test can cut and restore, for an outage of a
