@@ -55,7 +55,7 @@ test('a finished conversion plays in the page without the token in any URL', asy
   // The cookie is HttpOnly (scripts cannot read it), SameSite=Strict, and goes away with the session.
   const cookie = (await context.cookies()).find((c) => c.name === 'vidconv_media');
   expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
-  expect(await page.evaluate(() => document.cookie)).not.toContain('vidconv_media');
+  expect(await page.evaluate('document.cookie')).not.toContain('vidconv_media');
   await page.getByRole('button', { name: 'Log out' }).click();
   await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
   await expect.poll(async () => (await context.cookies()).some((c) => c.name === 'vidconv_media')).toBe(false);
