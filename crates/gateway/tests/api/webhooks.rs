@@ -419,3 +419,44 @@ async fn a_delivery_survives_a_restart_between_two_attempts() {
     assert_eq!(attempts(&hook), 2);
     second_task.abort();
 }
+
+#[tokio::test]
+async fn the_address_is_checked_again_when_sending() {
+    // Accepted at upload: localhost is allowed then.
+    let mut options = webhook_env(&[
+        ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1, ::1"),
+        ("WEBHOOK_MAX_ATTEMPTS", "2"),
+    ]);
+    options.no_gateway = true;
+    let app = TestApp::spawn_with(options).await;
+    let receiver = Receiver::start(&[200]).await;
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let (first, first_task) = app.spawn_replica().await;
+    let id = video_fid(upload_with_callback(&app, &first, &url).await).await;
+    first_task.abort();
+    let _ = first_task.await;
+
+    // The gateway that sends no longer allows it: as for a name that moved to a private address
+    // after the upload (DNS rebinding), the resolver hands the client nothing to connect to.
+    let mut env = app.env.clone();
+    env.remove("WEBHOOK_ALLOWED_HOSTS");
+    let config = gateway::Config::from_env(&env).unwrap();
+    let second = gateway::Application::build(config).await.unwrap();
+    let second_task = tokio::spawn(async move {
+        let _ = second.run_until_stopped().await;
+    });
+    app.update_job(id, doc! { "state": "failed", "error": "corrupt" })
+        .await;
+    let hook = wait_webhook(&app, id, |h| h.get_str("status") == Ok("failed")).await;
+    assert_eq!(attempts(&hook), 2);
+    let error = hook.get_str("last_error").unwrap();
+    assert!(
+        error.contains("non-public") && error.contains("localhost"),
+        "{error}"
+    );
+    assert!(
+        receiver.received().is_empty(),
+        "the receiver was never called"
+    );
+    second_task.abort();
+}
