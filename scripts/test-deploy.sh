@@ -30,7 +30,7 @@
 #      RabbitMQ node booted with the chart's config and definitions.json (the queues, the users
 #      and their permissions, consumer_timeout), and a throwaway
 #      redis-server with the Redis chart's configuration
-#  10. scripts/deploy-checks/selftest.py: injects 90 faults, one at a time, into a copy of the
+#  10. scripts/deploy-checks/selftest.py: injects 93 faults, one at a time, into a copy of the
 #      files and fails unless the checker catches every one
 # Prints a summary and exits non-zero when any step fails.
 set -uo pipefail

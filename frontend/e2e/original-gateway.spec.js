@@ -11,7 +11,7 @@ const FLASK_404 =
 
 /** Makes the browser see the original gateway's API; returns what went over each route. */
 async function actAsOriginalGateway(page) {
-  const seen = { events: 0, jobs: 0, status: [] };
+  const seen = { events: 0, jobs: 0, mediaCookie: 0, status: [] };
   await page.route(
     (url) => url.pathname === '/api/events',
     (route) => {
@@ -23,6 +23,14 @@ async function actAsOriginalGateway(page) {
     (url) => url.pathname === '/api/jobs' || url.pathname.startsWith('/api/jobs/'),
     (route) => {
       seen.jobs += 1;
+      return route.fulfill({ status: 404, contentType: 'text/html; charset=utf-8', body: FLASK_404 });
+    },
+  );
+  // No preview without /media-cookie: the page shows no player.
+  await page.route(
+    (url) => url.pathname === '/api/media-cookie',
+    (route) => {
+      seen.mediaCookie += 1;
       return route.fulfill({ status: 404, contentType: 'text/html; charset=utf-8', body: FLASK_404 });
     },
   );
@@ -71,6 +79,8 @@ test('without /events and /jobs the page converts by polling /status and says hi
   await expect(download).toBeVisible({ timeout: 120_000 });
   await expect(page.getByTestId('job-state')).toHaveText('Done');
   await expect(page.getByRole('alert')).toHaveCount(0);
+  await expect.poll(() => seen.mediaCookie).toBeGreaterThan(0);
+  await expect(page.locator('audio')).toHaveCount(0);
   await snap(page, 'convert-page-original-gateway');
 
   expect(seen.events).toBeGreaterThan(0);

@@ -82,6 +82,10 @@ MANUAL_K8S = ("migration", "ingress")
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "original-immutable.yaml"
 
 
+# Secrets whose absence only switches a feature off: compose may default them to empty.
+OPTIONAL_SECRETS = {"WEBHOOK_SECRET"}
+
+
 def is_placeholder(value: str) -> bool:
     """A value the repository may hold: a change-me or replace-me placeholder."""
     low = value.lower()
@@ -800,7 +804,10 @@ def check_placeholders(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
                             f"{chart} chart: default user password must be the {PLACEHOLDER} placeholder")
     compose = (repo / "docker-compose.yml").read_text()
     for m in re.finditer(r"\b[A-Z_]*(PASSWORD|PASS|SECRET):\s*(\S+)", compose):
-        g.check(PLACEHOLDER in m.group(2) or m.group(2).startswith("${" + m.group(0).split(":")[0] + ":?"),
+        name = m.group(0).split(":")[0]
+        # An optional secret may default to empty (its feature is then off, e.g. WEBHOOK_SECRET).
+        g.check(PLACEHOLDER in m.group(2) or m.group(2).startswith("${" + name + ":?")
+                or (name in OPTIONAL_SECRETS and m.group(2) == "${" + name + ":-}"),
                 f"docker-compose.yml: {m.group(0)} is neither a placeholder default nor required")
     for m in re.finditer(r"\bJWT_SECRET:\s*(.+)", compose):
         g.check(m.group(1).startswith("${JWT_SECRET:?"),
@@ -1220,8 +1227,60 @@ def check_network(repo: Path, k8s: dict, rendered_dir: Path) -> Group:
     for where, active, expected in (("network", policies, EXPECTED_FLOWS - MONITORING_CHART_FLOWS),
                                     ("network with the monitoring chart", policies + chart, EXPECTED_FLOWS)):
         allowed = network_flows(g, where, active, roles, expected)
+        check_internet_egress(g, where, active, roles)
         g.notes.append(f"{where}: {len(active)} NetworkPolicies; {len({a[:3] for a in allowed})} flows allowed, as wanted")
     return g
+
+
+# Webhooks (docs/webhooks.md): the gateway, and only the gateway, reaches public addresses on these
+# ports; no pod reaches the private, loopback, link-local (cloud metadata) or shared ranges by IP.
+INTERNET_PORTS = (443, 80)
+PUBLIC_SAMPLES = ("93.184.215.14", "2606:4700::1111")
+PRIVATE_SAMPLES = ("10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "127.0.0.1", "100.64.0.1")
+
+
+def egress_to_address(policies: list[dict], pod: dict, address: str, port: int) -> bool:
+    """Whether a pod may open a connection to an address outside the cluster (ipBlock rules)."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    selecting = [p for p in policies if "Egress" in p["spec"].get("policyTypes", ["Ingress"])
+                 and selector_matches(p["spec"]["podSelector"], pod)]
+    if not selecting:
+        return True
+    for p in selecting:
+        for rule in p["spec"].get("egress") or []:
+            if not port_matches(rule.get("ports"), port):
+                continue
+            peers = rule.get("to")
+            if not peers:
+                return True
+            for peer in peers:
+                block = peer.get("ipBlock")
+                if not block:
+                    continue
+                net = ipaddress.ip_network(block["cidr"])
+                if net.version != ip.version or ip not in net:
+                    continue
+                if not any(ip in ipaddress.ip_network(e) for e in block.get("except") or []
+                           if ipaddress.ip_network(e).version == ip.version):
+                    return True
+    return False
+
+
+def check_internet_egress(g: Group, where: str, policies: list[dict], roles: dict[str, list[dict]]) -> None:
+    for role, pods in roles.items():
+        for labels in pods:
+            for port in INTERNET_PORTS:
+                for address in PUBLIC_SAMPLES:
+                    allowed = egress_to_address(policies, labels, address, port)
+                    if role == "gateway":
+                        g.check(allowed, f"{where}: the gateway {labels} cannot reach {address}:{port} (webhooks)")
+                    else:
+                        g.check(not allowed, f"{where}: {role} {labels} may reach the internet ({address}:{port}), which nothing needs")
+                for address in PRIVATE_SAMPLES:
+                    g.check(not egress_to_address(policies, labels, address, port),
+                            f"{where}: {role} {labels} may reach {address}:{port} by address")
 
 
 def network_flows(g: Group, where: str, policies: list[dict], roles: dict[str, list[dict]],

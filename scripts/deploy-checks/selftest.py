@@ -102,6 +102,7 @@ CASES = [
     ("takeover", "Helm_charts/MongoDB/values-original.yaml", "  app: database\n", "  app: mongodb-db\n"),
     ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "governingServiceName: not-applicable", "governingServiceName: rabbitmq-headless"),
     ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "  standaloneClaim: true", "  standaloneClaim: false"),
+    ("placeholders", "docker-compose.yml", "WEBHOOK_SECRET: ${WEBHOOK_SECRET:-}", "WEBHOOK_SECRET: ${WEBHOOK_SECRET:-0123456789abcdef0123456789abcdef}"),
     ("takeover", "Helm_charts/Postgres/values-original.yaml", "  name: db\n", "  name: postgres\n"),
     ("takeover", "Helm_charts/Postgres/values-original.yaml", "  username: mohamed", "  username: auth"),
     ("takeover", "Helm_charts/RabbitMQ/values-original.yaml", "guest:\n  enabled: true", "guest:\n  enabled: false"),
@@ -113,6 +114,10 @@ CASES = [
      "  ingress:\n    - from:\n        - podSelector:\n            matchLabels:\n              app: gateway\n      ports:\n        - protocol: TCP\n          port: 5000",
      "  ingress:\n    - ports:\n        - protocol: TCP\n          port: 5000"),
     ("network", "k8s/network/networkpolicies.yaml", "              k8s-app: kube-dns", "              k8s-app: coredns"),
+    # Webhooks: the gateway reaches public addresses on 443/80, never the metadata service or pods.
+    ("network", "k8s/network/networkpolicies.yaml", "              - 169.254.0.0/16\n", ""),
+    ("network", "k8s/network/networkpolicies.yaml", "            cidr: 2000::/3\n      ports:\n        - protocol: TCP\n          port: 443\n",
+     "            cidr: 2000::/3\n      ports:\n        - protocol: TCP\n          port: 8443\n"),
     ("network", "k8s/network/networkpolicies.yaml", "                values: [gateway, converter]\n", "                values: [gateway]\n"),
     # The gateway's admin port (9102): from anywhere, from another namespace, or not even Prometheus.
     ("network", "k8s/network/networkpolicies.yaml",

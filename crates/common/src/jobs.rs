@@ -113,6 +113,9 @@ pub struct Job {
     /// speed the gateway's queue ETA is based on.
     #[serde(default)]
     pub processing_secs: Option<f64>,
+    /// The callback asked for at upload and where its delivery stands; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
     /// When the upload was stored.
     pub created_at: DateTime,
     /// Last change.
@@ -143,8 +146,69 @@ impl Job {
             attempts: 0,
             started_at: None,
             processing_secs: None,
+            webhook: None,
             created_at: now,
             updated_at: now,
+        }
+    }
+}
+
+/// Where a webhook's delivery stands. Stored in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    /// Waiting for the job to end, or for the next attempt.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed; no more are made.
+    Failed,
+}
+
+impl WebhookStatus {
+    /// The lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A job's callback: POSTed (signed) once the job completes or fails. Kept in the job document so
+/// that deliveries survive restarts and any gateway replica can make them (see
+/// `docs/webhooks.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// The URL given at upload (http or https), checked then and again at every attempt.
+    pub url: String,
+    /// Where the delivery stands.
+    pub status: WebhookStatus,
+    /// Attempts made (claimed) so far.
+    #[serde(default)]
+    pub attempts: i32,
+    /// Not before this may the next attempt be made (once the job is final). Also the lease of
+    /// an attempt in flight: a replica that dies mid-attempt leaves it to another after this.
+    pub next_attempt_at: DateTime,
+    /// Why the last attempt failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When the receiver accepted it.
+    #[serde(default)]
+    pub delivered_at: Option<DateTime>,
+}
+
+impl Webhook {
+    /// A delivery to `url`, due as soon as the job is final.
+    pub fn pending(url: String) -> Self {
+        Self {
+            url,
+            status: WebhookStatus::Pending,
+            attempts: 0,
+            next_attempt_at: DateTime::now(),
+            last_error: None,
+            delivered_at: None,
         }
     }
 }
@@ -176,6 +240,28 @@ mod tests {
             doc.get_document("quality").unwrap(),
             &mongodb::bson::doc! { "cbr": { "bitrate_kbps": 128_i64 } }
         );
+        assert!(
+            !doc.contains_key("webhook"),
+            "no webhook field without a callback"
+        );
+        let back: Job = mongodb::bson::from_document(doc).unwrap();
+        assert_eq!(back, job);
+    }
+
+    #[test]
+    fn webhook_shape() {
+        let mut job = Job::queued(
+            ObjectId::new(),
+            None,
+            "v.mp4".into(),
+            Mp3Quality::default(),
+            None,
+        );
+        job.webhook = Some(Webhook::pending("https://example.com/hook".into()));
+        let doc = mongodb::bson::to_document(&job).unwrap();
+        let hook = doc.get_document("webhook").unwrap();
+        assert_eq!(hook.get_str("status").unwrap(), "pending");
+        assert_eq!(hook.get_str("url").unwrap(), "https://example.com/hook");
         let back: Job = mongodb::bson::from_document(doc).unwrap();
         assert_eq!(back, job);
     }

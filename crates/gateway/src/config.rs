@@ -9,6 +9,8 @@ use common::{
     mongo::MongoLocations,
 };
 
+use crate::webhooks::{AllowList, WebhookConfig, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS};
+
 /// Default port of the admin listener (`/metrics`, `/readyz`, `/healthz`).
 pub const DEFAULT_ADMIN_PORT: u16 = 9102;
 
@@ -80,6 +82,9 @@ pub struct Config {
     pub requeue_stuck_after: Duration,
     /// Re-publications of a stuck job before it is failed (`MAX_REQUEUES`, default 3).
     pub max_requeues: u32,
+    /// Callbacks at the end of a job (`WEBHOOK_SECRET`, `WEBHOOK_ALLOWED_HOSTS`,
+    /// `WEBHOOK_MAX_ATTEMPTS`, `WEBHOOK_RETRY_BASE_MS`); off without the secret.
+    pub webhooks: WebhookConfig,
     /// What is removed how long after it finished (`RETENTION_HOURS`; unset or 0: nothing).
     pub retention: Option<Retention>,
 }
@@ -171,6 +176,16 @@ impl Config {
         )?;
         let max_requeues = config::parsed_or(env, "MAX_REQUEUES", DEFAULT_MAX_REQUEUES)?;
         let retention = retention(env)?;
+        let webhooks = WebhookConfig {
+            secret: config::optional_secret(env, "WEBHOOK_SECRET")?,
+            allowed: config::parsed_or(env, "WEBHOOK_ALLOWED_HOSTS", AllowList::default())?,
+            max_attempts: positive(env, "WEBHOOK_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?,
+            retry_base: Duration::from_millis(positive(
+                env,
+                "WEBHOOK_RETRY_BASE_MS",
+                DEFAULT_RETRY_BASE_MS,
+            )?),
+        };
         Ok(Config {
             addr,
             admin_addr,
@@ -190,6 +205,7 @@ impl Config {
             requeue_stuck_after,
             max_requeues,
             retention,
+            webhooks,
         })
     }
 }
@@ -284,6 +300,35 @@ mod tests {
         assert_eq!(c.max_requeues, 3);
         assert_eq!(c.retention, None);
         assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.webhooks.secret, None);
+        assert!(c.webhooks.allowed.is_empty());
+        assert_eq!(c.webhooks.max_attempts, 5);
+        assert_eq!(c.webhooks.retry_base, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let c = Config::from_env(&[
+            SECRET,
+            MONGO,
+            ("WEBHOOK_SECRET", "fedcba9876543210fedcba9876543210"),
+            ("WEBHOOK_ALLOWED_HOSTS", "hooks.internal, 10.0.0.0/8"),
+            ("WEBHOOK_MAX_ATTEMPTS", "3"),
+            ("WEBHOOK_RETRY_BASE_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.webhooks.secret.as_deref(),
+            Some("fedcba9876543210fedcba9876543210")
+        );
+        assert!(c
+            .webhooks
+            .allowed
+            .permits("hooks.internal", "192.168.1.1".parse().unwrap()));
+        assert_eq!(c.webhooks.max_attempts, 3);
+        assert_eq!(c.webhooks.retry_base, Duration::from_millis(250));
+        let err = Config::from_env(&[SECRET, MONGO, ("WEBHOOK_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_SECRET"), "{err}");
     }
 
     #[test]
@@ -394,6 +439,13 @@ mod tests {
             ("RETENTION_HOURS", "100000"),
             ("RETENTION_INCLUDE_UNOWNED", "maybe"),
             ("RETENTION_SWEEP_SECS", "0"),
+            ("WEBHOOK_ALLOWED_HOSTS", "not a host!"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "soon"),
+            (
+                "WEBHOOK_SECRET",
+                "replace-me-with-a-webhook-secret-of-32-bytes",
+            ),
         ] {
             let err = Config::from_env(&[SECRET, MONGO, (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

@@ -14,6 +14,7 @@ pub mod server;
 pub mod storage;
 pub mod sweeper;
 pub mod tokens;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -154,6 +155,7 @@ impl Application {
         let _stop_tasks = state.shutdown.clone().drop_guard();
         tokio::spawn(sweeper::run(state.clone()));
         tokio::spawn(retention::run(state.clone()));
+        tokio::spawn(webhooks::run(state.clone()));
         let token = state.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -3,7 +3,7 @@
 use axum::{routing::get, Json, Router};
 use utoipa::{
     openapi::{
-        security::{Http, HttpAuthScheme, SecurityScheme},
+        security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme},
         Content, Ref, RefOr,
     },
     Modify, OpenApi,
@@ -24,6 +24,8 @@ use crate::{routes, AppState};
         routes::upload::upload,
         routes::status::status,
         routes::download::download,
+        routes::media_cookie::set_cookie,
+        routes::media_cookie::clear_cookie,
         routes::events::events,
         routes::jobs::list_jobs,
         routes::jobs::delete_job,
@@ -33,6 +35,7 @@ use crate::{routes, AppState};
         routes::status::StatusBody,
         routes::jobs::JobsPage,
         routes::jobs::JobView,
+        crate::webhooks::WebhookPayload,
         ErrorBody,
     )),
     modifiers(&SecuritySchemes, &ErrorBodies)
@@ -91,6 +94,13 @@ impl Modify for SecuritySchemes {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "media_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::claims::MEDIA_COOKIE,
+                "The JWT in the HttpOnly cookie POST /media-cookie sets; GET /download only",
+            ))),
         );
         components.add_security_scheme(
             "basic",

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use common::{
-    jobs::{self, Job, JobState},
+    jobs::{self, Job, JobState, WebhookStatus},
     mongo::{MongoLocations, ServerProblem},
 };
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -13,7 +13,7 @@ use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::ErrorKind,
     gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream},
-    options::{ClientOptions, IndexOptions},
+    options::{ClientOptions, IndexOptions, ReturnDocument},
     Client, Collection, Database, IndexModel,
 };
 
@@ -157,6 +157,10 @@ impl Storage {
                 index(doc! { "state": 1 }, "state"),
                 // The ETA's recent completed jobs and the retention's expired ones.
                 index(doc! { "state": 1, "updated_at": -1 }, "state_updated_at"),
+                index(
+                    doc! { "webhook.status": 1, "webhook.next_attempt_at": 1 },
+                    "webhook_due",
+                ),
             ])
             .await?;
         Ok(())
@@ -525,6 +529,72 @@ impl Storage {
             )
             .await?;
         Ok(result.modified_count == 1)
+    }
+
+    /// Claims the webhook delivery due first among final jobs: counts the attempt and pushes
+    /// `next_attempt_at` to `lease_until`, in one atomic update, so that exactly one replica
+    /// makes each attempt. The job as it is after the update.
+    pub async fn claim_webhook(
+        &self,
+        now: DateTime,
+        lease_until: DateTime,
+    ) -> StorageResult<Option<Job>> {
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! {
+                    "webhook.status": WebhookStatus::Pending.as_str(),
+                    "webhook.next_attempt_at": { "$lte": now },
+                    "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
+                },
+                doc! {
+                    "$set": { "webhook.next_attempt_at": lease_until },
+                    "$inc": { "webhook.attempts": 1 },
+                },
+            )
+            .sort(doc! { "webhook.next_attempt_at": 1 })
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// Records that attempt `attempt` of job `id`'s webhook was accepted.
+    pub async fn webhook_delivered(&self, id: ObjectId, attempt: i32) -> StorageResult<()> {
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "webhook.attempts": attempt },
+                doc! { "$set": {
+                    "webhook.status": WebhookStatus::Delivered.as_str(),
+                    "webhook.delivered_at": DateTime::now(),
+                    "webhook.last_error": Bson::Null,
+                } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records that attempt `attempt` of job `id`'s webhook failed with `reason`: the next one is
+    /// due at `next`, or, without one, the delivery is given up.
+    pub async fn webhook_failed(
+        &self,
+        id: ObjectId,
+        attempt: i32,
+        reason: &str,
+        next: Option<DateTime>,
+    ) -> StorageResult<()> {
+        let set = match next {
+            Some(next) => doc! { "webhook.next_attempt_at": next, "webhook.last_error": reason },
+            None => doc! {
+                "webhook.status": WebhookStatus::Failed.as_str(),
+                "webhook.last_error": reason,
+            },
+        };
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "webhook.attempts": attempt },
+                doc! { "$set": set },
+            )
+            .await?;
+        Ok(())
     }
 
     /// Bytes `owner` keeps: the lengths of their uploads and their MP3s.

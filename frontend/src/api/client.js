@@ -120,6 +120,17 @@ function reconnectDelay(failures, { reconnectMs, maxReconnectMs }) {
 }
 
 /**
+ * Forgets the media cookie (`DELETE /media-cookie`) on logout. Needs no token; failures are
+ * ignored: the cookie also expires with the token.
+ */
+export function clearMediaCookie() {
+  return fetch(`${API_BASE}/media-cookie`, { method: 'DELETE' }).then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+/**
  * The calls that need the JWT. `onUnauthorized` runs on any 401 (expired or invalid token)
  * before the error is thrown, so the app can send the user to the login page.
  */
@@ -141,8 +152,32 @@ export function createApi(token, onUnauthorized = () => {}) {
     return response.json();
   }
 
+  // One POST /media-cookie per client (per token), shared by every player on the page.
+  let mediaCookie = null;
+
   return {
     status,
+
+    /**
+     * Has the gateway set the HttpOnly media cookie from this token, so that an `<audio>` element
+     * can stream `mediaUrl()` without the token in its URL. Rejects with the ApiError (404 from a
+     * gateway without previews, such as the original); a later call tries again.
+     */
+    enableMediaCookie() {
+      mediaCookie ??= authed('/media-cookie', { method: 'POST' }).then(
+        () => undefined,
+        (error) => {
+          mediaCookie = null;
+          throw error;
+        },
+      );
+      return mediaCookie;
+    },
+
+    /** The URL an `<audio>` element streams an MP3 from (with the media cookie; no token in it). */
+    mediaUrl(mp3Fid) {
+      return `${API_BASE}/download?fid=${encodeURIComponent(mp3Fid)}`;
+    },
 
     /** One page of the user's jobs, newest first. A 404 means a gateway without /jobs (the original). */
     async jobs(page = 1, perPage = 20) {

@@ -1,5 +1,5 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState } from 'react';
-import { createApi } from '../api/client.js';
+import { clearMediaCookie, createApi } from '../api/client.js';
 import { SESSION_EXPIRED_MESSAGE } from '../api/errors.js';
 import { decodeClaims, loadToken, msUntilExpiry, saveCurrentJob, saveToken } from './token.js';
 
@@ -27,6 +27,8 @@ export function AuthProvider({ children }) {
 
   /** Ends the session; `message` is shown on the login page (e.g. why the user was signed out). */
   const signOut = useCallback((message = null) => {
+    // The audio players' cookie holds the token: it goes with the session.
+    clearMediaCookie();
     saveToken(null);
     saveCurrentJob(null);
     setState({ token: null, notice: message });

@@ -1,5 +1,6 @@
 import { useEffect, useId, useState } from 'react';
 import { useAuth } from '../auth/AuthContext.jsx';
+import AudioPreview from './AudioPreview.jsx';
 import DownloadButton from './DownloadButton.jsx';
 import ProgressBar from './ProgressBar.jsx';
 import StateBadge from './StateBadge.jsx';
@@ -62,6 +63,7 @@ export default function JobProgress({ videoFid, filename, barLabel = 'Conversion
       {state === 'completed' && status?.mp3_fid && (
         <div className="space-y-3">
           <ProgressBar label={barLabel} value={100} tone="emerald" detail="Done" />
+          <AudioPreview mp3Fid={status.mp3_fid} videoName={filename} />
           <DownloadButton mp3Fid={status.mp3_fid} videoName={filename} />
         </div>
       )}

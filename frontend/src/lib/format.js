@@ -73,3 +73,13 @@ export function isMp4(file) {
   if (file.type === 'video/mp4') return true;
   return /\.(mp4|m4v)$/i.test(file.name || '') && (file.type === '' || file.type.startsWith('video/'));
 }
+
+/** Seconds -> "0:05", "12:34" or "1:02:03"; '' when not a finite positive number. */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds <= 0) return '';
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDate, formatEta, formatExpiry, formatSpeed, isMp4, mp3NameFor } from './format.js';
+import { formatBytes, formatDate, formatDuration, formatEta, formatExpiry, formatSpeed, isMp4, mp3NameFor } from './format.js';
 import { parseQuality, stateOf } from './jobs.js';
 
 describe('formatting', () => {
@@ -10,6 +10,15 @@ describe('formatting', () => {
     expect(formatBytes(undefined)).toBe('');
     expect(formatSpeed(2.5 * 1024 * 1024)).toBe('2.5 MB/s');
     expect(formatSpeed(0)).toBe('');
+  });
+
+  it('formats durations as m:ss or h:mm:ss, and leaves unknown ones empty', () => {
+    expect(formatDuration(5.2)).toBe('0:05');
+    expect(formatDuration(83.4)).toBe('1:23');
+    expect(formatDuration(3723)).toBe('1:02:03');
+    expect(formatDuration(Infinity)).toBe('');
+    expect(formatDuration(NaN)).toBe('');
+    expect(formatDuration(0)).toBe('');
   });
 
   it('formats dates from ISO strings and epoch seconds, and leaves garbage empty', () => {

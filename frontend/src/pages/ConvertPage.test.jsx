@@ -186,7 +186,8 @@ describe('convert page with the gateway\'s stream limits', () => {
     act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
     expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
     expect(screen.queryByRole('alert')).toBeNull();
-    expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
+    // The audio player's cookie request, once done, is not what this test is about.
+    expect(calls.map((c) => c.path).filter((path) => path !== '/media-cookie')).toEqual(['/events', '/status']);
   });
 
   it('reopens the stream when it ends before the conversion does', async () => {
@@ -209,7 +210,8 @@ describe('convert page with the gateway\'s stream limits', () => {
     }
     expect(screen.queryByText(/Live updates unavailable/)).toBeNull();
     expect(screen.queryByRole('alert')).toBeNull();
-    expect(calls.map((c) => c.path)).toEqual(['/events', '/events']);
+    // The audio player's cookie request, once done, is not what this test is about.
+    expect(calls.map((c) => c.path).filter((path) => path !== '/media-cookie')).toEqual(['/events', '/events']);
   });
 });
 

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useAuth } from '../auth/AuthContext.jsx';
 import Alert from '../components/Alert.jsx';
+import AudioPreview from '../components/AudioPreview.jsx';
 import Button from '../components/Button.jsx';
 import DownloadButton from '../components/DownloadButton.jsx';
 import ProgressBar from '../components/ProgressBar.jsx';
@@ -16,6 +17,8 @@ function JobRow({ job, onDelete }) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  // The player loads only when asked: a page of 20 rows does not fetch 20 files' metadata.
+  const [playing, setPlaying] = useState(false);
   const state = job.state || job.status;
   const active = state === 'queued' || state === 'processing';
 
@@ -55,6 +58,11 @@ function JobRow({ job, onDelete }) {
       {state === 'failed' && job.error && <p className="text-sm text-red-700">Reason: {job.error}</p>}
       <div className="flex flex-wrap items-center gap-2">
         {state === 'completed' && job.mp3_fid && <DownloadButton mp3Fid={job.mp3_fid} videoName={job.filename} variant="secondary" compact />}
+        {state === 'completed' && job.mp3_fid && !playing && (
+          <Button variant="ghost" onClick={() => setPlaying(true)} className="min-h-9 px-3 py-1.5" aria-label={`Play ${job.filename}`}>
+            Play
+          </Button>
+        )}
         {confirming ? (
           <>
             <span className="text-sm text-slate-700">Delete the video and its MP3?</span>
@@ -71,6 +79,7 @@ function JobRow({ job, onDelete }) {
           </Button>
         )}
       </div>
+      {playing && state === 'completed' && job.mp3_fid && <AudioPreview mp3Fid={job.mp3_fid} videoName={job.filename} />}
       {error && (
         <p role="alert" className="text-sm text-red-700">
           {error}

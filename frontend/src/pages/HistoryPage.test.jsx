@@ -1,4 +1,4 @@
-import { screen, within } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers.jsx';
@@ -35,6 +35,23 @@ describe('history page', () => {
     expect(within(rows[0]).getByText(/expires in 2 days/)).toBeInTheDocument();
     expect(within(rows[1]).queryByText(/expires/)).toBeNull();
     expect(within(rows[2]).queryByText(/expires/)).toBeNull();
+  });
+
+  it('plays a finished conversion only when asked, one cookie request for the page', async () => {
+    const calls = fakeGateway({
+      'GET /jobs': () => json({ jobs: JOBS, page: 1, per_page: 20, total: 3 }),
+      'POST /media-cookie': () => new Response(null, { status: 204 }),
+    });
+    const user = userEvent.setup();
+    renderApp('/history', { token: makeToken() });
+    const rows = await screen.findAllByTestId('job-row');
+    expect(document.querySelector('audio')).toBeNull();
+    expect(within(rows[1]).queryByRole('button', { name: /Play/ })).toBeNull();
+    await user.click(within(rows[0]).getByRole('button', { name: 'Play talk.mp4' }));
+    const player = within(rows[0]).getByLabelText('Preview of talk.mp3');
+    await waitFor(() => expect(player.getAttribute('src')).toMatch(/^\/api\/download\?fid=/));
+    expect(within(rows[0]).queryByRole('button', { name: 'Play talk.mp4' })).toBeNull();
+    expect(calls.filter((c) => c.path === '/media-cookie')).toHaveLength(1);
   });
 
   it('deletes a job after confirmation', async () => {

@@ -1,4 +1,6 @@
-//! `GET /download?fid=<mp3_fid>`: streams an MP3 out of GridFS, whole or one byte range.
+//! `GET /download?fid=<mp3_fid>`: streams an MP3 out of GridFS, whole or one byte range. Takes
+//! the token from the `Authorization` header or, for the page's `<audio>` player, from the media
+//! cookie (`POST /media-cookie`).
 
 use axum::{
     body::Body,
@@ -12,7 +14,7 @@ use mongodb::bson::oid::ObjectId;
 
 use super::{fid_param, FidQuery};
 use crate::{
-    claims::User,
+    claims::{MediaUser, User},
     error::{ApiError, ApiResult},
     storage::StoredFile,
     AppState,
@@ -28,7 +30,7 @@ pub fn router() -> Router<AppState> {
     get,
     path = "/download",
     tag = "files",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("media_cookie" = [])),
     params(FidQuery),
     responses(
         (status = 200, description = "The MP3 (audio/mpeg)", content_type = "audio/mpeg"),
@@ -41,7 +43,7 @@ pub fn router() -> Router<AppState> {
 )]
 pub async fn download(
     State(state): State<AppState>,
-    user: User,
+    MediaUser(user): MediaUser,
     headers: HeaderMap,
     query: Result<Query<FidQuery>, QueryRejection>,
 ) -> ApiResult<Response> {

@@ -6,6 +6,7 @@ pub mod drain;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod media_cookie;
 pub mod status;
 pub mod upload;
 
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(upload::router(state.config.max_upload_bytes))
         .merge(status::router())
         .merge(download::router())
+        .merge(media_cookie::router())
         .merge(jobs::router())
         .merge(events::router())
         .merge(crate::openapi::router())

@@ -11,7 +11,7 @@ use axum::{
     Json, Router,
 };
 use common::{
-    jobs::{Job, Mp3Quality},
+    jobs::{Job, Mp3Quality, Webhook},
     message::VideoMessage,
     trace_context::TraceContext,
 };
@@ -67,6 +67,8 @@ struct StoredVideo {
 struct Options {
     bitrate: Option<u32>,
     vbr_quality: Option<u8>,
+    /// `callback_url`, already checked (crate::webhooks).
+    callback_url: Option<String>,
 }
 
 impl Options {
@@ -94,11 +96,15 @@ impl Options {
     request_body(
         content_type = "multipart/form-data",
         description = "Field `file`: the video (exactly one file). Optional text fields: \
-                       `bitrate` (kb/s: 64, 96, 128, 160, 192, 224, 256, 320) or `vbr_quality` (0-9)."
+                       `bitrate` (kb/s: 64, 96, 128, 160, 192, 224, 256, 320) or `vbr_quality` (0-9); \
+                       `callback_url`: an http(s) URL that receives the job as signed JSON \
+                       (`WebhookPayload`) when it completes or fails (docs/webhooks.md). It must \
+                       resolve to public addresses unless WEBHOOK_ALLOWED_HOSTS permits it; send \
+                       it before `file` so that a refusal comes before the upload."
     ),
     responses(
         (status = 200, description = "Stored and queued", body = UploadResponse),
-        (status = 400, description = "No file, two files, an empty file, bad options or a malformed body"),
+        (status = 400, description = "No file, two files, an empty file, bad options, a callback_url that is malformed or not public (or webhooks are off), or a malformed body"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 413, description = "Larger than MAX_UPLOAD_BYTES, or than what is left of the caller's MAX_USER_STORAGE_BYTES; nothing is kept"),
         (status = 429, description = "The caller already sends MAX_UPLOADS_PER_USER uploads"),
@@ -176,6 +182,8 @@ async fn handle(
                 options.bitrate = Some(value.parse().map_err(|_| {
                     ApiError::BadRequest(format!("bitrate must be a number of kb/s, not {value:?}"))
                 })?);
+            } else if name == "callback_url" {
+                options.callback_url = Some(crate::webhooks::callback_field(state, field).await?);
             } else if name == "vbr_quality" {
                 let value = text_field(field, &name, max).await?;
                 options.vbr_quality = Some(value.parse().map_err(|_| {
@@ -228,13 +236,14 @@ async fn queue_video(
     options: &Options,
 ) -> ApiResult<()> {
     let quality = options.quality()?;
-    let job = Job::queued(
+    let mut job = Job::queued(
         video.id,
         Some(user.email().to_owned()),
         video.filename.clone(),
         quality,
         i64::try_from(video.size).ok(),
     );
+    job.webhook = options.callback_url.clone().map(Webhook::pending);
     state.storage.insert_job(&job).await?;
     let message = VideoMessage::new(video.id.to_hex(), user.email());
     let trace = TraceContext::from_http(headers);
@@ -428,11 +437,13 @@ mod tests {
         let o = Options {
             bitrate: Some(192),
             vbr_quality: None,
+            callback_url: None,
         };
         assert_eq!(o.quality().unwrap(), Mp3Quality::Cbr { bitrate_kbps: 192 });
         let o = Options {
             bitrate: None,
             vbr_quality: Some(2),
+            callback_url: None,
         };
         assert_eq!(o.quality().unwrap(), Mp3Quality::Vbr { quality: 2 });
         assert_eq!(Options::default().quality().unwrap(), Mp3Quality::default());
@@ -440,14 +451,17 @@ mod tests {
             Options {
                 bitrate: Some(100),
                 vbr_quality: None,
+                callback_url: None,
             },
             Options {
                 bitrate: None,
                 vbr_quality: Some(10),
+                callback_url: None,
             },
             Options {
                 bitrate: Some(128),
                 vbr_quality: Some(2),
+                callback_url: None,
             },
         ] {
             assert!(o.quality().is_err());
