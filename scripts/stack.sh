@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole system on one machine, self-contained under .stack/ (or $STACK_DIR):
-# its own PostgreSQL cluster, RabbitMQ node and SecantusDB (MongoDB stand-in), the three
+# its own PostgreSQL cluster, RabbitMQ node, Redis and SecantusDB (MongoDB stand-in), the three
 # services, and nginx serving the frontend. Never touches servers already running on the
 # machine (5432, 5672, 27017): every component has its own port, data and logs.
 #
@@ -10,10 +10,11 @@
 #   scripts/stack.sh logs [component]   follow the logs
 #   scripts/stack.sh clean              stop, then wipe the stack directory
 #   scripts/stack.sh start|stop|restart COMPONENT
-#                                        one of: postgres rabbitmq mongo auth gateway converter nginx prometheus
+#                                        one of: postgres rabbitmq mongo redis auth gateway converter
+#                                        balancer nginx prometheus, or one replica (converter-2, ...)
 #
 # Settings (environment; see docs/local-stack.md): STACK_DIR, STACK_PROFILE (release|debug),
-# STACK_BIND, STACK_*_PORT, JWT_SECRET, DATABASE_PASSWORD, RABBITMQ_PASSWORD, DEMO_PASSWORD, ...
+# STACK_BIND, STACK_*_PORT, STACK_REDIS (1|0), STACK_REPLICAS (1-4), JWT_SECRET, ...
 # The values used by `up` are recorded in $STACK_DIR/stack.env, so down/status/logs find the
 # same stack without the variables being set again.
 set -euo pipefail
@@ -22,7 +23,7 @@ ROOT=$PWD
 source "$ROOT/scripts/stack/lib.sh"
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 

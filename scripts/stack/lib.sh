@@ -2,7 +2,9 @@
 # The local stack's machinery, sourced by scripts/stack.sh (which sets ROOT and cds there).
 # One section per component: start_X / stop_X / pid_X / health_X, then the commands.
 
-COMPONENTS=(postgres rabbitmq mongo auth gateway converter nginx prometheus)
+COMPONENTS=(postgres rabbitmq mongo redis auth gateway converter balancer nginx prometheus)
+# The services that run as replicas (STACK_REPLICAS); replica r > 1 of auth is "auth-r".
+SERVICES=(auth gateway converter)
 
 log() { echo "stack: $*" >&2; }
 die() {
@@ -13,7 +15,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 component_known() {
   local c
   for c in "${COMPONENTS[@]}"; do [ "$c" = "$1" ] && return 0; done
-  return 1
+  # One replica of a service: auth-2, gateway-3, ...
+  [[ $1 =~ ^(auth|gateway|converter)-[2-9]$ ]]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -35,6 +38,9 @@ SETTING_DEFAULTS=(
   STACK_RABBITMQ_MANAGEMENT=1
   STACK_EPMD_PORT=30369
   STACK_MONGO_PORT=30017
+  STACK_REDIS=1
+  STACK_REDIS_PORT=30379
+  STACK_REPLICAS=1
   STACK_PROMETHEUS=0
   STACK_PROMETHEUS_PORT=30909
   STACK_RABBITMQ_PROMETHEUS_PORT=30692
@@ -48,7 +54,7 @@ SETTING_DEFAULTS=(
   STACK_DEMO_EMAIL=demo@example.com
   RUST_LOG=info
 )
-SECRET_NAMES=(JWT_SECRET DATABASE_PASSWORD RABBITMQ_PASSWORD DEMO_PASSWORD)
+SECRET_NAMES=(JWT_SECRET DATABASE_PASSWORD RABBITMQ_PASSWORD DEMO_PASSWORD REDIS_PASSWORD)
 
 # Reads KEY=VALUE lines of a file into variables that are not set in the environment.
 fill_from_file() {
@@ -78,6 +84,9 @@ load_settings() {
     export "$key"
   done
   case "$STACK_PROFILE" in release | debug) ;; *) die "STACK_PROFILE must be release or debug, not '$STACK_PROFILE'" ;; esac
+  case "$STACK_REDIS" in 0 | 1) ;; *) die "STACK_REDIS must be 1 (start Redis) or 0 (no Redis), not '$STACK_REDIS'" ;; esac
+  # Replica r listens on the base port + 10 * r: four keep clear of every other default port.
+  [[ $STACK_REPLICAS =~ ^[1-4]$ ]] || die "STACK_REPLICAS must be a number from 1 to 4, not '$STACK_REPLICAS'"
   # Where cargo builds: CARGO_TARGET_DIR when set (the Makefile sets it), else what `up` used.
   STACK_TARGET_DIR=${CARGO_TARGET_DIR:-${STACK_TARGET_DIR:-/var/tmp/vidconv-target}}
   STACK_BIN_DIR=$STACK_TARGET_DIR/$STACK_PROFILE
@@ -207,6 +216,7 @@ install_missing() {
     libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libavfilter-dev \
     libavdevice-dev libswscale-dev python3-venv curl gettext-base
   command -v nginx >/dev/null || need_pkgs nginx-light
+  if [ "$STACK_REDIS" = 1 ]; then need_pkgs redis-server; fi
   if [ -f "$FRONTEND/package.json" ] && ! command -v npm >/dev/null; then need_pkgs nodejs npm; fi
   command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) and run again"
   PG_BIN=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail -1)
@@ -445,56 +455,151 @@ stop_mongo() {
 mongodb_uri() { echo "mongodb://127.0.0.1:$STACK_MONGO_PORT/?directConnection=true"; }
 
 # ---------------------------------------------------------------------------------------------
-# The three services
+# Redis (Debian's redis-server), unless STACK_REDIS=0: shared state of the replicas (login
+# limits, job progress). Nothing persisted: no RDB snapshots, no append-only file.
 
-service_port() {
-  case "$1" in
-    auth) echo "$STACK_AUTH_PORT" ;;
-    gateway) echo "$STACK_GATEWAY_PORT" ;;
-    converter) echo "$STACK_CONVERTER_PORT" ;;
-  esac
+pid_redis() { pid_from_file "$RUN/redis.pid" redis-server; }
+redis_cli() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "$STACK_REDIS_PORT" "$@"; }
+health_redis() { [ -n "$(pid_redis)" ] && [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
+
+start_redis() {
+  [ "$STACK_REDIS" = 1 ] || return 0
+  if [ -n "$(pid_redis)" ]; then
+    wait_for 30 health_redis || die "redis (pid $(pid_redis)) runs but does not answer"
+    log "redis already running on 127.0.0.1:$STACK_REDIS_PORT"
+    return 0
+  fi
+  command -v redis-server >/dev/null || need_pkgs redis-server
+  port_open "$STACK_REDIS_PORT" && die "port $STACK_REDIS_PORT is taken by something else: set STACK_REDIS_PORT"
+  mkdir -p "$STACK_DIR/redis"
+  # A file (mode 600), not the command line, so the password does not show in ps.
+  (
+    umask 077
+    cat >"$STACK_DIR/redis/redis.conf" <<CONF
+# Written by scripts/stack.sh on every start.
+bind 127.0.0.1
+port $STACK_REDIS_PORT
+requirepass $REDIS_PASSWORD
+dir $STACK_DIR/redis
+save ""
+appendonly no
+daemonize no
+logfile ""
+CONF
+  )
+  log "starting redis on 127.0.0.1:$STACK_REDIS_PORT"
+  spawn "$LOGS/redis.log" "$RUN/redis.pid" redis-server "$STACK_DIR/redis/redis.conf"
+  wait_for 30 health_redis || die "redis did not start; see $LOGS/redis.log"
 }
 
-# Host the service binds: the gateway may be exposed (STACK_BIND), the others stay on loopback.
-service_bind() { if [ "$1" = gateway ]; then echo "$STACK_BIND"; else echo 127.0.0.1; fi; }
+stop_redis() {
+  local pid
+  pid=$(pid_redis)
+  [ -n "$pid" ] || return 0
+  log "stopping redis"
+  stop_pid "$pid" redis 20
+  rm -f "$RUN/redis.pid"
+}
 
-# The variables the stack sets for each service; any other variable the service reads (the
+redis_url() { echo "redis://:$REDIS_PASSWORD@127.0.0.1:$STACK_REDIS_PORT/0"; }
+
+# ---------------------------------------------------------------------------------------------
+# The three services, each as STACK_REPLICAS instances. An instance is named after its service
+# ("converter") for replica 1 and "converter-2", "converter-3", ... beyond; its pid file and log
+# carry that name. With one replica every port is the one of the settings. With several, the
+# gateway's and auth's ports belong to the balancer (an nginx in front of the replicas) and
+# replica r listens on that port + 10 * r; the loopback-only gateway admin and converter ports
+# are the setting's port + 10 * (r - 1), so replica 1 keeps them.
+
+instance_name() { if [ "$2" -eq 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
+instance_service() { echo "${1%%-*}"; }
+instance_replica() { case "$1" in *-*) echo "${1##*-}" ;; *) echo 1 ;; esac; }
+service_instances() {
+  local r
+  for ((r = 1; r <= STACK_REPLICAS; r++)); do instance_name "$1" "$r"; done
+}
+# The instances that have a pid file, whatever STACK_REPLICAS says now (to stop them all).
+recorded_instances() {
+  local f name
+  for f in "$RUN/$1.pid" "$RUN/$1"-[0-9].pid; do
+    [ -f "$f" ] || continue
+    name=${f##*/}
+    echo "${name%.pid}"
+  done
+}
+
+service_port() {
+  local svc r base
+  svc=$(instance_service "$1")
+  r=$(instance_replica "$1")
+  case "$svc" in
+    auth) base=$STACK_AUTH_PORT ;;
+    gateway) base=$STACK_GATEWAY_PORT ;;
+    converter) base=$STACK_CONVERTER_PORT ;;
+  esac
+  if [ "$STACK_REPLICAS" -gt 1 ] && [ "$svc" != converter ]; then
+    echo $((base + 10 * r))
+  else
+    echo $((base + 10 * (r - 1)))
+  fi
+}
+gateway_admin_port() { echo $((STACK_GATEWAY_ADMIN_PORT + 10 * ($(instance_replica "$1") - 1))); }
+
+# Host an instance binds: a lone gateway may be exposed (STACK_BIND); replicas stay on loopback
+# behind the balancer, which binds STACK_BIND instead; the others always stay on loopback.
+service_bind() {
+  if [ "$(instance_service "$1")" = gateway ] && [ "$STACK_REPLICAS" -eq 1 ]; then
+    echo "$STACK_BIND"
+  else
+    echo 127.0.0.1
+  fi
+}
+
+# The variables the stack sets for each instance; any other variable the service reads (the
 # "UPPER_CASE" literals in crates/<svc>/src/config.rs) passes through from the environment.
 service_env() {
-  local svc=$1 addr
-  addr=$(service_bind "$svc"):$(service_port "$svc")
-  case "$svc" in
+  local inst=$1 addr
+  addr=$(service_bind "$inst"):$(service_port "$inst")
+  case "$(instance_service "$inst")" in
     auth)
       echo "AUTH_ADDR=$addr"
       echo "DATABASE_URL=$(database_url)"
       echo "JWT_SECRET=$JWT_SECRET"
-      # Only the gateway talks to auth; it sets X-Forwarded-For to the client it sees.
+      # Only the gateway talks to auth; it sets X-Forwarded-For to the client it sees (the
+      # balancer in front of auth replicas passes the header on untouched).
       echo "TRUSTED_PROXY_HOPS=1"
       ;;
     gateway)
       echo "GATEWAY_ADDR=$addr"
       # /metrics and /readyz: loopback only, whatever STACK_BIND exposes.
-      echo "GATEWAY_ADMIN_ADDR=127.0.0.1:$STACK_GATEWAY_ADMIN_PORT"
+      echo "GATEWAY_ADMIN_ADDR=127.0.0.1:$(gateway_admin_port "$inst")"
+      # The one auth, or the balancer in front of the auth replicas.
       echo "AUTH_SVC_ADDRESS=127.0.0.1:$STACK_AUTH_PORT"
       echo "JWT_SECRET=$JWT_SECRET"
       echo "MONGODB_URI=$(mongodb_uri)"
       echo "RABBITMQ_URL=$(rabbitmq_url)"
       echo "MAX_UPLOAD_BYTES=$STACK_MAX_UPLOAD_BYTES"
-      # nginx (the web page) runs on this machine and names the browser in X-Forwarded-For.
+      # nginx (the web page, and the balancer) runs on this machine and names the client in
+      # X-Forwarded-For.
       echo "TRUSTED_PROXIES=127.0.0.1/32,::1/128"
       ;;
     converter)
       echo "CONVERTER_ADDR=$addr"
+      # Shared by the replicas: each process works in its own converter-<pid> directory.
       echo "CONVERTER_TMP_DIR=$STACK_DIR/converter-tmp"
       echo "MONGODB_URI=$(mongodb_uri)"
       echo "RABBITMQ_URL=$(rabbitmq_url)"
       ;;
   esac
+  # Every service gets it; one that does not read it (yet) ignores it.
+  if [ "$STACK_REDIS" = 1 ]; then echo "REDIS_URL=$(redis_url)"; fi
 }
 
 service_passthrough() {
-  local svc=$1 managed name
-  managed=" $(service_env "$svc" | cut -d= -f1 | tr '\n' ' ') DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD MONGODB_VIDEOS_URI MONGODB_MP3S_URI "
+  local inst=$1 svc managed name
+  svc=$(instance_service "$inst")
+  # REDIS_URL is the stack's to set (STACK_REDIS): never the machine's Redis from the environment.
+  managed=" $(service_env "$inst" | cut -d= -f1 | tr '\n' ' ') REDIS_URL DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD MONGODB_VIDEOS_URI MONGODB_MP3S_URI "
   [ -d "$ROOT/crates/$svc/src" ] || return 0
   for name in $(grep -rhoE '"[A-Z][A-Z0-9_]+"' "$ROOT/crates/$svc/src/config.rs" 2>/dev/null | tr -d '"' | sort -u); do
     case "$managed" in *" $name "*) continue ;; esac
@@ -503,50 +608,176 @@ service_passthrough() {
 }
 
 # Any build profile: a stack started as debug is still found when STACK_PROFILE says release.
-pid_service() { pid_from_file "$RUN/$1.pid" "/$1"; }
-# The port of a service's /readyz: the gateway's admin listener, the others' only port.
-health_port() { if [ "$1" = gateway ]; then echo "$STACK_GATEWAY_ADMIN_PORT"; else service_port "$1"; fi; }
+pid_service() { pid_from_file "$RUN/$1.pid" "/$(instance_service "$1")"; }
+# The port of an instance's /readyz: the gateway's admin listener, the others' only port.
+health_port() {
+  if [ "$(instance_service "$1")" = gateway ]; then gateway_admin_port "$1"; else service_port "$1"; fi
+}
 health_service() { http_ok "http://127.0.0.1:$(health_port "$1")/readyz"; }
 
 start_service() {
-  local svc=$1 port pid bin
-  port=$(service_port "$svc")
-  pid=$(pid_service "$svc")
+  local inst=$1 svc port pid bin
+  svc=$(instance_service "$inst")
+  [ "$(instance_replica "$inst")" -le "$STACK_REPLICAS" ] ||
+    die "$inst: the stack runs $STACK_REPLICAS replica(s) of $svc (STACK_REPLICAS)"
+  port=$(service_port "$inst")
+  pid=$(pid_service "$inst")
   if [ -n "$pid" ]; then
-    if wait_for 60 health_service "$svc"; then
-      log "$svc already running (pid $pid) on port $port"
+    if wait_for 60 health_service "$inst"; then
+      log "$inst already running (pid $pid) on port $port"
       return 0
     fi
-    die "$svc (pid $pid) runs but its /readyz does not answer 200; see $LOGS/$svc.log"
+    die "$inst (pid $pid) runs but its /readyz does not answer 200; see $LOGS/$inst.log"
   fi
   port_open "$port" && die "port $port is taken by something else: set STACK_${svc^^}_PORT"
-  if [ "$svc" = gateway ] && port_open "$STACK_GATEWAY_ADMIN_PORT"; then
-    die "port $STACK_GATEWAY_ADMIN_PORT is taken by something else: set STACK_GATEWAY_ADMIN_PORT"
+  if [ "$svc" = gateway ] && port_open "$(gateway_admin_port "$inst")"; then
+    die "port $(gateway_admin_port "$inst") is taken by something else: set STACK_GATEWAY_ADMIN_PORT"
   fi
   bin=$STACK_BIN_DIR/$svc
   [ -x "$bin" ] || die "$bin is not built (run: scripts/stack.sh up)"
   local envs=()
   if [ "$svc" = converter ]; then mkdir -p "$STACK_DIR/converter-tmp"; fi
-  mapfile -t envs < <(service_env "$svc"; service_passthrough "$svc")
-  log "starting $svc on $(service_bind "$svc"):$port"
-  echo "----- $(date -u +%FT%TZ) start $svc" >>"$LOGS/$svc.log"
-  spawn "$LOGS/$svc.log" "$RUN/$svc.pid" env -i PATH="$PATH" HOME="${HOME:-/}" \
+  mapfile -t envs < <(service_env "$inst"; service_passthrough "$inst")
+  log "starting $inst on $(service_bind "$inst"):$port"
+  echo "----- $(date -u +%FT%TZ) start $inst" >>"$LOGS/$inst.log"
+  spawn "$LOGS/$inst.log" "$RUN/$inst.pid" env -i PATH="$PATH" HOME="${HOME:-/}" \
     RUST_LOG="$RUST_LOG" NO_COLOR=1 ${LOG_FORMAT:+LOG_FORMAT=$LOG_FORMAT} "${envs[@]}" "$bin"
-  if ! wait_for 60 health_service "$svc"; then
-    log "$svc did not become ready on port $port; last lines of $LOGS/$svc.log:"
-    tail -n 20 "$LOGS/$svc.log" >&2
+  if ! wait_for 60 health_service "$inst"; then
+    log "$inst did not become ready on port $port; last lines of $LOGS/$inst.log:"
+    tail -n 20 "$LOGS/$inst.log" >&2
     return 1
   fi
 }
 
 stop_service() {
-  local svc=$1 pid
-  pid=$(pid_service "$svc")
+  local inst=$1 pid
+  pid=$(pid_service "$inst")
   if [ -n "$pid" ]; then
-    log "stopping $svc (pid $pid)"
-    stop_pid "$pid" "$svc" 30
+    log "stopping $inst (pid $pid)"
+    stop_pid "$pid" "$inst" 30
   fi
-  rm -f "$RUN/$svc.pid"
+  rm -f "$RUN/$inst.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The balancer (STACK_REPLICAS > 1): an nginx of its own on the gateway's port, spreading the
+# API over the gateway replicas, and on auth's port, spreading the gateways' calls over the auth
+# replicas. The web page's nginx balances /api over the gateways itself.
+
+pid_balancer() { pid_from_file "$RUN/balancer.pid" nginx; }
+health_balancer() { port_open "$STACK_GATEWAY_PORT" && port_open "$STACK_AUTH_PORT"; }
+
+# "server host:port;" lines of an upstream over the instances of $1.
+upstream_servers() {
+  local inst
+  for inst in $(service_instances "$1"); do
+    echo "    server 127.0.0.1:$(service_port "$inst") max_fails=1 fail_timeout=5s;"
+  done
+}
+
+write_balancer_config() {
+  local dir=$STACK_DIR/balancer
+  mkdir -p "$dir"/{client_body,proxy,fastcgi,uwsgi,scgi}_temp
+  local user_line=""
+  if [ "$(id -u)" -eq 0 ]; then
+    user_line="user root;"
+    if id www-data >/dev/null 2>&1; then
+      user_line="user www-data;"
+      chown -R www-data: "$dir"/*_temp
+    fi
+  fi
+  cat >"$dir/nginx.conf" <<EOF
+# Written by scripts/stack.sh (STACK_REPLICAS=$STACK_REPLICAS) on every start.
+$user_line
+worker_processes 1;
+pid $RUN/balancer.pid;
+error_log $LOGS/balancer-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $LOGS/balancer-access.log;
+  client_body_temp_path $dir/client_body_temp;
+  proxy_temp_path $dir/proxy_temp;
+  fastcgi_temp_path $dir/fastcgi_temp;
+  uwsgi_temp_path $dir/uwsgi_temp;
+  scgi_temp_path $dir/scgi_temp;
+  server_tokens off;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$host;
+  # A refused connection (a replica down) goes to the next replica; a request already sent is
+  # never repeated (nginx does not retry POSTs).
+  proxy_next_upstream error timeout;
+  proxy_connect_timeout 2s;
+
+  upstream gateways {
+$(upstream_servers gateway)
+    keepalive 16;
+    # Below the gateway's idle timeout, so a connection it is closing is never reused.
+    keepalive_timeout 5s;
+  }
+  upstream auths {
+$(upstream_servers auth)
+    keepalive 16;
+    keepalive_timeout 5s;
+  }
+
+  # The API, as the lone gateway served it: uploads and downloads stream through, event
+  # streams stay open. This is the edge: X-Forwarded-For is the client's address, nothing else.
+  server {
+    listen $STACK_BIND:$STACK_GATEWAY_PORT;
+    client_max_body_size $(max_upload_size);
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_max_temp_file_size 0;
+    proxy_send_timeout 600s;
+    proxy_read_timeout 1h;
+    proxy_set_header X-Forwarded-For \$remote_addr;
+    location / { proxy_pass http://gateways; }
+    # No replica answers: the API's error shape, as the web page's nginx gives it.
+    error_page 502 503 504 = @unavailable;
+    location @unavailable {
+      default_type application/json;
+      add_header Retry-After "5" always;
+      return 503 '{"error":"the service is unavailable right now, try again shortly"}';
+    }
+  }
+
+  # Auth, for the gateways only. X-Forwarded-For passes untouched: auth counts the gateway as
+  # its one proxy (TRUSTED_PROXY_HOPS=1), as without the balancer.
+  server {
+    listen 127.0.0.1:$STACK_AUTH_PORT;
+    location / { proxy_pass http://auths; }
+  }
+}
+EOF
+}
+
+balancer_() { nginx -p "$STACK_DIR/balancer" -c "$STACK_DIR/balancer/nginx.conf" -e "$LOGS/balancer-error.log" "$@"; }
+
+start_balancer() {
+  [ "$STACK_REPLICAS" -gt 1 ] || return 0
+  if [ -n "$(pid_balancer)" ]; then
+    log "balancer already running on ports $STACK_GATEWAY_PORT and $STACK_AUTH_PORT"
+    return 0
+  fi
+  local port
+  for port in "$STACK_GATEWAY_PORT" "$STACK_AUTH_PORT"; do
+    port_open "$port" && die "port $port is taken by something else (a stack with STACK_REPLICAS=1 still running? make down first)"
+  done
+  write_balancer_config
+  balancer_ -t -q 2>>"$LOGS/balancer-error.log" || die "nginx rejects $STACK_DIR/balancer/nginx.conf; see $LOGS/balancer-error.log"
+  log "starting the balancer on $STACK_BIND:$STACK_GATEWAY_PORT (gateways) and 127.0.0.1:$STACK_AUTH_PORT (auths)"
+  balancer_ || die "the balancer did not start; see $LOGS/balancer-error.log"
+  wait_for 20 health_balancer || die "the balancer does not listen; see $LOGS/balancer-error.log"
+}
+
+stop_balancer() {
+  local pid
+  pid=$(pid_balancer)
+  [ -n "$pid" ] || return 0
+  log "stopping the balancer"
+  kill -QUIT "$pid" 2>/dev/null || true
+  wait_for 20 pid_gone "$pid" || stop_pid "$pid" balancer 5
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -575,9 +806,16 @@ write_nginx_config() {
   local listen=$STACK_BIND:$STACK_FRONTEND_PORT
   # shellcheck disable=SC2016 # a literal of the template
   grep -qF '[::]:${LISTEN_PORT}' "$FRONTEND/nginx.conf" && listen=$STACK_FRONTEND_PORT
+  # The template's upstream names one `server ${GATEWAY_UPSTREAM};`: with replicas the value
+  # continues with a `server` line per further gateway, so nginx balances /api over them all.
+  local upstream="" inst
+  for inst in $(service_instances gateway); do
+    [ -z "$upstream" ] || upstream+=$';\n    server '
+    upstream+="127.0.0.1:$(service_port "$inst")"
+  done
   # shellcheck disable=SC2016 # envsubst takes the variable names literally
   LISTEN_PORT="$listen" STATIC_ROOT="$FRONTEND/dist" \
-    GATEWAY_UPSTREAM="127.0.0.1:$STACK_GATEWAY_PORT" MAX_UPLOAD_SIZE="$(max_upload_size)" \
+    GATEWAY_UPSTREAM="$upstream" MAX_UPLOAD_SIZE="$(max_upload_size)" \
     envsubst '${LISTEN_PORT} ${STATIC_ROOT} ${GATEWAY_UPSTREAM} ${MAX_UPLOAD_SIZE}' \
     <"$FRONTEND/nginx.conf" >"$NGX/server.conf"
   cat >"$NGX/nginx.conf" <<EOF
@@ -641,7 +879,12 @@ write_prometheus_config() {
   local dir=$STACK_DIR/prometheus
   mkdir -p "$dir/data"
   cp "$ROOT/Helm_charts/Monitoring/files/rules.yml" "$dir/rules.yml"
-  # job = the service's name, as the ServiceMonitors and the kubernetes-pods job give it.
+  # job = the service's name, as the ServiceMonitors and the kubernetes-pods job give it; one
+  # target per replica.
+  local gateways="" auths="" converters="" inst
+  for inst in $(service_instances gateway); do gateways+="${gateways:+, }\"127.0.0.1:$(gateway_admin_port "$inst")\""; done
+  for inst in $(service_instances auth); do auths+="${auths:+, }\"127.0.0.1:$(service_port "$inst")\""; done
+  for inst in $(service_instances converter); do converters+="${converters:+, }\"127.0.0.1:$(service_port "$inst")\""; done
   cat >"$dir/prometheus.yml" <<EOF
 # Written by scripts/stack.sh (STACK_PROMETHEUS=1) on every start.
 global:
@@ -651,11 +894,11 @@ rule_files:
   - $dir/rules.yml
 scrape_configs:
   - job_name: gateway
-    static_configs: [{targets: ["127.0.0.1:$STACK_GATEWAY_ADMIN_PORT"]}]
+    static_configs: [{targets: [$gateways]}]
   - job_name: auth
-    static_configs: [{targets: ["127.0.0.1:$STACK_AUTH_PORT"]}]
+    static_configs: [{targets: [$auths]}]
   - job_name: converter
-    static_configs: [{targets: ["127.0.0.1:$STACK_CONVERTER_PORT"]}]
+    static_configs: [{targets: [$converters]}]
   - job_name: rabbitmq
     metrics_path: /metrics/per-object
     static_configs: [{targets: ["127.0.0.1:$STACK_RABBITMQ_PROMETHEUS_PORT"]}]
@@ -692,29 +935,39 @@ stop_prometheus() {
 # ---------------------------------------------------------------------------------------------
 # Dispatch by component
 
+# A component is a service (all its replicas), one instance of a service ("converter-2"), or
+# one of the others.
 start_component() {
   mkdir -p "$LOGS" "$RUN"
   [ -f "$STACK_DIR/secrets.env" ] || ensure_secrets
+  local inst
   case "$1" in
-    auth | gateway | converter) start_service "$1" ;;
+    auth | gateway | converter)
+      for inst in $(service_instances "$1"); do start_service "$inst" || return 1; done
+      ;;
+    auth-* | gateway-* | converter-*) start_service "$1" ;;
     *) "start_$1" ;;
   esac
 }
 stop_component() {
+  local inst
   case "$1" in
-    auth | gateway | converter) stop_service "$1" ;;
+    auth | gateway | converter)
+      for inst in $(recorded_instances "$1"); do stop_service "$inst"; done
+      ;;
+    auth-* | gateway-* | converter-*) stop_service "$1" ;;
     *) "stop_$1" ;;
   esac
 }
 component_pid() {
   case "$1" in
-    auth | gateway | converter) pid_service "$1" ;;
+    auth* | gateway* | converter*) pid_service "$1" ;;
     *) "pid_$1" ;;
   esac
 }
 component_health() {
   case "$1" in
-    auth | gateway | converter) health_service "$1" ;;
+    auth* | gateway* | converter*) health_service "$1" ;;
     *) "health_$1" ;;
   esac
 }
@@ -723,6 +976,8 @@ component_address() {
     postgres) echo "127.0.0.1:$STACK_POSTGRES_PORT" ;;
     rabbitmq) echo "127.0.0.1:$STACK_RABBITMQ_PORT" ;;
     mongo) echo "127.0.0.1:$STACK_MONGO_PORT" ;;
+    redis) echo "127.0.0.1:$STACK_REDIS_PORT" ;;
+    balancer) echo "$STACK_BIND:$STACK_GATEWAY_PORT,:$STACK_AUTH_PORT" ;;
     nginx) echo "$STACK_BIND:$STACK_FRONTEND_PORT" ;;
     prometheus) echo "127.0.0.1:$STACK_PROMETHEUS_PORT" ;;
     *) echo "$(service_bind "$1"):$(service_port "$1")" ;;
@@ -754,7 +1009,8 @@ stack_up() {
   build_services
   build_frontend
   local c
-  for c in postgres rabbitmq mongo auth gateway converter nginx prometheus; do
+  # The balancer before the gateways: it is their way to auth when auth has replicas.
+  for c in postgres rabbitmq mongo redis auth balancer gateway converter nginx prometheus; do
     start_component "$c" || die "$c failed to start (scripts/stack.sh logs $c)"
   done
   seed_demo_user || true
@@ -770,12 +1026,26 @@ stack_up() {
     fi
     echo "  gateway API  http://$host:$STACK_GATEWAY_PORT    gateway health/metrics http://127.0.0.1:$STACK_GATEWAY_ADMIN_PORT/readyz"
     echo "  auth         http://127.0.0.1:$STACK_AUTH_PORT    converter health http://127.0.0.1:$STACK_CONVERTER_PORT/readyz"
+    if [ "$STACK_REPLICAS" -gt 1 ]; then
+      local inst line svc
+      echo "  replicas     $STACK_REPLICAS of each service; the gateway and auth ports above are the balancer's:"
+      for svc in "${SERVICES[@]}"; do
+        line=""
+        for inst in $(service_instances "$svc"); do line+=" $inst :$(health_port "$inst")"; done
+        echo "               $svc health/metrics:$line"
+      done
+    fi
     echo "  postgres     $(database_url)"
     echo "  rabbitmq     $(rabbitmq_url)"
     if [ "$STACK_RABBITMQ_MANAGEMENT" = 1 ]; then
       echo "  rabbitmq UI  http://127.0.0.1:$STACK_RABBITMQ_MGMT_PORT  (user $STACK_RABBITMQ_USER, password in secrets.env)"
     fi
     echo "  mongo        $(mongodb_uri)"
+    if [ "$STACK_REDIS" = 1 ]; then
+      echo "  redis        $(redis_url)"
+    else
+      echo "  redis        (off: STACK_REDIS=0; the services keep their state per process)"
+    fi
     if [ "$STACK_PROMETHEUS" = 1 ]; then
       echo "  prometheus   http://127.0.0.1:$STACK_PROMETHEUS_PORT  (alerts: /alerts; rules of Helm_charts/Monitoring)"
     fi
@@ -794,15 +1064,22 @@ stack_up() {
 stack_down() {
   load_settings
   local c
-  for c in prometheus nginx gateway converter auth mongo rabbitmq postgres; do stop_component "$c"; done
+  for c in prometheus nginx gateway converter balancer auth redis mongo rabbitmq postgres; do stop_component "$c"; done
   log "stopped"
 }
 
 stack_status() {
   load_settings
   local c pid health bad=0
-  printf '%-10s %-8s %-22s %s\n' component pid address health
+  local rows=() svc
   for c in "${COMPONENTS[@]}"; do
+    case "$c" in
+      auth | gateway | converter) mapfile -t -O "${#rows[@]}" rows < <(service_instances "$c") ;;
+      *) rows+=("$c") ;;
+    esac
+  done
+  printf '%-12s %-8s %-24s %s\n' component pid address health
+  for c in "${rows[@]}"; do
     pid=$(component_pid "$c")
     if [ -z "$pid" ]; then
       health=stopped
@@ -810,6 +1087,10 @@ stack_status() {
         health="(no frontend yet)"
       elif [ "$c" = prometheus ] && [ "$STACK_PROMETHEUS" != 1 ]; then
         health="(off; STACK_PROMETHEUS=1 make up)"
+      elif [ "$c" = redis ] && [ "$STACK_REDIS" != 1 ]; then
+        health="(off; STACK_REDIS=0)"
+      elif [ "$c" = balancer ] && [ "$STACK_REPLICAS" -eq 1 ]; then
+        health="(off; one replica of each service)"
       else
         bad=1
       fi
@@ -819,14 +1100,14 @@ stack_status() {
       health=unhealthy
       bad=1
     fi
-    printf '%-10s %-8s %-22s %s\n' "$c" "${pid:--}" "$(component_address "$c")" "$health"
+    printf '%-12s %-8s %-24s %s\n' "$c" "${pid:--}" "$(component_address "$c")" "$health"
   done
   return $bad
 }
 
 stack_logs() {
   load_settings
-  local files=() c
+  local files=() c f
   if [ $# -eq 0 ]; then
     set -- "${COMPONENTS[@]}"
   fi
@@ -835,10 +1116,16 @@ stack_logs() {
       rabbitmq) files+=("$LOGS/rabbitmq/$RABBIT_NODE.log") ;;
       nginx) files+=("$LOGS/nginx-error.log" "$LOGS/nginx-access.log") ;;
       prometheus) files+=("$LOGS/prometheus.log") ;;
+      balancer) files+=("$LOGS/balancer-error.log" "$LOGS/balancer-access.log") ;;
+      auth | gateway | converter)
+        # Every replica's log, also of replicas a larger STACK_REPLICAS left behind.
+        files+=("$LOGS/$c.log")
+        for f in "$LOGS/$c"-[0-9].log; do files+=("$f"); done
+        ;;
       *) component_known "$c" || die "unknown component '$c'" && files+=("$LOGS/$c.log") ;;
     esac
   done
-  local existing=() f
+  local existing=()
   for f in "${files[@]}"; do [ -f "$f" ] && existing+=("$f"); done
   [ ${#existing[@]} -gt 0 ] || die "no logs yet in $LOGS"
   if [ -n "${STACK_LOGS_NO_FOLLOW:-}" ]; then
@@ -856,7 +1143,7 @@ stack_clean() {
   if [ -d "$STACK_DIR" ]; then
     log "wiping the stack's data, logs and secrets in $STACK_DIR"
     local entry
-    for entry in postgres rabbitmq mongo nginx prometheus logs run converter-tmp stack.env secrets.env; do
+    for entry in postgres rabbitmq mongo redis balancer nginx prometheus logs run converter-tmp stack.env secrets.env; do
       rm -rf "${STACK_DIR:?}/$entry"
     done
   fi
