@@ -6,6 +6,8 @@
 #
 # E2E_STACK_PROFILE=release tests release binaries (default debug: the build the unit tests
 # already made, much cheaper on 2 cores). E2E_*_PORT and E2E_STACK_DIR move the stack.
+# The stack runs E2E_REPLICAS (default 2) replicas of each service behind the balancer, with its
+# own Redis, so every suite goes through the replicas and the replica tests have two of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,13 +29,16 @@ export STACK_RABBITMQ_MGMT_PORT=${E2E_RABBITMQ_MGMT_PORT:-31674}
 export STACK_RABBITMQ_MANAGEMENT=0
 export STACK_EPMD_PORT=${E2E_EPMD_PORT:-31369}
 export STACK_MONGO_PORT=${E2E_MONGO_PORT:-31017}
+export STACK_REDIS=1
+export STACK_REDIS_PORT=${E2E_REDIS_PORT:-31379}
+export STACK_REPLICAS=${E2E_REPLICAS:-2}
 export STACK_MAX_UPLOAD_BYTES=${E2E_MAX_UPLOAD_BYTES:-1073741824}
 export STACK_DEMO_EMAIL=e2e-demo@example.com
 # Every test registers its own users, all from 127.0.0.1: more than auth's default
 # REGISTER_MAX_PER_IP allows an address in an hour (the limit has tests of its own).
 export REGISTER_MAX_PER_IP=0
 # Secrets are generated for this stack, never taken from the developer's environment.
-unset JWT_SECRET DATABASE_PASSWORD RABBITMQ_PASSWORD DEMO_PASSWORD STACK_TARGET_DIR STACK_POSTGRES_DIR
+unset JWT_SECRET DATABASE_PASSWORD RABBITMQ_PASSWORD DEMO_PASSWORD REDIS_PASSWORD STACK_TARGET_DIR STACK_POSTGRES_DIR
 
 log() { echo "test-e2e: $*" >&2; }
 failed=0
@@ -60,6 +65,16 @@ export E2E_GATEWAY_ADMIN_URL=http://127.0.0.1:$STACK_GATEWAY_ADMIN_PORT
 export E2E_CONVERTER_URL=http://127.0.0.1:$STACK_CONVERTER_PORT
 export E2E_MONGODB_URI="mongodb://127.0.0.1:$STACK_MONGO_PORT/?directConnection=true"
 export E2E_STACK_SCRIPT=$ROOT/scripts/stack.sh
+export E2E_REPLICAS=$STACK_REPLICAS
+# Each auth replica directly (replica r listens on the auth port + 10 * r behind the balancer;
+# see scripts/stack/lib.sh), for the test that the login limits hold across them.
+E2E_AUTH_REPLICA_URLS=""
+if [ "$STACK_REPLICAS" -gt 1 ]; then
+  for ((r = 1; r <= STACK_REPLICAS; r++)); do
+    E2E_AUTH_REPLICA_URLS+="${E2E_AUTH_REPLICA_URLS:+,}http://127.0.0.1:$((STACK_AUTH_PORT + 10 * r))"
+  done
+fi
+export E2E_AUTH_REPLICA_URLS
 
 log "Rust end-to-end suite (crates/e2e) against $E2E_GATEWAY_URL"
 if cargo nextest --version >/dev/null 2>&1; then

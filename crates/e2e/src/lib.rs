@@ -34,7 +34,21 @@ pub struct Stack {
     pub stack_script: PathBuf,
     /// The stack's directory (`STACK_DIR`), where the pid files are.
     pub stack_dir: PathBuf,
+    /// Replicas of each service (`E2E_REPLICAS`, 1 when unset).
+    pub replicas: u32,
+    /// Each auth replica's own URL, behind the balancer (`E2E_AUTH_REPLICA_URLS`, comma-separated;
+    /// empty with one replica).
+    pub auth_replicas: Vec<String>,
     http: Client,
+}
+
+/// One running converter process of the stack: its instance name and pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converter {
+    /// `converter` for replica 1, `converter-2`, ... beyond (the pid file's and log's name).
+    pub name: String,
+    /// Its pid, from `run/<name>.pid`.
+    pub pid: u32,
 }
 
 fn required_env(name: &str) -> String {
@@ -63,6 +77,19 @@ impl Stack {
             mongodb_uri: required_env("E2E_MONGODB_URI"),
             stack_script: required_env("E2E_STACK_SCRIPT").into(),
             stack_dir: required_env("STACK_DIR").into(),
+            replicas: match std::env::var("E2E_REPLICAS") {
+                Ok(n) => n
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("E2E_REPLICAS is not a number: {n:?}")),
+                Err(_) => 1,
+            },
+            auth_replicas: std::env::var("E2E_AUTH_REPLICA_URLS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
             http: Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
@@ -359,6 +386,93 @@ impl Stack {
         text.trim()
             .parse()
             .with_context(|| format!("{} does not hold a pid: {text:?}", path.display()))
+    }
+
+    /// The converter processes whose pid files name a live process, replica 1 first.
+    pub fn converters(&self) -> Vec<Converter> {
+        let mut found = Vec::new();
+        for r in 1..=self.replicas.max(1) {
+            let name = if r == 1 {
+                "converter".to_owned()
+            } else {
+                format!("converter-{r}")
+            };
+            let Ok(pid) = self.pid(&name) else { continue };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                found.push(Converter { name, pid });
+            }
+        }
+        found
+    }
+
+    /// The converter working on a job right now: the one whose scratch directory
+    /// (`converter-tmp/converter-<pid>`, see the converter's scratch module) holds files, i.e. the
+    /// spooled video and the MP3 being written. `None` while no converter holds any.
+    pub fn busy_converter(&self) -> Option<Converter> {
+        let scratch = self.stack_dir.join("converter-tmp");
+        for converter in self.converters() {
+            let dir = scratch.join(format!("converter-{}", converter.pid));
+            let busy = std::fs::read_dir(&dir)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if busy {
+                return Some(converter);
+            }
+        }
+        None
+    }
+
+    /// Polls `/status` until a converter reports progress on the upload and its scratch files
+    /// show which converter it is; that converter and the progress seen. Fails when the job
+    /// ends first or nothing starts within [`SHORT_JOB_TIMEOUT`].
+    pub async fn wait_converting(&self, token: &str, fid: &str) -> Result<(Converter, f64)> {
+        let started = Instant::now();
+        loop {
+            let (_, status) = self.status(token, fid).await?;
+            ensure!(
+                status["status"] == "processing",
+                "the job ended before a converter could be caught at it: {status}"
+            );
+            let progress = status["progress"].as_f64().unwrap_or(0.0);
+            if status["state"] == "processing" && progress > 0.0 {
+                if let Some(converter) = self.busy_converter() {
+                    return Ok((converter, progress));
+                }
+            }
+            ensure!(
+                started.elapsed() < SHORT_JOB_TIMEOUT,
+                "no converter was seen working on the job: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The number of MP3s stored for an upload (`metadata.video_fid` in the `mp3s` GridFS).
+    pub async fn mp3_count(&self, video_fid: &str) -> Result<u64> {
+        Ok(self
+            .mongo()
+            .await?
+            .database("mp3s")
+            .collection::<mongodb::bson::Document>("fs.files")
+            .count_documents(mongodb::bson::doc! { "metadata.video_fid": video_fid })
+            .await?)
+    }
+
+    /// The job document's `attempts` (deliveries that started the conversion).
+    pub async fn job_attempts(&self, video_fid: &str) -> Result<i64> {
+        let oid = mongodb::bson::oid::ObjectId::parse_str(video_fid)?;
+        let job = self
+            .mongo()
+            .await?
+            .database("videos")
+            .collection::<mongodb::bson::Document>("jobs")
+            .find_one(mongodb::bson::doc! { "_id": oid })
+            .await?
+            .context("no job document")?;
+        Ok(job
+            .get("attempts")
+            .and_then(|a| a.as_i32().map(i64::from).or_else(|| a.as_i64()))
+            .unwrap_or(0))
     }
 
     /// A client of the stack's Mongo stand-in.

@@ -20,32 +20,18 @@ async fn converter_killed_mid_conversion_still_completes_with_exactly_one_mp3() 
     let user = stack.new_user().await?;
     let video_fid = stack.upload(&user.token, &video).await?;
 
-    // Wait until the converter is visibly working on it, then kill it without warning.
-    let started = Instant::now();
-    let progress_at_kill = loop {
-        let (_, status) = stack.status(&user.token, &video_fid).await?;
-        ensure!(
-            status["status"] == "processing",
-            "the job ended before the converter could be killed: {status}"
-        );
-        let progress = status["progress"].as_f64().unwrap_or(0.0);
-        if status["state"] == "processing" && progress > 0.0 {
-            break progress;
-        }
-        ensure!(
-            started.elapsed() < SHORT_JOB_TIMEOUT,
-            "the converter never started the job: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Wait until a converter is visibly working on it (with replicas, the one holding the job's
+    // scratch files), then kill it without warning.
+    let (busy, progress_at_kill) = stack.wait_converting(&user.token, &video_fid).await?;
     ensure!(
         progress_at_kill < 90.0,
         "too late to kill: {progress_at_kill}%"
     );
-    kill_9(stack.pid("converter")?)?;
+    kill_9(busy.pid)?;
 
-    // Restart it through the stack script; the unacknowledged message is delivered again.
-    stack.stack_command(&["start", "converter"])?;
+    // Restart it through the stack script; the unacknowledged message is delivered again (to it,
+    // or to another replica).
+    stack.stack_command(&["start", &busy.name])?;
     let done = stack
         .wait_final(&user.token, &video_fid, Duration::from_secs(600))
         .await?;
