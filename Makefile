@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # A fixed target directory outside the clone, so later runs (and CI) reuse the build.
 export CARGO_TARGET_DIR ?= /var/tmp/vidconv-target
 
-.PHONY: up down status logs clean test test-rust test-fuzz test-deploy test-frontend test-e2e lint fmt bench
+.PHONY: up down status logs clean test test-rust test-fuzz test-deploy test-frontend test-e2e lint fmt bench loadtest
 
 up: ## Install what is missing, build, start the whole stack under .stack/, print the URLs
 	@bash scripts/stack.sh up
@@ -46,3 +46,6 @@ fmt:
 
 bench: ## Converter vs the ffmpeg CLI, memory vs file size, gateway throughput
 	@bash scripts/bench.sh
+
+loadtest: ## locust against a stack of its own for LOADTEST_DURATION (2m): uploads/min, latencies, zero errors
+	@bash scripts/loadtest.sh
