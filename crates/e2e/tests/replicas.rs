@@ -124,7 +124,10 @@ async fn the_login_limit_holds_across_auth_replicas() -> Result<()> {
     };
     let user = stack.new_user().await?;
     // An address of its own (TEST-NET-2), so no other test's failures count with these.
-    let ip = format!("198.51.100.{}", 1 + uuid::Uuid::new_v4().as_bytes()[0] % 254);
+    let ip = format!(
+        "198.51.100.{}",
+        1 + uuid::Uuid::new_v4().as_bytes()[0] % 254
+    );
 
     let limit = pair_limit();
     for attempt in 1..=limit {
@@ -145,7 +148,11 @@ async fn the_login_limit_holds_across_auth_replicas() -> Result<()> {
     // The owner at another address is not locked out, at either replica.
     for auth in [first, second] {
         let status = login_at(&stack, auth, &user.email, &user.password, "203.0.113.9").await?;
-        assert_eq!(status, StatusCode::OK, "login from another address at {auth}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "login from another address at {auth}"
+        );
     }
     Ok(())
 }

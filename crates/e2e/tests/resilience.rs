@@ -2,7 +2,7 @@
 //! start parts of the stack, so nothing else may run beside them: `.config/nextest.toml` puts the
 //! whole e2e package in one serial test group. Run with `make test-e2e`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use e2e::{assert_decodable_mp3, kill_9, make_video, media_duration, Stack, SHORT_JOB_TIMEOUT};
