@@ -806,18 +806,27 @@ write_nginx_config() {
   local listen=$STACK_BIND:$STACK_FRONTEND_PORT
   # shellcheck disable=SC2016 # a literal of the template
   grep -qF '[::]:${LISTEN_PORT}' "$FRONTEND/nginx.conf" && listen=$STACK_FRONTEND_PORT
-  # The template's upstream names one `server ${GATEWAY_UPSTREAM};`: with replicas the value
-  # continues with a `server` line per further gateway, so nginx balances /api over them all.
-  local upstream="" inst
-  for inst in $(service_instances gateway); do
-    [ -z "$upstream" ] || upstream+=$';\n    server '
-    upstream+="127.0.0.1:$(service_port "$inst")"
-  done
+  local gateways=() inst
+  for inst in $(service_instances gateway); do gateways+=("127.0.0.1:$(service_port "$inst")"); done
   # shellcheck disable=SC2016 # envsubst takes the variable names literally
   LISTEN_PORT="$listen" STATIC_ROOT="$FRONTEND/dist" \
-    GATEWAY_UPSTREAM="$upstream" MAX_UPLOAD_SIZE="$(max_upload_size)" \
+    GATEWAY_UPSTREAM="${gateways[0]}" MAX_UPLOAD_SIZE="$(max_upload_size)" \
     envsubst '${LISTEN_PORT} ${STATIC_ROOT} ${GATEWAY_UPSTREAM} ${MAX_UPLOAD_SIZE}' \
     <"$FRONTEND/nginx.conf" >"$NGX/server.conf"
+  # The template's upstream names one gateway; with replicas the others join it, so nginx
+  # balances /api over them all (a replica refusing connections is skipped for 5 s).
+  if [ ${#gateways[@]} -gt 1 ]; then
+    local others
+    others=$(printf '    server %s max_fails=1 fail_timeout=5s;\\n' "${gateways[@]:1}")
+    awk -v first="server ${gateways[0]};" -v others="$others" '
+      /^upstream vidconv_gateway/ { inside = 1 }
+      { print }
+      inside && index($0, first) { printf "%s", others; inside = 0 }
+    ' "$NGX/server.conf" >"$NGX/server.conf.new"
+    grep -qF "${gateways[1]}" "$NGX/server.conf.new" ||
+      die "could not add the gateway replicas to the upstream of frontend/nginx.conf"
+    mv "$NGX/server.conf.new" "$NGX/server.conf"
+  fi
   cat >"$NGX/nginx.conf" <<EOF
 # Written by scripts/stack.sh: a minimal main config around the frontend's server block.
 $user_line
@@ -992,7 +1001,7 @@ seed_demo_user() {
   code=$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST -u "$STACK_DEMO_EMAIL:$DEMO_PASSWORD" \
     "http://127.0.0.1:$STACK_GATEWAY_PORT/register" || true)
   case "$code" in
-    201 | 409) return 0 ;;
+    200 | 201 | 409) return 0 ;;
     *)
       log "warning: registering the demo user answered HTTP $code"
       return 1
