@@ -17,6 +17,7 @@ Read from the environment (scripts/loadtest.sh sets them):
 import json
 import os
 import random
+import resource
 import time
 import uuid
 
@@ -215,10 +216,8 @@ def _on_quitting(environment, **_kwargs):
     stats = environment.stats
     minutes = max((time.monotonic() - (STARTED["at"] or time.monotonic())) / 60, 1e-9)
     lines = ["", "=== load test summary ==="]
-    lines.append(
-        f"elapsed {minutes:.2f} min, {environment.runner.user_count if environment.runner else 0}"
-        f" simulated people at the end"
-    )
+    people = getattr(environment.parsed_options, "num_users", None)
+    lines.append(f"elapsed {minutes:.2f} min (the run time, then the last jobs finishing), {people} simulated people")
     lines.append(
         f"uploads      {COUNTS['uploads']:6d}  = {COUNTS['uploads'] / minutes:7.1f} per minute"
     )
@@ -261,6 +260,13 @@ def _on_quitting(environment, **_kwargs):
         report["errors"].append(
             {"count": error.occurrences, "where": f"{error.method} {error.name}", "error": str(error.error)}
         )
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = usage.ru_utime + usage.ru_stime
+    lines.append(
+        f"the load generator itself (locust, on the same machine) used {client_cpu:.1f} CPU seconds"
+        f" = {client_cpu / (minutes * 60):.2f} cores"
+    )
+    report["client_cpu_seconds"] = client_cpu
     if COUNTS["uploads"] == 0:
         lines.append("no upload went through: the load test proves nothing")
     print("\n".join(lines), flush=True)
