@@ -105,10 +105,10 @@ fi
 cpu_seconds() {
   local f pid name ticks
   ticks=$(getconf CLK_TCK)
-  for f in "$STACK_DIR"/run/*.pid "$STACK_DIR/postgres/data/postmaster.pid"; do
+  # (PostgreSQL works in backends forked per connection: its postmaster's CPU says nothing.)
+  for f in "$STACK_DIR"/run/*.pid; do
     [ -f "$f" ] || continue
     name=$(basename "$f" .pid)
-    [ "$name" = postmaster ] && name=postgres
     pid=$(head -1 "$f" | tr -dc '0-9')
     [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || continue
     # Fields 14 and 15 after the command name (which may hold spaces, in parentheses).
