@@ -101,19 +101,30 @@ else
   bash scripts/stack.sh up >/dev/null
 fi
 
-# CPU seconds (user + system) of each process of the stack, from /proc/<pid>/stat.
+# CPU seconds (user + system) of each component of the stack, from /proc/<pid>/stat: the
+# process of its pid file and its children (nginx's workers, PostgreSQL's backends).
 cpu_seconds() {
-  local f pid name ticks
-  ticks=$(getconf CLK_TCK)
-  # (PostgreSQL works in backends forked per connection: its postmaster's CPU says nothing.)
-  for f in "$STACK_DIR"/run/*.pid; do
+  local f name pid
+  for f in "$STACK_DIR"/run/*.pid "$STACK_DIR/postgres/data/postmaster.pid"; do
     [ -f "$f" ] || continue
     name=$(basename "$f" .pid)
+    [ "$name" = postmaster ] && name=postgres
     pid=$(head -1 "$f" | tr -dc '0-9')
     [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || continue
-    # Fields 14 and 15 after the command name (which may hold spaces, in parentheses).
-    awk -v n="$name" -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", n, ($12 + $13) / t }' "/proc/$pid/stat"
-  done
+    echo "$name $pid"
+  done | awk -v t="$(getconf CLK_TCK)" '
+    { want[$2] = $1 }
+    END {
+      while (("cat /proc/[0-9]*/stat 2>/dev/null" | getline line) > 0) {
+        # The fields after the command name (which may hold spaces, in parentheses).
+        pid = line; sub(/ .*/, "", pid)
+        sub(/^.*\) /, "", line); split(line, f, " ")
+        cpu = (f[12] + f[13]) / t
+        if (pid in want) used[want[pid]] += cpu
+        else if (f[2] in want) used[want[f[2]]] += cpu
+      }
+      for (n in used) printf "%s %.2f\n", n, used[n]
+    }'
 }
 
 cpu_before=$(cpu_seconds)
