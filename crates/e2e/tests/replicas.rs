@@ -109,10 +109,9 @@ async fn login_at(
     Ok(response.status())
 }
 
-// NEEDS auth's Redis-backed login limits (issue 14, branch `redis-limits`): until auth reads
-// REDIS_URL each replica counts on its own and the second replica answers 200 here.
+// Needs auth's Redis-backed login limits and the stack's REDIS_URL: without them each replica
+// counts on its own and the second replica answers 200 here.
 #[tokio::test]
-#[ignore = "needs auth's Redis-backed login limits (branch redis-limits); un-ignore once merged"]
 async fn the_login_limit_holds_across_auth_replicas() -> Result<()> {
     let stack = Stack::from_env();
     needs_replicas(&stack)?;
