@@ -44,5 +44,5 @@ lint: ## rustfmt and clippy
 fmt:
 	cargo fmt --all
 
-bench: ## Converter vs the ffmpeg CLI, memory vs file size, gateway throughput
+bench: ## Converter vs the ffmpeg CLI, memory vs file size, gateway throughput, event streams vs MongoDB reads
 	@bash scripts/bench.sh

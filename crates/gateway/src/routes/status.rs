@@ -8,7 +8,10 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use common::jobs::{Job, JobState};
+use common::{
+    job_events::{JobEvent, JobEventKind},
+    jobs::{Job, JobState},
+};
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 
@@ -113,6 +116,12 @@ impl StatusBody {
         }
     }
 
+    /// This status with the progress a converter pushed, when the job is still in progress; the
+    /// job is then `processing`, whatever it was when last read.
+    pub fn with_progress(&self, progress: f64) -> Option<Self> {
+        (self.status == "processing").then(|| Self::processing(JobState::Processing, progress))
+    }
+
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
         self.status != "processing"
@@ -205,8 +214,14 @@ pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
     job.error = None;
     job.updated_at = mongodb::bson::DateTime::now();
     match state.storage.reconcile_completed(job.id, mp3_fid).await {
-        Ok(true) => tracing::info!(video_fid = %job.id, %mp3_fid, was = was.as_str(),
-            "job marked completed: its MP3 was stored by another converter"),
+        Ok(true) => {
+            tracing::info!(video_fid = %job.id, %mp3_fid, was = was.as_str(),
+                "job marked completed: its MP3 was stored by another converter");
+            // Other pages watching the job need not wait for their safety poll.
+            state
+                .job_events
+                .publish(JobEvent::new(job.id, JobEventKind::Completed));
+        }
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, video_fid = %job.id, "cannot record the completed job")
