@@ -6,13 +6,16 @@
 //! simulated converter writes each job's progress every 250 ms in both runs (and publishes it in
 //! the push run), as the real one does. Operations are counted by the server: `opcounters` of
 //! `serverStatus` (SecantusDB reports them like MongoDB), over a 10 s window, reads (`query` +
-//! `getmore`) apart from the converter's `update`s.
+//! `getmore`) apart from the converter's `update`s; and the gateway's own count of status reads
+//! by event streams (`gateway_event_status_reads_total`, one to two queries each), which shows
+//! what polling asks for when the server cannot keep up.
 //!
 //! Usage: bench_events <path to the gateway binary>; env BENCH_MONGODB_URI, BENCH_AMQP_URL,
 //! BENCH_REDIS_URL.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the terminal
 
 use std::{
+    future::IntoFuture,
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -32,6 +35,7 @@ const WINDOW: Duration = Duration::from_secs(10);
 struct Gateway {
     child: Child,
     base: String,
+    admin: String,
 }
 
 impl Drop for Gateway {
@@ -72,10 +76,11 @@ async fn start(
     http: &reqwest::Client,
 ) -> anyhow::Result<Gateway> {
     let port = free_port()?;
+    let admin_port = free_port()?;
     let child = Command::new(bin)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
+        .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -83,6 +88,7 @@ async fn start(
     let gateway = Gateway {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        admin: format!("http://127.0.0.1:{admin_port}"),
     };
     for _ in 0..100 {
         if let Ok(res) = http.get(format!("{}/healthz", gateway.base)).send().await {
@@ -122,6 +128,21 @@ async fn upload(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Resu
     )?)
 }
 
+/// The gateway's own count of MongoDB status reads made by event streams.
+async fn status_reads(http: &reqwest::Client, gateway: &Gateway) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{}/metrics", gateway.admin))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_event_status_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
 /// Reads (`query` + `getmore`) and updates the server has counted so far.
 async fn opcounters(client: &mongodb::Client) -> anyhow::Result<(i64, i64)> {
     let status = client
@@ -138,6 +159,7 @@ async fn opcounters(client: &mongodb::Client) -> anyhow::Result<(i64, i64)> {
 }
 
 struct Run {
+    status_reads_per_sec: f64,
     reads_per_sec: f64,
     updates_per_sec: f64,
     events_per_sec: f64,
@@ -201,7 +223,7 @@ async fn run(
         }));
     }
     while (connected.load(Ordering::Relaxed) as usize) < streams {
-        if started.elapsed() > Duration::from_secs(120) {
+        if started.elapsed() > Duration::from_secs(300) {
             bail!(
                 "only {} of {streams} streams started",
                 connected.load(Ordering::Relaxed)
@@ -230,13 +252,16 @@ async fn run(
         loop {
             tick.tick().await;
             progress = (progress + 0.5).min(99.0);
+            // One writer per job, as converters are: all jobs' updates at once.
+            futures::future::join_all(fids.iter().map(|fid| {
+                jobs.update_one(
+                    doc! { "_id": fid },
+                    doc! { "$set": { "state": "processing", "progress": progress } },
+                )
+                .into_future()
+            }))
+            .await;
             for fid in &fids {
-                let _ = jobs
-                    .update_one(
-                        doc! { "_id": fid },
-                        doc! { "$set": { "state": "processing", "progress": progress } },
-                    )
-                    .await;
                 if let (Some(conn), Some(channel)) = (publisher.as_mut(), channel.as_deref()) {
                     let message = common::job_events::JobEvent::progress(fid, progress);
                     let _: Result<i64, _> = redis::cmd("PUBLISH")
@@ -252,13 +277,16 @@ async fn run(
     // Settle (the first progress changes every stream's state once), then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (reads0, updates0) = opcounters(mongo).await?;
+    let status0 = status_reads(&http, &gateway).await?;
     let events0 = events.load(Ordering::Relaxed);
     let cpu0 = gateway.cpu_secs();
     let t0 = Instant::now();
     tokio::time::sleep(WINDOW).await;
     let (reads1, updates1) = opcounters(mongo).await?;
+    let status1 = status_reads(&http, &gateway).await?;
     let secs = t0.elapsed().as_secs_f64();
     let result = Run {
+        status_reads_per_sec: (status1 - status0) / secs,
         // The serverStatus call itself is a command, not a query: nothing to subtract.
         reads_per_sec: (reads1 - reads0) as f64 / secs,
         updates_per_sec: (updates1 - updates0) as f64 / secs,
@@ -312,8 +340,15 @@ async fn main() -> anyhow::Result<()> {
         WINDOW.as_secs()
     );
     println!(
-        "{:>8} {:>6} {:>12} {:>14} {:>14} {:>12} {:>10}",
-        "streams", "mode", "reads/s", "reads/s/stream", "events/s", "gateway CPU", "updates/s"
+        "{:>8} {:>6} {:>12} {:>14} {:>16} {:>10} {:>12} {:>10}",
+        "streams",
+        "mode",
+        "reads/s",
+        "reads/s/stream",
+        "status reads/s",
+        "events/s",
+        "gateway CPU",
+        "updates/s"
     );
     let mut rows = Vec::new();
     for &n in &counts {
@@ -324,9 +359,10 @@ async fn main() -> anyhow::Result<()> {
         ] {
             let r = run(&bin, &env, push, n, &mongo, &token).await?;
             println!(
-                "{n:>8} {mode:>6} {:>12.0} {:>14.3} {:>14.0} {:>11.0}% {:>10.0}   (streams up in {:.1} s)",
+                "{n:>8} {mode:>6} {:>12.0} {:>14.3} {:>16.0} {:>10.0} {:>11.0}% {:>10.0}   (streams up in {:.1} s)",
                 r.reads_per_sec,
                 r.reads_per_sec / n as f64,
+                r.status_reads_per_sec,
                 r.events_per_sec,
                 r.cpu_percent,
                 r.updates_per_sec,

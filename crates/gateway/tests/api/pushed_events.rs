@@ -258,3 +258,95 @@ async fn with_redis_away_a_stream_still_completes_by_polling() {
     assert_eq!(next_status(&mut events).await["status"], "completed");
     assert_eq!(events.next().await, None);
 }
+
+/// A TCP relay to Redis whose connections the test can cut, as a network fault would.
+struct CuttableRelay {
+    port: u16,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableRelay {
+    async fn start() -> Self {
+        let target = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = links.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().unwrap().push(link);
+            }
+        });
+        Self {
+            port,
+            links,
+            _accept: accept,
+        }
+    }
+
+    /// Closes every relayed connection (new ones are still accepted).
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_subscription_is_made_again_and_pushing_resumes() {
+    let relay = CuttableRelay::start().await;
+    let channel = new_channel();
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("REDIS_URL", format!("redis://127.0.0.1:{}", relay.port)),
+            ("REDIS_EVENTS_CHANNEL", channel.clone()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut conn = redis().await;
+    wait_subscribed(&mut conn, &channel).await;
+    let fid = app.upload_file(USER, "clip.mp4", b"video").await;
+    let res = app
+        .get_as(USER, &format!("/events?fid={}", fid.to_hex()))
+        .await;
+    let mut events = EventReader::new(res);
+    next_status(&mut events).await;
+    publish(&mut conn, &channel, progress(fid, 10.0)).await;
+    assert_eq!(next_status(&mut events).await["progress"], 10.0);
+
+    relay.cut();
+    for _ in 0..200 {
+        if subscribers(&mut conn, &channel).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Meanwhile the stream polls: a change in the document still arrives.
+    app.update_job(fid, doc! { "state": "processing", "progress": 20.0 })
+        .await;
+    assert_eq!(next_status(&mut events).await["progress"], 20.0);
+
+    // The gateway subscribes again by itself; pushed values (the document stays at 20) flow.
+    wait_subscribed(&mut conn, &channel).await;
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        publish(&mut conn, &channel, progress(fid, 30.0)).await;
+        let data = tokio::time::timeout(Duration::from_millis(200), events.next()).await;
+        if let Ok(Some((_, data))) = data {
+            seen = data;
+            break;
+        }
+    }
+    assert_eq!(seen["progress"], 30.0, "{seen}");
+}
