@@ -322,6 +322,9 @@ async fn a_lost_subscription_is_made_again_and_pushing_resumes() {
         .await;
     let mut events = EventReader::new(res);
     next_status(&mut events).await;
+    // As the converter does: the write, then the message.
+    app.update_job(fid, doc! { "state": "processing", "progress": 10.0 })
+        .await;
     publish(&mut conn, &channel, progress(fid, 10.0)).await;
     assert_eq!(next_status(&mut events).await["progress"], 10.0);
 
