@@ -4,8 +4,8 @@
 //! progress update, and the gateway's one subscription ([`crate::job_feed`]) hands them to the
 //! streams. The job document stays the truth: a stream reads it at start, whenever the feed says
 //! something a message cannot carry (a new state, missed messages, the subscription lost or
-//! back), and every [`SAFETY_POLL`] in case a message was lost. Progress alone is taken from the
-//! message. Without the feed (no `REDIS_URL`, or Redis away) the stream polls the document every
+//! back), and after [`SAFETY_POLL`] without news in case a message was lost. Progress alone is
+//! taken from the message. Without the feed (no `REDIS_URL`, or Redis away) the stream polls the document every
 //! 500 ms; MongoDB change streams would need a replica set.
 //!
 //! Each change is sent as one `status` event with the `/status` JSON, and the stream ends after
@@ -32,8 +32,8 @@ use crate::{
 
 /// How often the job document is read when nothing is pushed.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// How often the job document is read while changes are pushed, so that a lost message never
-/// leaves a page stuck for long.
+/// After this long without a pushed message the job document is read, so that a lost message
+/// never leaves a page stuck for long.
 pub const SAFETY_POLL: Duration = Duration::from_secs(12);
 /// How often a comment keeps idle proxies from closing the stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -82,13 +82,15 @@ pub async fn events(
         // Held as long as the stream lives; dropped when it ends or the client goes away.
         let _slot = slot;
         let mut last = first;
-        let mut last_read = tokio::time::Instant::now();
+        // When the stream last learned where the job stands: a read, or pushed progress.
+        let mut last_known = tokio::time::Instant::now();
         yield Ok(status_event(&last));
         while !last.is_final() {
             let pushed = feed.as_ref().is_some_and(|f| f.is_live());
-            // Counted from the last read, not from the last message: steady progress messages
-            // must not postpone the safety poll forever.
-            let read_at = last_read + if pushed { SAFETY_POLL } else { POLL_INTERVAL };
+            // Pushed progress means a converter has just written the job `processing`: a message
+            // lost meanwhile is superseded by the next one, and a lost final one leaves silence,
+            // which the safety poll ends. So only silence is polled.
+            let read_at = last_known + if pushed { SAFETY_POLL } else { POLL_INTERVAL };
             let signal = tokio::select! {
                 () = tokio::time::sleep_until(read_at) => None,
                 signal = next_signal(&mut feed) => Some(signal),
@@ -102,6 +104,7 @@ pub async fn events(
                 // Only progress comes from the message; the rest of the status is the
                 // document's as last read.
                 if let Some(current) = last.with_progress(p) {
+                    last_known = tokio::time::Instant::now();
                     if current != last {
                         yield Ok(status_event(&current));
                         last = current;
@@ -109,7 +112,7 @@ pub async fn events(
                     continue;
                 }
             }
-            last_read = tokio::time::Instant::now();
+            last_known = tokio::time::Instant::now();
             match read_status(&state, &user, fid).await {
                 Ok(current) if current == last => {}
                 Ok(current) => {
