@@ -191,6 +191,50 @@ async fn run(
     // Let the push run's subscription settle before streams start.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // The simulated converter, running before the streams open (people watch jobs being
+    // converted): progress of every job every 250 ms, written (and published).
+    let jobs = mongo
+        .database("videos")
+        .collection::<Document>(common::jobs::COLLECTION);
+    let mut publisher = match push {
+        Some((url, _)) => Some(
+            redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?,
+        ),
+        None => None,
+    };
+    let channel = push.map(|(_, c)| c.to_owned());
+    let fids_written = fids.clone();
+    let converter = tokio::spawn(async move {
+        let fids = fids_written;
+        let mut progress = 0.0f64;
+        let mut tick = tokio::time::interval(CONVERTER_TICK);
+        loop {
+            tick.tick().await;
+            progress = (progress + 0.5).min(99.0);
+            // One writer per job, as converters are: all jobs' updates at once.
+            futures::future::join_all(fids.iter().map(|fid| {
+                jobs.update_one(
+                    doc! { "_id": fid },
+                    doc! { "$set": { "state": "processing", "progress": progress } },
+                )
+                .into_future()
+            }))
+            .await;
+            for fid in &fids {
+                if let (Some(conn), Some(channel)) = (publisher.as_mut(), channel.as_deref()) {
+                    let message = common::job_events::JobEvent::progress(fid, progress);
+                    let _: Result<i64, _> = redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(serde_json::to_string(&message).unwrap_or_default())
+                        .query_async(conn)
+                        .await;
+                }
+            }
+        }
+    });
+
     let events = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -233,49 +277,8 @@ async fn run(
     }
     let connect_secs = started.elapsed().as_secs_f64();
 
-    // The simulated converter: progress of every job every 250 ms, written (and published).
-    let jobs = mongo
-        .database("videos")
-        .collection::<Document>(common::jobs::COLLECTION);
-    let mut publisher = match push {
-        Some((url, _)) => Some(
-            redis::Client::open(url)?
-                .get_multiplexed_async_connection()
-                .await?,
-        ),
-        None => None,
-    };
-    let channel = push.map(|(_, c)| c.to_owned());
-    let converter = tokio::spawn(async move {
-        let mut progress = 0.0f64;
-        let mut tick = tokio::time::interval(CONVERTER_TICK);
-        loop {
-            tick.tick().await;
-            progress = (progress + 0.5).min(99.0);
-            // One writer per job, as converters are: all jobs' updates at once.
-            futures::future::join_all(fids.iter().map(|fid| {
-                jobs.update_one(
-                    doc! { "_id": fid },
-                    doc! { "$set": { "state": "processing", "progress": progress } },
-                )
-                .into_future()
-            }))
-            .await;
-            for fid in &fids {
-                if let (Some(conn), Some(channel)) = (publisher.as_mut(), channel.as_deref()) {
-                    let message = common::job_events::JobEvent::progress(fid, progress);
-                    let _: Result<i64, _> = redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(serde_json::to_string(&message).unwrap_or_default())
-                        .query_async(conn)
-                        .await;
-                }
-            }
-        }
-    });
-
-    // Settle (the first progress changes every stream's state once), then measure.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Settle: reads queued while the streams opened drain first, then measure.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let (reads0, updates0) = opcounters(mongo).await?;
     let status0 = status_reads(&http, &gateway).await?;
     let events0 = events.load(Ordering::Relaxed);

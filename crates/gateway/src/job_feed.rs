@@ -50,8 +50,24 @@ struct Link {
 pub struct JobFeed(Option<Arc<Hub>>);
 
 struct Hub {
-    watchers: Mutex<HashMap<ObjectId, broadcast::Sender<Signal>>>,
+    watchers: Mutex<HashMap<ObjectId, Entry>>,
     link: watch::Sender<Link>,
+}
+
+/// The watchers of one upload.
+struct Entry {
+    sender: broadcast::Sender<Pushed>,
+    /// Messages other than progress dispatched so far for this upload.
+    changes: u64,
+}
+
+/// What travels to the watchers of one upload: the progress, if the message carried one, and
+/// how many other messages came before, so that a watcher that missed some (lagged) can tell
+/// whether any of those was more than progress, and read MongoDB only then.
+#[derive(Debug, Clone, Copy)]
+struct Pushed {
+    progress: Option<f64>,
+    changes: u64,
 }
 
 impl JobFeed {
@@ -81,15 +97,18 @@ impl JobFeed {
     pub fn watch(&self, video_fid: ObjectId) -> Option<Watch> {
         let hub = self.0.as_ref()?;
         let mut watchers = hub.lock();
-        let rx = watchers
-            .entry(video_fid)
-            .or_insert_with(|| broadcast::channel(BACKLOG_PER_JOB).0)
-            .subscribe();
+        let entry = watchers.entry(video_fid).or_insert_with(|| Entry {
+            sender: broadcast::channel(BACKLOG_PER_JOB).0,
+            changes: 0,
+        });
+        let rx = entry.sender.subscribe();
+        let seen_changes = entry.changes;
         metrics::gauge!("gateway_job_feed_watched_jobs").set(watchers.len() as f64);
         let mut link = hub.link.subscribe();
         link.mark_unchanged();
         Some(Watch {
             rx: Some(rx),
+            seen_changes,
             link,
             video_fid,
             hub: hub.clone(),
@@ -108,7 +127,7 @@ impl JobFeed {
 }
 
 impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, broadcast::Sender<Signal>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Entry>> {
         // The map stays consistent whatever panicked while holding it.
         self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -130,20 +149,28 @@ impl Hub {
         let Ok(video_fid) = ObjectId::parse_str(&event.video_fid) else {
             return;
         };
-        let signal = match (event.state, event.progress) {
-            (JobEventKind::Processing, Some(p)) if p.is_finite() => Signal::Progress(p),
-            _ => Signal::Resync,
+        let progress = match (event.state, event.progress) {
+            (JobEventKind::Processing, Some(p)) if p.is_finite() => Some(p),
+            _ => None,
         };
-        if let Some(sender) = self.lock().get(&video_fid) {
+        if let Some(entry) = self.lock().get_mut(&video_fid) {
+            if progress.is_none() {
+                entry.changes += 1;
+            }
             // No receiver left is fine: the last watcher is leaving and removes the entry.
-            let _ = sender.send(signal);
+            let _ = entry.sender.send(Pushed {
+                progress,
+                changes: entry.changes,
+            });
         }
     }
 }
 
 /// One stream's view of the feed; leaving removes the upload from the map if it was the last.
 pub struct Watch {
-    rx: Option<broadcast::Receiver<Signal>>,
+    rx: Option<broadcast::Receiver<Pushed>>,
+    /// The `changes` of the last message seen (or of the upload when watching began).
+    seen_changes: u64,
     link: watch::Receiver<Link>,
     video_fid: ObjectId,
     hub: Arc<Hub>,
@@ -160,21 +187,31 @@ impl Watch {
         let Some(rx) = self.rx.as_mut() else {
             return std::future::pending().await;
         };
-        tokio::select! {
-            received = rx.recv() => match received {
-                Ok(signal) => signal,
-                Err(broadcast::error::RecvError::Lagged(_)) => Signal::Resync,
-                // The sender lives in the map while this receiver exists.
-                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-            },
-            changed = self.link.changed() => match changed {
-                Ok(()) => {
-                    self.link.borrow_and_update();
-                    Signal::Resync
-                }
-                // The hub is gone (process stopping): nothing more will come.
-                Err(_) => std::future::pending().await,
-            },
+        loop {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(pushed) if pushed.changes != self.seen_changes => {
+                        self.seen_changes = pushed.changes;
+                        return Signal::Resync;
+                    }
+                    Ok(Pushed { progress: Some(p), .. }) => return Signal::Progress(p),
+                    Ok(Pushed { progress: None, .. }) => return Signal::Resync,
+                    // Missed messages: the next one tells (by its `changes`) whether any of them
+                    // was more than progress. Reading MongoDB for every lag would make a slow
+                    // MongoDB slower still.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // The sender lives in the map while this receiver exists.
+                    Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+                },
+                changed = self.link.changed() => return match changed {
+                    Ok(()) => {
+                        self.link.borrow_and_update();
+                        Signal::Resync
+                    }
+                    // The hub is gone (process stopping): nothing more will come.
+                    Err(_) => std::future::pending().await,
+                },
+            }
         }
     }
 }
@@ -186,7 +223,7 @@ impl Drop for Watch {
         drop(self.rx.take());
         if watchers
             .get(&self.video_fid)
-            .is_some_and(|sender| sender.receiver_count() == 0)
+            .is_some_and(|entry| entry.sender.receiver_count() == 0)
         {
             watchers.remove(&self.video_fid);
         }
@@ -325,27 +362,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lagging_watcher_or_a_link_change_means_resync() {
+    async fn a_lagging_watcher_resyncs_only_if_it_missed_a_state_change() {
         let feed = hub_feed();
         let hub = feed.0.clone().unwrap();
         let a = ObjectId::new();
         let mut w = feed.watch(a).unwrap();
+        let progress =
+            |i: usize| format!(r#"{{"video_fid":"{a}","state":"processing","progress":{i}}}"#);
         for i in 0..(BACKLOG_PER_JOB + 3) {
-            hub.dispatch(
-                format!(r#"{{"video_fid":"{a}","state":"processing","progress":{i}}}"#).as_bytes(),
-            );
+            hub.dispatch(progress(i).as_bytes());
         }
-        assert_eq!(w.next().await, Signal::Resync, "missed messages");
+        assert_eq!(
+            w.next().await,
+            Signal::Progress(3.0),
+            "missed progress only: carry on from the oldest kept"
+        );
+        for _ in 0..(BACKLOG_PER_JOB - 1) {
+            assert!(matches!(w.next().await, Signal::Progress(_)));
+        }
+        hub.dispatch(format!(r#"{{"video_fid":"{a}","state":"queued"}}"#).as_bytes());
+        for i in 0..(BACKLOG_PER_JOB + 3) {
+            hub.dispatch(progress(i).as_bytes());
+        }
+        assert_eq!(
+            w.next().await,
+            Signal::Resync,
+            "a state change was among the missed messages"
+        );
+        assert_eq!(w.next().await, Signal::Progress(4.0));
+    }
+
+    #[tokio::test]
+    async fn a_link_change_means_resync() {
+        let feed = hub_feed();
+        let hub = feed.0.clone().unwrap();
+        let mut w = feed.watch(ObjectId::new()).unwrap();
         hub.set_link(true);
-        // Drain what is left, then the link change shows.
-        let mut saw_resync = false;
-        for _ in 0..=BACKLOG_PER_JOB {
-            if w.next().await == Signal::Resync {
-                saw_resync = true;
-                break;
-            }
-        }
-        assert!(saw_resync);
+        assert_eq!(w.next().await, Signal::Resync);
         assert!(w.is_live());
         assert!(feed.is_up());
     }
