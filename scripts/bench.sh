@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bench-converter.sh
 bash scripts/bench-gateway.sh
+bash scripts/bench-events.sh

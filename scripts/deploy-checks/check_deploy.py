@@ -1118,7 +1118,7 @@ EXPECTED_FLOWS = {
     ("monitoring", "converter", 9090), ("monitoring", "rabbitmq", 15692),
     ("outside", "frontend", 8080), ("outside", "frontend", 80), ("outside", "gateway", 8080),
     ("frontend", "gateway", 8080), ("gateway", "auth", 5000), ("auth", "postgres", 5432),
-    ("auth", "redis", 6379),
+    ("auth", "redis", 6379), ("gateway", "redis", 6379), ("converter", "redis", 6379),
     ("gateway", "mongodb", 27017), ("converter", "mongodb", 27017),
     ("gateway", "rabbitmq", 5672), ("converter", "rabbitmq", 5672),
     ("mongodb-users", "mongodb", 27017), ("mongodb-migrate", "mongodb", 27017),

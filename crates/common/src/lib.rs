@@ -3,6 +3,8 @@
 pub mod config;
 pub mod forwarded;
 pub mod http;
+#[cfg(feature = "job-events")]
+pub mod job_events;
 #[cfg(feature = "mongo")]
 pub mod jobs;
 pub mod jwt;

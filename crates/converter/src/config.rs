@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use common::{
     config::{self, ConfigError, Env},
+    job_events::JobEventsConfig,
     message::DEFAULT_VIDEO_QUEUE,
     mongo::MongoLocations,
 };
@@ -12,6 +13,10 @@ use crate::transcode::Limits;
 
 /// Default broker address, matching the k8s service name.
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@rabbitmq:5672/%2f";
+
+/// The job-event variables, read by [`JobEventsConfig::from_env`] (shared with the gateway);
+/// listed here so that every variable the converter reads is named in this file.
+pub const JOB_EVENTS_VARIABLES: [&str; 2] = ["REDIS_URL", "REDIS_EVENTS_CHANNEL"];
 
 /// Everything the converter needs to run.
 #[derive(Debug, Clone)]
@@ -47,6 +52,9 @@ pub struct Config {
     /// segments on those slots, each at least this long (`CONVERTER_SPLIT_MIN_SECS`, default 30;
     /// 0 never splits).
     pub split_min_segment: Option<Duration>,
+    /// Where job state changes and progress are published for the gateways' event streams
+    /// (`REDIS_URL`, `REDIS_EVENTS_CHANNEL`); unset, nothing is published.
+    pub job_events: Option<JobEventsConfig>,
 }
 
 impl Config {
@@ -95,6 +103,7 @@ impl Config {
                 25,
             )?),
             limits,
+            job_events: JobEventsConfig::from_env(env)?,
             split_min_segment: match config::parsed_or(env, "CONVERTER_SPLIT_MIN_SECS", 30u64)? {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
@@ -151,6 +160,7 @@ mod tests {
         assert_eq!(c.rabbitmq_url, DEFAULT_RABBITMQ_URL);
         assert!(c.concurrency >= 1);
         assert_eq!(c.max_attempts, 5);
+        assert!(c.job_events.is_none());
         assert_eq!(c.limits.max_duration, Duration::from_secs(6 * 3600));
         assert_eq!(c.limits.max_output_bytes, 512 * 1024 * 1024);
         assert_eq!(c.limits.max_streams, 16);

@@ -94,8 +94,13 @@ impl Application {
                 .with_graceful_shutdown(async move { server_stop.cancelled().await })
                 .await
         });
+        let events = match &self.config.job_events {
+            Some(events) => common::job_events::Publisher::start(events),
+            None => common::job_events::Publisher::disabled(),
+        };
         let worker = Arc::new(Worker {
             storage: self.storage,
+            events,
             tmp_dir: self.config.tmp_dir.clone(),
             max_attempts: self.config.max_attempts,
             retry_base: self.config.retry_base,

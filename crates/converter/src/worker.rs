@@ -18,6 +18,7 @@ use std::{
 };
 
 use common::{
+    job_events::{JobEvent, JobEventKind, Publisher},
     jobs::{Job, JobState},
     message::VideoMessage,
 };
@@ -85,6 +86,8 @@ enum JobError {
 pub struct Worker {
     /// Mongo access.
     pub storage: Storage,
+    /// Publishes state changes and progress for the gateways' event streams (best effort).
+    pub events: Publisher,
     /// Directory for the spooled input and the MP3 being written.
     pub tmp_dir: PathBuf,
     /// Attempts before a transient failure becomes permanent, and deliveries that may die
@@ -143,16 +146,39 @@ impl Worker {
             adopted: false,
             mp3_fid: ObjectId::new(),
         };
+        let outcome = self.run(&message, id, abort, &mut delivery).await;
+        // What the job document now says, for pages watching it; a requeue only changed it
+        // when this delivery had claimed the job.
+        let event = match &outcome {
+            Outcome::Completed { .. } => Some(JobEventKind::Completed),
+            Outcome::Failed { .. } => Some(JobEventKind::Failed),
+            Outcome::Requeue => delivery.claimed.then_some(JobEventKind::Queued),
+            Outcome::Discarded => Some(JobEventKind::Deleted),
+        };
+        if let Some(kind) = event {
+            self.events.publish(JobEvent::new(id, kind));
+        }
+        outcome
+    }
+
+    /// [`Worker::process`] for a parsed message.
+    async fn run(
+        &self,
+        message: &VideoMessage,
+        id: ObjectId,
+        abort: &CancellationToken,
+        delivery: &mut Delivery,
+    ) -> Outcome {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.attempt(&message, id, abort, &mut delivery).await {
+            let error = match self.attempt(message, id, abort, delivery).await {
                 Ok(outcome) => return outcome,
                 Err(e) => e,
             };
             match error {
                 JobError::Deleted => return self.discard(id).await,
-                JobError::Cancelled => return self.requeue(id, &delivery).await,
+                JobError::Cancelled => return self.requeue(id, delivery).await,
                 JobError::Permanent(reason) => return self.fail(id, reason).await,
                 // Not the message's fault and no retry fixes it: back to the queue (after a
                 // pause, so it does not spin) until the server is replaced.
@@ -162,14 +188,14 @@ impl Worker {
                         () = tokio::time::sleep(crate::consumer::TOO_OLD_RECHECK) => {}
                         () = abort.cancelled() => {}
                     }
-                    return self.requeue(id, &delivery).await;
+                    return self.requeue(id, delivery).await;
                 }
                 JobError::Transient(_) | JobError::Internal(_) if attempt < self.max_attempts => {
                     let delay = backoff(self.retry_base, attempt);
                     tracing::warn!(error = %error, attempt, ?delay, "attempt failed, retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = abort.cancelled() => return self.requeue(id, &delivery).await,
+                        () = abort.cancelled() => return self.requeue(id, delivery).await,
                     }
                 }
                 JobError::Transient(_) | JobError::Internal(_) => {
@@ -270,6 +296,7 @@ impl Worker {
                 };
             };
             delivery.claimed = true;
+            self.events.publish(JobEvent::progress(id, 0.0));
             if let Some(unfinished) = claim.unfinished_mp3 {
                 let chunks = self.storage.sweep_unfinished_mp3(unfinished).await?;
                 if chunks > 0 {
@@ -458,6 +485,7 @@ impl Worker {
             )
         });
         let storage = self.storage.clone();
+        let events = self.events.clone();
         let id = job.id;
         let (stop, gone) = (cancel.clone(), deleted.clone());
         let reporter = tokio::spawn(async move {
@@ -466,8 +494,11 @@ impl Worker {
                 if p >= 100.0 {
                     continue;
                 }
-                match storage.set_progress(id, (p * 10.0).round() / 10.0).await {
-                    Ok(true) => {}
+                let p = (p * 10.0).round() / 10.0;
+                match storage.set_progress(id, p).await {
+                    // Published after the write, so a page that reads the document next does
+                    // not go backwards.
+                    Ok(true) => events.publish(JobEvent::progress(id, p)),
                     // No longer processing: if the job is gone, its owner deleted it; stop.
                     Ok(false) => {
                         if let Ok(None) = storage.job(id).await {

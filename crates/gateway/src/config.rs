@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     config::{self, ConfigError, Env},
     forwarded::TrustedProxies,
+    job_events::JobEventsConfig,
     message::DEFAULT_VIDEO_QUEUE,
     mongo::MongoLocations,
 };
@@ -39,6 +40,9 @@ pub const DEFAULT_RETENTION_SWEEP_SECS: u64 = 300;
 /// The MongoDB variables, read by [`MongoLocations::from_env`] (shared with the converter); listed
 /// here so that every variable the gateway reads is named in this file.
 pub const MONGO_VARIABLES: [&str; 3] = ["MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI", "MONGODB_URI"];
+
+/// The job-event variables, read by [`JobEventsConfig::from_env`] (shared with the converter).
+pub const JOB_EVENTS_VARIABLES: [&str; 2] = ["REDIS_URL", "REDIS_EVENTS_CHANNEL"];
 
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
@@ -87,6 +91,9 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// What is removed how long after it finished (`RETENTION_HOURS`; unset or 0: nothing).
     pub retention: Option<Retention>,
+    /// Redis pub/sub for job events (`REDIS_URL`, `REDIS_EVENTS_CHANNEL`); unset, `/events`
+    /// streams poll MongoDB.
+    pub job_events: Option<JobEventsConfig>,
 }
 
 /// Automatic removal of old conversions.
@@ -186,6 +193,7 @@ impl Config {
                 DEFAULT_RETRY_BASE_MS,
             )?),
         };
+        let job_events = JobEventsConfig::from_env(env)?;
         Ok(Config {
             addr,
             admin_addr,
@@ -206,6 +214,7 @@ impl Config {
             max_requeues,
             retention,
             webhooks,
+            job_events,
         })
     }
 }
@@ -329,6 +338,19 @@ mod tests {
         assert_eq!(c.webhooks.retry_base, Duration::from_millis(250));
         let err = Config::from_env(&[SECRET, MONGO, ("WEBHOOK_SECRET", "short")]).unwrap_err();
         assert!(err.to_string().contains("WEBHOOK_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn redis_url_turns_on_pushed_events_and_a_bad_one_is_named() {
+        let c = Config::from_env(&[SECRET, MONGO]).unwrap();
+        assert!(c.job_events.is_none());
+        let c = Config::from_env(&[SECRET, MONGO, ("REDIS_URL", "redis://redis:6379")]).unwrap();
+        assert_eq!(
+            c.job_events.unwrap().channel,
+            common::job_events::DEFAULT_CHANNEL
+        );
+        let err = Config::from_env(&[SECRET, MONGO, ("REDIS_URL", "redis:6379")]).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
     }
 
     #[test]

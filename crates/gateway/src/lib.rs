@@ -5,6 +5,7 @@ pub mod claims;
 pub mod config;
 pub mod error;
 pub mod eta;
+pub mod job_feed;
 pub mod limits;
 pub mod openapi;
 pub mod queue;
@@ -20,10 +21,12 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
+use common::job_events::Publisher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use job_feed::JobFeed;
 use queue::VideoQueue;
 use storage::Storage;
 use tokens::TokenChecker;
@@ -50,6 +53,10 @@ pub struct Inner {
     pub uploads: Arc<limits::PerUser>,
     /// Estimates the seconds a conversion has left.
     pub eta: eta::Estimator,
+    /// Job events pushed over Redis (one subscription for the whole process), for `/events`.
+    pub job_feed: JobFeed,
+    /// Publishes the job changes the gateway makes itself (deletion, the sweeper's).
+    pub job_events: Publisher,
     /// Cancelled on SIGTERM, so that long-lived responses (event streams) end and graceful
     /// shutdown does not wait for them.
     pub shutdown: CancellationToken,
@@ -96,6 +103,17 @@ impl Application {
             http.clone(),
         );
         tracing::info!("{}", tokens.describe());
+        let shutdown = CancellationToken::new();
+        let (job_feed, job_events) = match &config.job_events {
+            Some(events) => (
+                JobFeed::start(events, shutdown.clone()),
+                Publisher::start(events),
+            ),
+            None => {
+                tracing::info!("REDIS_URL unset: event streams poll MongoDB");
+                (JobFeed::disabled(), Publisher::disabled())
+            }
+        };
         let state = AppState(Arc::new(Inner {
             tokens,
             event_streams: limits::PerUser::new(config.max_event_streams_per_user),
@@ -105,7 +123,9 @@ impl Application {
             storage,
             queue,
             http,
-            shutdown: CancellationToken::new(),
+            job_feed,
+            job_events,
+            shutdown,
         }));
         let router = common::http::instrument(routes::router(state.clone()));
         // Not instrumented: probes and scrapes would otherwise fill the request metrics and logs

@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use common::{message::VideoMessage, trace_context::TraceContext};
+use common::{
+    job_events::{JobEvent, JobEventKind},
+    message::VideoMessage,
+    trace_context::TraceContext,
+};
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
 use crate::{storage::StorageResult, AppState};
@@ -59,6 +63,9 @@ async fn handle(
     if storage.video(id).await?.is_none() {
         // The upload is gone (a delete that stopped half-way): nothing can convert it.
         storage.delete_job(id).await?;
+        state
+            .job_events
+            .publish(JobEvent::new(id, JobEventKind::Deleted));
         tracing::info!(video_fid = %id, "removed a queued job whose upload is gone");
         return Ok(());
     }
@@ -74,6 +81,9 @@ async fn handle(
         );
         if storage.fail_stuck(id, seen, &reason).await? {
             metrics::counter!("gateway_stuck_jobs_total", "action" => "failed").increment(1);
+            state
+                .job_events
+                .publish(JobEvent::new(id, JobEventKind::Failed));
             tracing::warn!(video_fid = %id, requeues, "stuck job failed");
         }
         return Ok(());

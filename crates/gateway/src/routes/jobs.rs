@@ -6,7 +6,10 @@ use axum::{
     routing::{delete, get},
     Json, Router,
 };
-use common::jobs::Job;
+use common::{
+    job_events::{JobEvent, JobEventKind},
+    jobs::Job,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -212,6 +215,10 @@ pub async fn delete_job(
     };
     // The same release path as the retention sweep's.
     state.storage.release_upload(id, mp3_fid).await?;
+    // Pages watching it learn at once (they read MongoDB and find nothing).
+    state
+        .job_events
+        .publish(JobEvent::new(id, JobEventKind::Deleted));
     tracing::info!(video_fid = %id, owner = user.email(), "upload deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,10 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use common::jobs::{Job, JobState};
+use common::{
+    job_events::{JobEvent, JobEventKind},
+    jobs::{Job, JobState},
+};
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 
@@ -113,6 +116,21 @@ impl StatusBody {
         }
     }
 
+    /// This status with the progress a converter pushed, when the job is still in progress; the
+    /// job is then `processing`, whatever it was when last read. Every other field stays as the
+    /// last read of the job made it.
+    pub fn with_progress(&self, progress: f64) -> Option<Self> {
+        if self.status != "processing" {
+            return None;
+        }
+        let pushed = Self::processing(JobState::Processing, progress);
+        Some(Self {
+            state: pushed.state,
+            progress: pushed.progress,
+            ..self.clone()
+        })
+    }
+
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
         self.status != "processing"
@@ -205,8 +223,14 @@ pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
     job.error = None;
     job.updated_at = mongodb::bson::DateTime::now();
     match state.storage.reconcile_completed(job.id, mp3_fid).await {
-        Ok(true) => tracing::info!(video_fid = %job.id, %mp3_fid, was = was.as_str(),
-            "job marked completed: its MP3 was stored by another converter"),
+        Ok(true) => {
+            tracing::info!(video_fid = %job.id, %mp3_fid, was = was.as_str(),
+                "job marked completed: its MP3 was stored by another converter");
+            // Other pages watching the job need not wait for their safety poll.
+            state
+                .job_events
+                .publish(JobEvent::new(job.id, JobEventKind::Completed));
+        }
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, video_fid = %job.id, "cannot record the completed job")
@@ -235,4 +259,28 @@ pub async fn status(
 ) -> ApiResult<Json<StatusBody>> {
     let fid = fid_param(query)?;
     status_of(&state, &user, fid).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_progress_changes_only_state_and_progress_of_an_unfinished_job() {
+        let queued = StatusBody::processing(JobState::Queued, 0.0);
+        let pushed = queued.with_progress(41.26).unwrap();
+        assert_eq!(pushed.status, "processing");
+        assert_eq!(pushed.state, Some("processing"));
+        assert_eq!(pushed.progress, Some(41.3));
+        assert_eq!(
+            queued.with_progress(250.0).unwrap().progress,
+            Some(100.0),
+            "clamped"
+        );
+        assert_eq!(
+            StatusBody::completed(ObjectId::new()).with_progress(5.0),
+            None
+        );
+        assert_eq!(StatusBody::failed("x".into()).with_progress(5.0), None);
+    }
 }

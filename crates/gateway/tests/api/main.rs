@@ -12,6 +12,7 @@ mod jobs;
 mod leftovers;
 mod media_cookie;
 mod memory;
+mod pushed_events;
 mod refused_bodies;
 mod retention;
 mod seed_flow;
