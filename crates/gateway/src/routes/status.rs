@@ -60,6 +60,10 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "2026-12-01T15:00:00Z")]
     pub expires_at: Option<String>,
+    /// When a converter claimed the job (ms since the epoch), so that progress pushed to an
+    /// event stream also moves `eta_secs`; not part of the answer.
+    #[serde(skip)]
+    pub started_at_ms: Option<i64>,
 }
 
 impl StatusBody {
@@ -89,6 +93,7 @@ impl StatusBody {
             error: None,
             eta_secs: None,
             expires_at: None,
+            started_at_ms: None,
         }
     }
 
@@ -101,6 +106,7 @@ impl StatusBody {
             error: None,
             eta_secs: None,
             expires_at: None,
+            started_at_ms: None,
         }
     }
 
@@ -113,6 +119,7 @@ impl StatusBody {
             error: Some(error),
             eta_secs: None,
             expires_at: None,
+            started_at_ms: None,
         }
     }
 
@@ -124,9 +131,20 @@ impl StatusBody {
             return None;
         }
         let pushed = Self::processing(JobState::Processing, progress);
+        // The time left from this job's own speed, as a read would compute it; before the job
+        // has shown a speed, the last read's estimate stands.
+        let eta_secs = crate::eta::processing_secs_left(
+            mongodb::bson::DateTime::now().timestamp_millis(),
+            self.started_at_ms,
+            pushed.progress.unwrap_or(progress),
+            None,
+        )
+        .map(crate::eta::rounded)
+        .or(self.eta_secs);
         Some(Self {
             state: pushed.state,
             progress: pushed.progress,
+            eta_secs,
             ..self.clone()
         })
     }
@@ -157,6 +175,7 @@ pub async fn status_of(
         }
         let mut body = StatusBody::of_job(&job);
         body.eta_secs = eta_of(state, &job).await;
+        body.started_at_ms = job.started_at.map(|t| t.timestamp_millis());
         body.expires_at =
             retention::expires_at(state.config.retention.as_ref(), &job).map(retention::rfc3339);
         return Ok(body);
@@ -282,5 +301,18 @@ mod tests {
             None
         );
         assert_eq!(StatusBody::failed("x".into()).with_progress(5.0), None);
+    }
+
+    #[test]
+    fn pushed_progress_moves_the_eta_by_the_jobs_own_speed() {
+        let mut read = StatusBody::processing(JobState::Processing, 10.0);
+        read.eta_secs = Some(180);
+        read.started_at_ms = Some(mongodb::bson::DateTime::now().timestamp_millis() - 20_000);
+        // 20 s for 50 %: about 20 s left; for 75 %: about 7 s (whole seconds below 10).
+        assert_eq!(read.with_progress(50.0).unwrap().eta_secs, Some(20));
+        assert_eq!(read.with_progress(75.0).unwrap().eta_secs, Some(7));
+        // Not claimed when last read: the read's estimate stands.
+        read.started_at_ms = None;
+        assert_eq!(read.with_progress(50.0).unwrap().eta_secs, Some(180));
     }
 }
