@@ -87,6 +87,9 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// What is removed how long after it finished (`RETENTION_HOURS`; unset or 0: nothing).
     pub retention: Option<Retention>,
+    /// An upload whose content and quality match a finished conversion shares its MP3 instead
+    /// of being converted again (`DEDUPLICATE_UPLOADS`, `true` or `false`, default `true`).
+    pub deduplicate_uploads: bool,
 }
 
 /// Automatic removal of old conversions.
@@ -186,6 +189,7 @@ impl Config {
                 DEFAULT_RETRY_BASE_MS,
             )?),
         };
+        let deduplicate_uploads = config::parsed_or(env, "DEDUPLICATE_UPLOADS", true)?;
         Ok(Config {
             addr,
             admin_addr,
@@ -206,6 +210,7 @@ impl Config {
             max_requeues,
             retention,
             webhooks,
+            deduplicate_uploads,
         })
     }
 }
@@ -350,6 +355,11 @@ mod tests {
                 sweep_every: Duration::from_secs(300),
             })
         );
+        assert!(c.deduplicate_uploads);
+        let c = Config::from_env(&[SECRET, MONGO, ("DEDUPLICATE_UPLOADS", "false")]).unwrap();
+        assert!(!c.deduplicate_uploads);
+        let err = Config::from_env(&[SECRET, MONGO, ("DEDUPLICATE_UPLOADS", "no")]).unwrap_err();
+        assert!(err.to_string().contains("DEDUPLICATE_UPLOADS"), "{err}");
     }
 
     #[test]
