@@ -58,9 +58,12 @@ fn media(b: &[u8]) -> Option<&'static str> {
         if kind == b"ftyp" {
             return (!is_heif_image(b)).then_some(ISO_MEDIA);
         }
-        if [b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"]
-            .iter()
-            .any(|k| kind == *k)
+        // `jP  `: the signature box Motion JPEG 2000 (`mj2`) starts with.
+        if [
+            b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"jP  ",
+        ]
+        .iter()
+        .any(|k| kind == *k)
         {
             return Some(ISO_MEDIA);
         }
@@ -544,6 +547,7 @@ mod tests {
         let media = |b: &[u8]| sniff(b).is_iso_media() || matches!(sniff(b), Sniffed::Media(_));
         assert!(sniff(&mp4(&[b"soun"], true)).is_iso_media());
         assert!(media(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]));
+        assert!(media(b"\0\0\0\x0cjP  \r\n\x87\n"));
         assert!(media(b"RIFF\x10\0\0\0AVI LIST"));
         assert!(media(b"RIFF\x10\0\0\0WAVEfmt "));
         assert!(media(b"OggS\0\x02"));
