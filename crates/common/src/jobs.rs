@@ -213,6 +213,18 @@ impl Webhook {
     }
 }
 
+/// The ID3 title the converter writes into the MP3 of an upload named `filename`: its stem
+/// (`holiday.mp4` -> `holiday`).
+pub fn mp3_title(filename: &str) -> Option<String> {
+    let name = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let stem = match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => name,
+    };
+    let stem = stem.trim();
+    (!stem.is_empty()).then(|| stem.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

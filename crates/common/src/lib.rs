@@ -13,6 +13,8 @@ pub mod message;
 pub mod mongo;
 #[cfg(feature = "old-mongo-stand-in")]
 pub mod old_mongo;
+#[cfg(feature = "mongo")]
+pub mod shared_mp3;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;

@@ -5,6 +5,7 @@ use std::path::Path;
 use common::{
     jobs::{self, Job, JobState},
     mongo::{MongoLocations, ServerProblem},
+    shared_mp3::{Released, SharedMp3s},
 };
 use futures::TryStreamExt;
 use mongodb::{
@@ -68,6 +69,7 @@ pub struct Storage {
     videos: GridFsBucket,
     mp3s: GridFsBucket,
     mp3_chunks: Collection<Document>,
+    shared: SharedMp3s,
 }
 
 impl Storage {
@@ -93,6 +95,7 @@ impl Storage {
             videos: bucket(&videos_db),
             mp3s: bucket(&mp3s_db),
             mp3_chunks: mp3s_db.collection(&format!("{BUCKET}.chunks")),
+            shared: SharedMp3s::new(&mp3s_db),
             videos_db,
             mp3s_db,
         })
@@ -380,6 +383,21 @@ impl Storage {
     pub async fn delete_mp3(&self, id: ObjectId) -> Result<(), StorageError> {
         self.mp3s.delete(Bson::ObjectId(id)).await?;
         Ok(())
+    }
+
+    /// Removes a duplicate MP3 of an upload unless a repeat shares it (the gateway gave it to
+    /// another upload meanwhile); true when it is gone.
+    pub async fn delete_unshared_mp3(&self, id: ObjectId) -> Result<bool, StorageError> {
+        Ok(self.shared.delete_unshared(id).await?)
+    }
+
+    /// Lets deleted upload `video_fid` go of MP3 `id`: deleted unless a repeat shares it.
+    pub async fn release_mp3(
+        &self,
+        id: ObjectId,
+        video_fid: ObjectId,
+    ) -> Result<Released, StorageError> {
+        Ok(self.shared.release(id, video_fid).await?)
     }
 }
 

@@ -160,16 +160,9 @@ pub fn output_layout(source_channels: u16) -> ChannelLayout {
     }
 }
 
-/// The ID3 title for an upload's file name: its stem (`holiday.mp4` -> `holiday`).
-pub fn title_from_filename(filename: &str) -> Option<String> {
-    let name = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
-    let stem = match name.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() => stem,
-        _ => name,
-    };
-    let stem = stem.trim();
-    (!stem.is_empty()).then(|| stem.to_owned())
-}
+/// The ID3 title for an upload's file name: its stem (`holiday.mp4` -> `holiday`). Shared with
+/// the gateway, whose instant repeats share an MP3 only between uploads of the same title.
+pub use common::jobs::mp3_title as title_from_filename;
 
 /// Progress in percent (0..=100) of a timestamp within a duration.
 pub fn percent(position_secs: f64, duration_secs: Option<f64>) -> Option<f64> {

@@ -230,8 +230,9 @@ impl Worker {
     /// MP3, the job if it was completed after the deletion began), creates nothing.
     async fn discard(&self, id: ObjectId) -> Outcome {
         let removed = async {
+            // Shared with repeats, an MP3 stays for them.
             for mp3 in self.storage.mp3s_for(id).await? {
-                self.storage.delete_mp3(mp3).await?;
+                self.storage.release_mp3(mp3, id).await?;
             }
             self.storage.delete_job(id).await
         }
@@ -439,8 +440,13 @@ impl Worker {
             return Ok(None);
         };
         for extra in rest {
-            tracing::info!(mp3_fid = %extra, "removing a duplicate MP3");
-            self.storage.delete_mp3(*extra).await?;
+            // A repeat may have been given the duplicate while a racing delivery had the job
+            // name it: it then stays for that repeat.
+            if self.storage.delete_unshared_mp3(*extra).await? {
+                tracing::info!(mp3_fid = %extra, "removed a duplicate MP3");
+            } else {
+                tracing::info!(mp3_fid = %extra, "kept a duplicate MP3 that a repeat shares");
+            }
         }
         Ok(Some(first))
     }

@@ -135,3 +135,66 @@ async fn a_job_is_completed_only_while_it_exists() {
     assert_eq!(env.job(fid).await, None);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_deleted_upload_leaves_an_mp3_it_shares_to_the_repeat_holding_it() {
+    use common::shared_mp3::{Holder, Released, SharedMp3s};
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "shared.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "shared.mp4", "a@example.com").await;
+    env.insert_job(&job_with_quality(
+        fid,
+        "a@example.com",
+        "shared.mp4",
+        Mp3Quality::default(),
+    ))
+    .await;
+    env.publish(fid, "a@example.com").await;
+    let app = env.spawn_app().await;
+    let mp3 = env.wait_final(fid).await.mp3_fid.expect("converted");
+    // The gateway gave the MP3 to a repeat, then the first upload was deleted and a copy of its
+    // message came again before the gateway let go of the MP3.
+    let shared = SharedMp3s::new(&env.mp3s());
+    let repeat = Holder {
+        video_fid: ObjectId::new(),
+        owner: Some("b@example.com".into()),
+    };
+    assert!(shared.share(mp3, &repeat).await.unwrap());
+    env.videos()
+        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .delete_one(mongodb::bson::doc! { "_id": fid })
+        .await
+        .unwrap();
+    env.videos()
+        .gridfs_bucket(None)
+        .delete(mongodb::bson::Bson::ObjectId(fid))
+        .await
+        .unwrap();
+    env.publish(fid, "a@example.com").await;
+    app.wait_metric(r#"converter_jobs_total{outcome="discarded"} 1"#)
+        .await;
+    app.stop().await;
+
+    // The converter let go of the deleted upload's share only: the repeat's MP3 is whole.
+    assert_eq!(env.job(fid).await, None);
+    let file = env
+        .mp3_bucket()
+        .find_one(mongodb::bson::doc! { "_id": mp3 })
+        .await
+        .unwrap()
+        .expect("the shared MP3 is kept");
+    let metadata = file.metadata.unwrap();
+    assert_eq!(metadata.get_i32("refs").unwrap(), 1);
+    assert_eq!(
+        metadata.get_str("video_fid").unwrap(),
+        repeat.video_fid.to_hex()
+    );
+    assert!(probe(&env.download_mp3(mp3).await).samples > 44_100);
+    // The repeat's own delete removes it.
+    assert_eq!(
+        shared.release(mp3, repeat.video_fid).await.unwrap(),
+        Released::Deleted
+    );
+    assert_eq!(env.mp3_chunk_count().await, 0);
+    env.cleanup().await;
+}

@@ -94,6 +94,9 @@ pub struct Config {
     /// Redis pub/sub for job events (`REDIS_URL`, `REDIS_EVENTS_CHANNEL`); unset, `/events`
     /// streams poll MongoDB.
     pub job_events: Option<JobEventsConfig>,
+    /// An upload whose content and quality match a finished conversion shares its MP3 instead
+    /// of being converted again (`DEDUPLICATE_UPLOADS`, `true` or `false`, default `true`).
+    pub deduplicate_uploads: bool,
 }
 
 /// Automatic removal of old conversions.
@@ -194,6 +197,7 @@ impl Config {
             )?),
         };
         let job_events = JobEventsConfig::from_env(env)?;
+        let deduplicate_uploads = config::parsed_or(env, "DEDUPLICATE_UPLOADS", true)?;
         Ok(Config {
             addr,
             admin_addr,
@@ -215,6 +219,7 @@ impl Config {
             retention,
             webhooks,
             job_events,
+            deduplicate_uploads,
         })
     }
 }
@@ -372,6 +377,11 @@ mod tests {
                 sweep_every: Duration::from_secs(300),
             })
         );
+        assert!(c.deduplicate_uploads);
+        let c = Config::from_env(&[SECRET, MONGO, ("DEDUPLICATE_UPLOADS", "false")]).unwrap();
+        assert!(!c.deduplicate_uploads);
+        let err = Config::from_env(&[SECRET, MONGO, ("DEDUPLICATE_UPLOADS", "no")]).unwrap_err();
+        assert!(err.to_string().contains("DEDUPLICATE_UPLOADS"), "{err}");
     }
 
     #[test]

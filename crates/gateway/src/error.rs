@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 405: the path exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 415: the upload is not an audio or video file; the message says what it is.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: the upload is media but cannot give an MP3 (no audio track); the message says why.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 416: the Range lies outside the file; carries the file's length.
     #[error("requested range is outside the file of {0} bytes")]
     RangeNotSatisfiable(u64),
@@ -50,6 +56,8 @@ impl ApiError {
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use common::{
     jobs::{self, Job, JobState, WebhookStatus},
     mongo::{MongoLocations, ServerProblem},
+    shared_mp3::{self, Holder, Released, SharedMp3s},
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use mongodb::{
@@ -22,6 +23,10 @@ use mongodb::{
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Chunks fetched per cursor batch while streaming a file out (255 KiB each).
 const CHUNKS_PER_BATCH: u32 = 4;
+/// Field of a job: the SHA-256 of its upload, hex.
+pub const CONTENT_SHA256: &str = "content_sha256";
+/// Field of a job: what a repeat must match to share its MP3 (content, quality, title).
+pub const REPEAT_KEY: &str = "repeat_key";
 
 /// A MongoDB failure: the server is away or too old (503) or something else went wrong (500).
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,13 @@ impl StoredFile {
     pub fn video_fid(&self) -> Option<&str> {
         self.metadata.get_str("video_fid").ok()
     }
+
+    /// The uploads sharing this MP3; `None` when it was never shared (its `video_fid` alone
+    /// holds it).
+    pub fn holders(&self) -> Option<Vec<ObjectId>> {
+        shared_mp3::holders_of(&self.metadata)
+            .map(|holders| holders.into_iter().map(|h| h.video_fid).collect())
+    }
 }
 
 /// Handles on the two databases, their buckets and the jobs collection.
@@ -109,6 +121,16 @@ pub struct Storage {
     video_bucket: GridFsBucket,
     mp3_bucket: GridFsBucket,
     jobs: Collection<Job>,
+    shared: SharedMp3s,
+}
+
+/// A finished conversion an upload with the same content and quality may share.
+#[derive(Debug, Clone, Copy)]
+pub struct Shareable {
+    /// The MP3.
+    pub mp3_fid: ObjectId,
+    /// Duration of the source, seconds, when known.
+    pub duration_secs: Option<f64>,
 }
 
 impl Storage {
@@ -127,6 +149,7 @@ impl Storage {
             video_bucket: videos.gridfs_bucket(None),
             mp3_bucket: mp3s.gridfs_bucket(None),
             jobs: videos.collection(jobs::COLLECTION),
+            shared: SharedMp3s::new(&mp3s),
             videos,
             mp3s,
         })
@@ -146,10 +169,17 @@ impl Storage {
             .await?;
         self.mp3s
             .collection::<Document>("fs.files")
-            .create_index(index(
-                doc! { "metadata.video_fid": 1 },
-                "metadata_video_fid",
-            ))
+            .create_indexes([
+                index(doc! { "metadata.video_fid": 1 }, "metadata_video_fid"),
+                index(
+                    doc! { "metadata.holders.video_fid": 1 },
+                    "metadata_holders_video_fid",
+                ),
+                index(
+                    doc! { "metadata.holders.owner": 1 },
+                    "metadata_holders_owner",
+                ),
+            ])
             .await?;
         self.jobs
             .create_indexes([
@@ -161,6 +191,7 @@ impl Storage {
                     doc! { "webhook.status": 1, "webhook.next_attempt_at": 1 },
                     "webhook_due",
                 ),
+                index(doc! { REPEAT_KEY: 1 }, REPEAT_KEY),
             ])
             .await?;
         Ok(())
@@ -225,14 +256,42 @@ impl Storage {
     }
 
     /// The MP3 made from upload `video_fid` (the original's lookup by `metadata.video_fid`); the
-    /// oldest if there are several, the one the converter keeps.
+    /// oldest if there are several, the one the converter keeps. An MP3 the upload shared and
+    /// let go (deleted) is not its any more.
     pub async fn mp3_for_video(&self, video_fid: ObjectId) -> StorageResult<Option<StoredFile>> {
         Ok(self
             .mp3_bucket
-            .find_one(doc! { "metadata.video_fid": video_fid.to_hex() })
+            .find_one(doc! {
+                "metadata.video_fid": video_fid.to_hex(),
+                "$or": [
+                    { shared_mp3::HOLDERS: { "$exists": false } },
+                    { "metadata.holders.video_fid": video_fid },
+                ],
+            })
             .sort(doc! { "_id": 1 })
             .await?
             .and_then(StoredFile::from_doc))
+    }
+
+    /// An MP3 upload `video_fid` shares with others, and the owner it was shared to.
+    pub async fn mp3_shared_by(
+        &self,
+        video_fid: ObjectId,
+    ) -> StorageResult<Option<(StoredFile, Option<String>)>> {
+        let Some(file) = self
+            .mp3_bucket
+            .find_one(doc! { "metadata.holders.video_fid": video_fid })
+            .await?
+            .and_then(StoredFile::from_doc)
+        else {
+            return Ok(None);
+        };
+        let owner = shared_mp3::holders_of(&file.metadata)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|h| h.video_fid == video_fid)
+            .and_then(|h| h.owner);
+        Ok(Some((file, owner)))
     }
 
     /// The MP3s made from each of `video_fids` (the oldest per upload), in one indexed query.
@@ -255,7 +314,9 @@ impl Storage {
                 continue;
             };
             if let Some(video_fid) = file.video_fid().and_then(|v| ObjectId::parse_str(v).ok()) {
-                found.entry(video_fid).or_insert(file);
+                if shared_mp3::is_held_by(&file.metadata, video_fid) {
+                    found.entry(video_fid).or_insert(file);
+                }
             }
         }
         Ok(found)
@@ -297,24 +358,123 @@ impl Storage {
         delete_file(&self.mp3_bucket, id).await
     }
 
-    /// Removes every MP3 made from `video_fid`, and the MP3 `mp3_fid` if given.
-    pub async fn delete_mp3s_of(
+    /// Lets go of every MP3 upload `video_fid` holds: the MP3 `mp3_fid` of its job if given,
+    /// those made from it (`metadata.video_fid`) and those it shares. Each is deleted unless
+    /// another upload shares it. Call after the job is deleted.
+    pub async fn release_mp3s_of(
         &self,
         video_fid: ObjectId,
         mp3_fid: Option<ObjectId>,
     ) -> StorageResult<()> {
         let mut ids: Vec<ObjectId> = self
             .mp3_bucket
-            .find(doc! { "metadata.video_fid": video_fid.to_hex() })
+            .find(doc! { "$or": [
+                { "metadata.video_fid": video_fid.to_hex() },
+                { "metadata.holders.video_fid": video_fid },
+            ] })
             .await?
             .try_filter_map(|f| async move { Ok(f.id.as_object_id()) })
             .try_collect()
             .await?;
         ids.extend(mp3_fid);
+        ids.sort();
+        ids.dedup();
         for id in ids {
-            delete_file(&self.mp3_bucket, id).await?;
+            self.release_mp3(id, video_fid).await?;
         }
         Ok(())
+    }
+
+    /// Lets upload `video_fid` go of MP3 `mp3_fid`: the one place that gives up a reference.
+    /// The file is deleted when no other upload shares it; otherwise it stays for them.
+    pub async fn release_mp3(
+        &self,
+        mp3_fid: ObjectId,
+        video_fid: ObjectId,
+    ) -> StorageResult<Released> {
+        let released = self.shared.release(mp3_fid, video_fid).await?;
+        if released == Released::Kept {
+            tracing::info!(%mp3_fid, %video_fid, "shared MP3 kept for the uploads still holding it");
+        }
+        Ok(released)
+    }
+
+    /// Makes upload `holder` a holder of MP3 `mp3_fid`; false when that MP3 cannot be shared
+    /// (gone, being deleted, or shared too widely).
+    pub async fn share_mp3(
+        &self,
+        mp3_fid: ObjectId,
+        holder: ObjectId,
+        owner: &str,
+    ) -> StorageResult<bool> {
+        let holder = Holder {
+            video_fid: holder,
+            owner: Some(owner.to_owned()),
+        };
+        Ok(self.shared.share(mp3_fid, &holder).await?)
+    }
+
+    /// Finished conversions whose `repeat_key` is `key` (same content, quality and title), a few
+    /// at most.
+    pub async fn shareable(&self, key: &str) -> StorageResult<Vec<Shareable>> {
+        let found: Vec<Document> = self
+            .jobs
+            .clone_with_type::<Document>()
+            .find(doc! {
+                REPEAT_KEY: key,
+                "state": JobState::Completed.as_str(),
+                "mp3_fid": { "$type": "objectId" },
+            })
+            .projection(doc! { "mp3_fid": 1, "duration_secs": 1 })
+            .limit(3)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|job| {
+                Some(Shareable {
+                    mp3_fid: job.get_object_id("mp3_fid").ok()?,
+                    duration_secs: job.get_f64("duration_secs").ok(),
+                })
+            })
+            .collect())
+    }
+
+    /// Marks the still queued job `id` completed with a shared MP3; false when the job changed
+    /// (deleted meanwhile).
+    pub async fn complete_repeat(&self, id: ObjectId, shared: &Shareable) -> StorageResult<bool> {
+        let mut set = doc! {
+            "state": JobState::Completed.as_str(), "progress": 100.0,
+            "mp3_fid": shared.mp3_fid, "updated_at": DateTime::now(),
+        };
+        if let Some(d) = shared.duration_secs {
+            set.insert("duration_secs", d);
+        }
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id, "state": JobState::Queued.as_str(), "mp3_fid": Bson::Null },
+                doc! { "$set": set },
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+
+    /// The job of `owner` among the holders of a shared MP3, which gives them the right to
+    /// download it and names the file.
+    pub async fn job_holding(
+        &self,
+        holders: &[ObjectId],
+        owner: &str,
+    ) -> StorageResult<Option<Job>> {
+        if holders.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .jobs
+            .find_one(doc! { "_id": { "$in": holders }, "owner": owner })
+            .await?)
     }
 
     /// The job of upload `id`.
@@ -325,6 +485,25 @@ impl Storage {
     /// Stores a new job.
     pub async fn insert_job(&self, job: &Job) -> StorageResult<()> {
         self.jobs.insert_one(job).await?;
+        Ok(())
+    }
+
+    /// Stores a new job with the fields repeats are found by: the SHA-256 of the upload
+    /// (`content_sha256`, hex) and `repeat_key`.
+    pub async fn insert_job_with_content(
+        &self,
+        job: &Job,
+        content_sha256: &str,
+        repeat_key: &str,
+    ) -> StorageResult<()> {
+        let mut document = mongodb::bson::to_document(job)
+            .map_err(|e| StorageError::Other(mongodb::error::Error::custom(e.to_string())))?;
+        document.insert(CONTENT_SHA256, content_sha256);
+        document.insert(REPEAT_KEY, repeat_key);
+        self.jobs
+            .clone_with_type::<Document>()
+            .insert_one(document)
+            .await?;
         Ok(())
     }
 
@@ -345,11 +524,12 @@ impl Storage {
     ) -> StorageResult<()> {
         // The job goes first: a converter that finds no job neither recreates it nor keeps the
         // MP3 it is about to store, and the stuck-job sweeper cannot re-publish it. Then the
-        // upload, so no new conversion can start; last every MP3 made from it, found by
-        // `metadata.video_fid` too, so one stored before the job named it is not missed.
+        // upload, so no new conversion can start; last every MP3 it holds, found by
+        // `metadata.video_fid` and the holders too, so one stored before the job named it is not
+        // missed. An MP3 an instant repeat shares stays for it (`release_mp3`).
         self.delete_job(id).await?;
         self.delete_video(id).await?;
-        self.delete_mp3s_of(id, mp3_fid).await
+        self.release_mp3s_of(id, mp3_fid).await
     }
 
     /// How long recent completed jobs took: `(size, processing_secs)` of the last `limit` that
@@ -597,13 +777,19 @@ impl Storage {
         Ok(())
     }
 
-    /// Bytes `owner` keeps: the lengths of their uploads and their MP3s.
+    /// Bytes `owner` keeps: the lengths of their uploads and their MP3s, a shared MP3 counted
+    /// for each of its holders' owners alike (so sharing changes nobody else's count).
     pub async fn usage_of(&self, owner: &str) -> StorageResult<u64> {
         let mut total: u64 = 0;
-        for db in [&self.videos, &self.mp3s] {
+        let mine = doc! { "metadata.owner": owner };
+        let mine_or_shared = doc! { "$or": [
+            { "metadata.owner": owner, shared_mp3::HOLDERS: { "$exists": false } },
+            { "metadata.holders.owner": owner },
+        ] };
+        for (db, filter) in [(&self.videos, mine), (&self.mp3s, mine_or_shared)] {
             let mut files = db
                 .collection::<Document>("fs.files")
-                .find(doc! { "metadata.owner": owner })
+                .find(filter)
                 .projection(doc! { "length": 1 })
                 .await?;
             while let Some(file) = files.try_next().await? {

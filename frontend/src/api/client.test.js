@@ -37,6 +37,14 @@ describe('errors in words', () => {
     );
     expect(errorFor(503, null, null, 'login').message).toMatch(/sign-in service is unavailable/);
     expect(errorFor(413, null, null, 'upload').message).toMatch(/too large/);
+    expect(errorFor(415, 'this file is a PDF document, not a video or audio file', null, 'upload').message).toBe(
+      'This file is a PDF document, not a video or audio file.',
+    );
+    expect(errorFor(415, null, null, 'upload').message).toMatch(/not a video or audio file/);
+    expect(errorFor(422, 'this video has no audio track, so there is nothing to convert to MP3', null, 'upload').message).toBe(
+      'This video has no audio track, so there is nothing to convert to MP3.',
+    );
+    expect(errorFor(422, null, null, 'upload').message).toMatch(/no audio track/);
     expect(errorFor(500, 'db exploded', null).message).toBe('Something went wrong on the server. Please try again.');
   });
 });

@@ -66,6 +66,13 @@ export function errorFor(status, serverMessage, retryAfterHeader, context = 'def
     case 413:
       message = server || 'The file is too large for the server.';
       break;
+    case 415:
+      // The gateway names what the file is ("a PDF document, not a video or audio file").
+      message = server || 'This file is not a video or audio file that can be converted.';
+      break;
+    case 422:
+      message = server || 'This video cannot be converted: it has no audio track.';
+      break;
     case 429:
       // Without Retry-After the server's own sentence (which may name the wait) beats "a moment".
       message =

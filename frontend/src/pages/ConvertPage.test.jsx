@@ -106,6 +106,26 @@ describe('convert page', () => {
     expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeEnabled();
   });
 
+  it.each([
+    [415, 'this file is a PDF document, not a video or audio file', 'This file is a PDF document, not a video or audio file.'],
+    [422, 'this video has no audio track, so there is nothing to convert to MP3', 'This video has no audio track, so there is nothing to convert to MP3.'],
+  ])('shows why the gateway refused the content (%i)', async (status, error, shown) => {
+    fakeGateway({});
+    const xhr = await startUpload();
+    act(() => xhr.respond(status, { error }));
+    expect(await screen.findByRole('alert')).toHaveTextContent(shown);
+    expect(screen.getByRole('button', { name: 'Upload and convert' })).toBeEnabled();
+  });
+
+  it('a repeat of a finished conversion shows completed at once, with its download', async () => {
+    // The gateway completes a repeat before answering the upload: the first status is final.
+    fakeGateway({ 'GET /events': () => sse(['event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"5ab1e"}\n\n']) });
+    const xhr = await startUpload();
+    act(() => xhr.respond(200, { status: 'success', video_fid: 'f00d' }));
+    expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
   it('explains a failed conversion', async () => {
     fakeGateway({ 'GET /events': () => sse(['data: {"status":"failed","error":"the video has no audio track"}\n\n']) });
     const xhr = await startUpload();

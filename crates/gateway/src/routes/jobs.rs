@@ -176,7 +176,8 @@ pub async fn list_jobs(
     }))
 }
 
-/// Deletes one of the caller's uploads: its job, its chunks and its MP3s, at any stage.
+/// Deletes one of the caller's uploads: its job, its chunks and its MP3s, at any stage. An MP3
+/// another upload shares (an instant repeat) stays for that upload; the last one deletes it.
 #[utoipa::path(
     delete,
     path = "/jobs/{video_fid}",
@@ -209,7 +210,12 @@ pub async fn delete_job(
             Some(_) => return Err(not_found()),
             None => match state.storage.mp3_for_video(id).await? {
                 Some(mp3) if mp3.owner() == mine => None,
-                _ => return Err(not_found()),
+                Some(_) => return Err(not_found()),
+                // Or a shared MP3 an interrupted delete did not let go of yet.
+                None => match state.storage.mp3_shared_by(id).await? {
+                    Some((_, owner)) if owner.as_deref() == mine => None,
+                    _ => return Err(not_found()),
+                },
             },
         },
     };

@@ -1,5 +1,10 @@
 //! `POST /upload`: the video streams into GridFS chunk by chunk (never held whole in memory), a
 //! `queued` job is stored, and the conversion request is published with publisher confirms.
+//!
+//! Before anything is stored, the first bytes must be an audio or video container (else 415);
+//! an MP4 whose index comes first must list an audio track (else 422, as soon as the index has
+//! arrived). The SHA-256 of the content is computed while it streams: a repeat of a finished
+//! conversion (same content, quality and title) shares its MP3 and completes at once.
 
 use axum::{
     extract::{
@@ -18,10 +23,13 @@ use common::{
 use futures::AsyncWriteExt;
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::{
     claims::User,
     error::{ApiError, ApiResult},
+    repeats,
+    sniff::{self, Index, IndexScan, Sniffed},
     AppState,
 };
 
@@ -60,6 +68,16 @@ struct StoredVideo {
     id: ObjectId,
     filename: String,
     size: u64,
+    /// SHA-256 of the content, hex.
+    sha256: String,
+}
+
+/// What became of a stored upload.
+enum Queued {
+    /// Published for conversion.
+    ForConversion,
+    /// A repeat: completed at once with this shared MP3.
+    Repeat(ObjectId),
 }
 
 /// Output options given as form fields.
@@ -103,10 +121,12 @@ impl Options {
                        it before `file` so that a refusal comes before the upload."
     ),
     responses(
-        (status = 200, description = "Stored and queued", body = UploadResponse),
+        (status = 200, description = "Stored and queued; or a repeat of a finished conversion (same content, quality and file title), whose job is completed at once and shares that MP3", body = UploadResponse),
         (status = 400, description = "No file, two files, an empty file, bad options, a callback_url that is malformed or not public (or webhooks are off), or a malformed body"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 413, description = "Larger than MAX_UPLOAD_BYTES, or than what is left of the caller's MAX_USER_STORAGE_BYTES; nothing is kept"),
+        (status = 415, description = "The first bytes are not an audio or video container (a PDF, an image, text, ...); the sentence says what the file is. Nothing is stored"),
+        (status = 422, description = "An MP4/MOV whose index comes first lists no audio track; refused as soon as the index has arrived. Nothing is kept"),
         (status = 429, description = "The caller already sends MAX_UPLOADS_PER_USER uploads"),
         (status = 503, description = "MongoDB or RabbitMQ unavailable; nothing is kept"),
     )
@@ -128,6 +148,8 @@ pub async fn upload(
         Ok(_) => "stored",
         Err(e) => match e.status_code().as_u16() {
             413 => "too_large",
+            415 => "not_media",
+            422 => "no_audio",
             s if s < 500 => "refused",
             _ => "failed",
         },
@@ -208,14 +230,24 @@ async fn handle(
         Err(e) => Err(e),
     };
     match (outcome, stored) {
-        (Ok(()), Some(video)) => {
+        (Ok(Queued::ForConversion), Some(video)) => {
             tracing::info!(video_fid = %video.id, size = video.size, owner = user.email(), "upload queued");
             Ok(Json(UploadResponse {
                 status: "success",
                 video_fid: video.id.to_hex(),
             }))
         }
-        (Ok(()), None) => Err(ApiError::BadRequest(
+        (Ok(Queued::Repeat(mp3_fid)), Some(video)) => {
+            drop_repeated_video(state, video.id).await;
+            tracing::info!(video_fid = %video.id, %mp3_fid, size = video.size, owner = user.email(),
+                "upload completed at once: a repeat sharing an MP3");
+            metrics::counter!("gateway_upload_repeats_total").increment(1);
+            Ok(Json(UploadResponse {
+                status: "success",
+                video_fid: video.id.to_hex(),
+            }))
+        }
+        (Ok(_), None) => Err(ApiError::BadRequest(
             "no file: send the video in the multipart field `file`".into(),
         )),
         (Err(e), stored) => {
@@ -227,14 +259,15 @@ async fn handle(
     }
 }
 
-/// Stores the job and publishes the conversion request; the caller discards the file on error.
+/// Stores the job and, unless it repeats a finished conversion, publishes the conversion
+/// request; the caller discards the file on error.
 async fn queue_video(
     state: &AppState,
     user: &User,
     headers: &HeaderMap,
     video: &StoredVideo,
     options: &Options,
-) -> ApiResult<()> {
+) -> ApiResult<Queued> {
     let quality = options.quality()?;
     let mut job = Job::queued(
         video.id,
@@ -244,7 +277,16 @@ async fn queue_video(
         i64::try_from(video.size).ok(),
     );
     job.webhook = options.callback_url.clone().map(Webhook::pending);
-    state.storage.insert_job(&job).await?;
+    let key = repeats::repeat_key(&video.sha256, quality, &video.filename);
+    state
+        .storage
+        .insert_job_with_content(&job, &video.sha256, &key)
+        .await?;
+    if state.config.deduplicate_uploads {
+        if let Some(mp3_fid) = repeats::share_existing(state, &job, user.email(), &key).await {
+            return Ok(Queued::Repeat(mp3_fid));
+        }
+    }
     let message = VideoMessage::new(video.id.to_hex(), user.email());
     let trace = TraceContext::from_http(headers);
     if let Err(e) = state.queue.publish(&message, &trace).await {
@@ -254,7 +296,15 @@ async fn queue_video(
                 .into(),
         ));
     }
-    Ok(())
+    Ok(Queued::ForConversion)
+}
+
+/// Removes the video bytes of a repeat: its job holds the shared MP3 and needs no upload (the
+/// conversion it repeats has its own). Logged only: a leftover goes with the job's deletion.
+async fn drop_repeated_video(state: &AppState, id: ObjectId) {
+    if let Err(e) = state.storage.delete_video(id).await {
+        tracing::warn!(error = %e, video_fid = %id, "could not remove a repeat's video");
+    }
 }
 
 /// Streams one file part into GridFS; on any failure the partial upload is aborted.
@@ -271,21 +321,28 @@ async fn store_video(
         .content_type()
         .unwrap_or("application/octet-stream")
         .to_owned();
+    // Nothing is stored before the first bytes say it is media.
+    let prefix = read_prefix(&mut field, limit, max).await?;
+    let sniffed = sniff::sniff(&prefix[..prefix.len().min(sniff::PREFIX_BYTES)]);
+    if let Sniffed::Refused(sentence) = &sniffed {
+        return Err(ApiError::UnsupportedMediaType(sentence.clone()));
+    }
+    let mut content = Content::new(sniffed.is_iso_media());
     let mut upload = state
         .storage
         .open_video_upload(id, &filename, user.email(), &content_type)
         .await?;
-    let mut size: u64 = 0;
+    let mut size = prefix.len() as u64;
     let written = async {
+        content.take(&prefix)?;
+        upload.write_all(&prefix).await.map_err(store_error)?;
         while let Some(bytes) = field.chunk().await.map_err(|e| form_error(e, max))? {
             size += bytes.len() as u64;
             if size > limit.bytes {
                 return Err(limit.exceeded());
             }
+            content.take(&bytes)?;
             upload.write_all(&bytes).await.map_err(store_error)?;
-        }
-        if size == 0 {
-            return Err(ApiError::BadRequest("the file is empty".into()));
         }
         upload.close().await.map_err(store_error)
     }
@@ -293,7 +350,12 @@ async fn store_video(
     match written {
         Ok(()) => {
             metrics::counter!("gateway_upload_bytes_total").increment(size);
-            Ok(StoredVideo { id, filename, size })
+            Ok(StoredVideo {
+                id,
+                filename,
+                size,
+                sha256: content.sha256(),
+            })
         }
         Err(e) => {
             // `abort` removes the chunks written so far; if MongoDB is away, fall back to a
@@ -304,6 +366,63 @@ async fn store_video(
             }
             Err(e)
         }
+    }
+}
+
+/// Reads the first [`sniff::PREFIX_BYTES`] of the file (all of it when shorter, a little more
+/// when a chunk ends past that), within the size limit; 400 when the file is empty.
+async fn read_prefix(field: &mut Field<'_>, limit: &FileLimit, max: u64) -> ApiResult<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(sniff::PREFIX_BYTES);
+    while prefix.len() < sniff::PREFIX_BYTES {
+        let Some(bytes) = field.chunk().await.map_err(|e| form_error(e, max))? else {
+            break;
+        };
+        if (prefix.len() + bytes.len()) as u64 > limit.bytes {
+            return Err(limit.exceeded());
+        }
+        prefix.extend_from_slice(&bytes);
+    }
+    if prefix.is_empty() {
+        return Err(ApiError::BadRequest("the file is empty".into()));
+    }
+    Ok(prefix)
+}
+
+/// What is learnt from the content while it streams: its SHA-256, and for an MP4 whether its
+/// index (when it comes first) lists audio.
+struct Content {
+    hash: Sha256,
+    index: Option<IndexScan>,
+}
+
+impl Content {
+    fn new(iso_media: bool) -> Self {
+        Self {
+            hash: Sha256::new(),
+            index: iso_media.then(IndexScan::new),
+        }
+    }
+
+    /// Takes in the next bytes; 422 once an index without audio has arrived.
+    fn take(&mut self, bytes: &[u8]) -> ApiResult<()> {
+        self.hash.update(bytes);
+        if let Some(index) = &mut self.index {
+            match index.feed(bytes) {
+                Index::Pending => {}
+                Index::NoAudio => {
+                    return Err(ApiError::Unprocessable(
+                        "this video has no audio track, so there is nothing to convert to MP3"
+                            .into(),
+                    ))
+                }
+                Index::HasAudio | Index::Unknown => self.index = None,
+            }
+        }
+        Ok(())
+    }
+
+    fn sha256(self) -> String {
+        format!("{:x}", self.hash.finalize())
     }
 }
 

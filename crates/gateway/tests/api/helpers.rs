@@ -247,10 +247,15 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Uploads `data` as `name` and returns the video_fid.
+    /// Uploads `data` as `name` (after [`MP4_HEAD`] when it would not pass for media) and
+    /// returns the video_fid.
     pub async fn upload_file(&self, email: &str, name: &str, data: &[u8]) -> ObjectId {
+        let data = match gateway::sniff::sniff(data) {
+            gateway::sniff::Sniffed::Media(_) => data.to_vec(),
+            gateway::sniff::Sniffed::Refused(_) => video_bytes(data),
+        };
         let res = self
-            .upload_as(email, Form::new().file("file", name, "video/mp4", data))
+            .upload_as(email, Form::new().file("file", name, "video/mp4", &data))
             .await;
         assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
         let body: serde_json::Value = res.json().await.unwrap();
@@ -494,19 +499,51 @@ async fn write_gridfs(db: &Database, filename: &str, metadata: Document, data: &
     upload.id().as_object_id().unwrap()
 }
 
-/// Deterministic pseudo-random bytes (so a shifted or truncated copy never matches).
+/// An MP4 `ftyp` box: what the gateway's content check needs to see first to take an upload
+/// for a video (what follows is never decoded by the gateway).
+pub const MP4_HEAD: &[u8] = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2";
+
+/// A pseudo-video for tests that do not convert: [`MP4_HEAD`] then `tail`.
+pub fn video_bytes(tail: &[u8]) -> Vec<u8> {
+    [MP4_HEAD, tail].concat()
+}
+
+/// Deterministic pseudo-random bytes (so a shifted or truncated copy never matches), starting
+/// with [`MP4_HEAD`] so that they pass for a video at upload.
 pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    (0..len)
+    let mut bytes: Vec<u8> = (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             (x >> 24) as u8
         })
-        .collect()
+        .collect();
+    let head = MP4_HEAD.len().min(len);
+    bytes[..head].copy_from_slice(&MP4_HEAD[..head]);
+    bytes
+}
+
+/// Media made by the ffmpeg CLI: `args` (lavfi inputs, codecs, flags) and then the output file
+/// `name`, whose extension picks the container; answers the file's bytes.
+pub fn ffmpeg_media(name: &str, args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&path).unwrap()
 }
 
 /// A multipart/form-data body built by hand, so tests control every part and its order.

@@ -34,7 +34,8 @@ async fn sigterm_ends_open_event_streams_and_the_process_exits() {
     }
     assert!(up, "the gateway binary did not come up");
 
-    let form = crate::helpers::Form::new().file("file", "a.mp4", "video/mp4", b"video");
+    let video = crate::helpers::video_bytes(b"video");
+    let form = crate::helpers::Form::new().file("file", "a.mp4", "video/mp4", &video);
     let res = app
         .http
         .post(format!("{base}/upload"))
