@@ -62,6 +62,9 @@ pub struct Inner {
     /// Cancelled on SIGTERM, so that long-lived responses (event streams) end and graceful
     /// shutdown does not wait for them.
     pub shutdown: CancellationToken,
+    /// `true` once the MongoDB server was found usable and the indexes are in place: until
+    /// then `/readyz` answers 503, so no traffic arrives while they are being built.
+    pub mongo_prepared: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -128,6 +131,7 @@ impl Application {
             job_feed,
             job_events,
             shutdown,
+            mongo_prepared: tokio::sync::watch::Sender::new(false),
         }));
         let router = common::http::instrument(routes::router(state.clone()));
         // Not instrumented: probes and scrapes would otherwise fill the request metrics and logs
@@ -156,6 +160,11 @@ impl Application {
             .unwrap_or(0)
     }
 
+    /// Turns `true` once MongoDB is usable and the indexes are in place (see `/readyz`).
+    pub fn mongo_prepared(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.mongo_prepared.subscribe()
+    }
+
     /// Serves until SIGTERM / Ctrl-C, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
@@ -165,7 +174,7 @@ impl Application {
             admin_router,
             state,
         } = self;
-        tokio::spawn(prepare_mongo(state.storage.clone()));
+        tokio::spawn(prepare_mongo(state.clone()));
         // Connect to the broker in the background so the first upload does not pay for it.
         let warm = state.clone();
         tokio::spawn(async move {
@@ -210,7 +219,8 @@ impl Application {
 
 /// Logs the MongoDB server's version, or why it cannot be used, and creates the indexes;
 /// retries while MongoDB is unreachable or too old.
-async fn prepare_mongo(storage: Storage) {
+async fn prepare_mongo(state: AppState) {
+    let storage = &state.storage;
     let mut delay = Duration::from_millis(500);
     let mut last_sentence = None;
     loop {
@@ -223,6 +233,7 @@ async fn prepare_mongo(storage: Storage) {
         match result {
             Ok(version) => {
                 tracing::info!(%version, "MongoDB server ready, indexes in place");
+                state.mongo_prepared.send_replace(true);
                 return;
             }
             Err(storage::StorageError::TooOld(sentence)) => {

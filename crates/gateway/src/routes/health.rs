@@ -33,7 +33,16 @@ pub struct Readiness {
 /// dependency answers, else 503 with the body saying which does not. (Not in the OpenAPI
 /// document: that describes the public port.)
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let mongodb = describe(state.storage.ping());
+    let mongodb = async {
+        let answer = describe(state.storage.ping()).await;
+        // A server that answers is not enough before the indexes exist: traffic would reach
+        // unindexed collections while they are being built.
+        if answer == "ok" && !*state.mongo_prepared.borrow() {
+            "not ready: creating the indexes".to_owned()
+        } else {
+            answer
+        }
+    };
     let rabbitmq = describe(state.queue.check());
     let auth = async {
         let url = format!("{}/healthz", state.config.auth_base_url);

@@ -24,6 +24,16 @@ pub fn test_env(name: &str) -> String {
 }
 
 /// `TEST_MONGODB_URI` with database `db` in its path (query string kept).
+/// Waits until the gateway has its indexes, as a Kubernetes probe waits for `/readyz`: a test
+/// writing while they are being created would race them (the Mongo stand-in can livelock on a
+/// collection created by an index and by an insert at once).
+async fn wait_until_prepared(mut prepared: tokio::sync::watch::Receiver<bool>) {
+    tokio::time::timeout(Duration::from_secs(60), prepared.wait_for(|ready| *ready))
+        .await
+        .expect("the gateway prepares MongoDB within 60 s")
+        .expect("the gateway is running");
+}
+
 pub fn mongo_uri_with_db(base: &str, db: &str) -> String {
     let (prefix, query) = match base.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -177,9 +187,13 @@ impl TestApp {
             let app = gateway::Application::build(config).await.unwrap();
             base = format!("http://127.0.0.1:{}", app.port());
             admin = format!("http://127.0.0.1:{}", app.admin_port());
+            let prepared = app.mongo_prepared();
             tasks.push(tokio::spawn(async move {
                 let _ = app.run_until_stopped().await;
             }));
+            if options.mongodb_uri.is_none() {
+                wait_until_prepared(prepared).await;
+            }
         }
 
         let mongo = mongodb::Client::with_uri_str(&mongo_base).await.unwrap();
@@ -284,9 +298,11 @@ impl TestApp {
         let config = gateway::Config::from_env(&self.env).unwrap();
         let app = gateway::Application::build(config).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let prepared = app.mongo_prepared();
         let task = tokio::spawn(async move {
             let _ = app.run_until_stopped().await;
         });
+        wait_until_prepared(prepared).await;
         (base, task)
     }
 
