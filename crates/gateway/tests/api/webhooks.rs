@@ -19,7 +19,7 @@ use mongodb::bson::{doc, oid::ObjectId, Document};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::helpers::{Form, Options, TestApp};
+use crate::helpers::{video_bytes, Form, Options, TestApp};
 
 const USER: &str = "hooks@example.com";
 const SECRET: &str = "webhook-secret-0123456789abcdef-0123456789";
@@ -154,7 +154,7 @@ async fn upload_with_callback(app: &TestApp, base: &str, callback: &str) -> reqw
         "file",
         "lecture.mp4",
         "video/mp4",
-        b"not really a video",
+        &video_bytes(b"not really a video"),
     );
     app.http
         .post(format!("{base}/upload"))
@@ -363,7 +363,12 @@ async fn private_and_malformed_callbacks_are_refused_and_nothing_is_stored() {
     }
     // The callback after the file: refused all the same, and the stored file is removed.
     let form = Form::new()
-        .file("file", "late.mp4", "video/mp4", b"video bytes")
+        .file(
+            "file",
+            "late.mp4",
+            "video/mp4",
+            &video_bytes(b"video bytes"),
+        )
         .text("callback_url", "http://127.0.0.1/hook");
     let res = app
         .http
