@@ -107,6 +107,8 @@ async fn upload(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Resu
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
     )
     .into_bytes();
+    // An MP4's file-type box first: anything not starting like a media file gets 415.
+    body.extend_from_slice(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2");
     body.extend_from_slice(&[7u8; 1024]);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let res = http

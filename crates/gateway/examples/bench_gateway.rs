@@ -89,13 +89,20 @@ async fn start(
     bail!("the gateway did not come up")
 }
 
-/// A multipart body with one file of `len` bytes, generated piece by piece.
+/// The first bytes of an MP4 (a file-type box): the gateway refuses uploads that do not start
+/// like a media file with 415 before storing anything.
+const MP4_HEAD: &[u8] = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2";
+
+/// A multipart body with one file of `len` bytes after [`MP4_HEAD`], generated piece by piece.
 fn form(len: u64) -> (String, reqwest::Body) {
     const PIECE: u64 = 256 * 1024;
     let boundary = format!("----bench{}", uuid::Uuid::new_v4().simple());
-    let head = Bytes::from(format!(
+    let mut head = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
-    ));
+    )
+    .into_bytes();
+    head.extend_from_slice(MP4_HEAD);
+    let head = Bytes::from(head);
     let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
     let piece = Bytes::from(
         (0..PIECE)
