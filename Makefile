@@ -22,7 +22,7 @@ clean: down ## Stop and wipe the stack's data, logs and secrets under .stack/
 
 test: test-rust test-fuzz test-deploy test-frontend test-e2e ## Every test, installing what it needs
 
-test-rust: ## Format, lint, unit and integration tests against real Postgres, RabbitMQ, Mongo stand-in
+test-rust: ## Format, unused dependencies, lint, unit and integration tests against real Postgres, RabbitMQ, Mongo stand-in
 	@bash scripts/test-rust.sh
 
 test-fuzz: ## Schemathesis against the gateway's and auth's OpenAPI: no 5xx, no answer off its schema
@@ -37,8 +37,9 @@ test-frontend: ## ESLint and component tests of the frontend
 test-e2e: ## End-to-end tests (API and browser) against a stack started by scripts/stack.sh
 	@bash scripts/test-e2e.sh
 
-lint: ## rustfmt and clippy
+lint: ## rustfmt, unused dependencies and clippy
 	cargo fmt --all -- --check
+	@bash scripts/check-unused-deps.sh
 	cargo clippy --workspace --all-targets -- -D warnings
 
 fmt:
