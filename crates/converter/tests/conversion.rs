@@ -1,5 +1,9 @@
 //! Conversions end to end: real RabbitMQ, the Mongo stand-in, media made with the ffmpeg CLI.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::collections::HashMap;

@@ -1,6 +1,10 @@
 //! An upload deleted by its owner (the gateway's `DELETE /jobs/{fid}` removes its MP3s, the
 //! upload and the job) at any stage leaves nothing behind, and its job never comes back.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::time::Duration;

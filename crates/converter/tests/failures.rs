@@ -1,6 +1,10 @@
 //! Bad inputs leave the queue: job `failed` with a reason, message in `<queue>.dlq`, no retry loop.
 //! A message for an upload that no longer exists (nor its job) is dropped.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! The converter publishes job state changes and progress on Redis (real Redis on 127.0.0.1:6379,
 //! or `TEST_REDIS_URL`; a channel of the test's own), and keeps converting when Redis is away.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::time::Duration;

@@ -1,5 +1,9 @@
 //! At-least-once delivery, exactly one MP3: crashes, redeliveries and shutdowns.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::{

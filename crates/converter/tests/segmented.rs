@@ -2,6 +2,10 @@
 //! quality overall and around every seam, headers as the ffmpeg CLI reads them, cancellation,
 //! a failing segment, and the inputs that are not split.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::{

@@ -1,5 +1,9 @@
 //! The transcoder alone, in-process: memory stays flat with the input's length, cancellation.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::sync::atomic::AtomicBool;

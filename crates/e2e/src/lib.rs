@@ -5,6 +5,9 @@
 //! own ports and sets the `E2E_*` variables read here. Without them every test fails with a
 //! message saying so: they never pass silently.
 
+// Helpers of tests only: a panic here is a failed test with its message, as in tests/.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::{Path, PathBuf},
     process::Command,

@@ -1,6 +1,10 @@
 //! Integration tests of the gateway against real RabbitMQ, the Mongo stand-in and the real auth.
 //! Run `eval "$(bash scripts/test-deps.sh)"` first.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth_proxy;
 mod bounds;
 mod download;
