@@ -7,7 +7,8 @@ Run by scripts/test-deploy.sh after the charts are rendered:
 Each check group prints "ok" or the problems it found; the exit code is the number of failed
 groups (0 when everything holds). Groups:
   env         every variable the k8s manifests and docker-compose.yml give a service is one that
-              service reads (crates/<svc>/src/config.rs, common's mongo.rs and telemetry.rs), and
+              service reads (the env_vars! lists of crates/<svc>/src/config.rs and of the shared
+              readers it calls, common's mongo.rs and job_events.rs, plus telemetry.rs), and
               every variable it requires is given; the nginx template's variables likewise;
               Jenkins' generated Secrets carry the same keys as k8s/*/secret.yaml
   k8s         Deployments and Services as the deployment contract wants them (rolling update
@@ -64,7 +65,6 @@ SERVICE_CONTRACT = {
 # tracing_subscriber's EnvFilter::try_from_default_env, LOG_FORMAT explicitly).
 TELEMETRY_VARS = {"RUST_LOG", "LOG_FORMAT"}
 MONGO_VARS = {"MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI", "MONGODB_URI"}
-CONFIG_HELPERS = r"(?:required|optional|or_default|parsed_or|parsed_optional|positive|[a-z_]+)"
 FFMPEG_RUNTIME_LIBS = (
     "libavcodec59",
     "libavformat59",
@@ -119,18 +119,26 @@ def strip_rust_tests(source: str) -> str:
     return source if cut < 0 else source[:cut]
 
 
+def declared_env_vars(path: Path) -> set[str]:
+    """The variables a Rust file declares with `env_vars![...]` (what `--print-config-keys`
+    prints is made of these lists)."""
+    source = strip_rust_tests(path.read_text())
+    blocks = re.findall(r"env_vars!\[([^\]]*)\]", source)
+    return {name for block in blocks for name in re.findall(r"\b[A-Z][A-Z0-9_]*\b", block)}
+
+
 def rust_env_vars(repo: Path, service: str) -> tuple[set[str], set[str], bool]:
     """(variables read, variables required, uses MongoLocations) of a service's config.rs."""
+    common = repo / "crates/common/src"
     source = strip_rust_tests((repo / "crates" / service / "src" / "config.rs").read_text())
-    # Any UPPER_CASE string literal with an underscore, plus any literal handed to a helper.
-    names = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', source))
-    names |= set(re.findall(CONFIG_HELPERS + r'\(\s*[a-z_&]+\s*,\s*"([A-Z][A-Z0-9_]*)"', source))
-    required = set(re.findall(r'required\(\s*[a-z_&]+\s*,\s*"([A-Z][A-Z0-9_]*)"', source))
+    names = declared_env_vars(repo / "crates" / service / "src" / "config.rs")
+    required = set(re.findall(r'required\(\s*[a-z_&]+\s*,\s*var::([A-Z][A-Z0-9_]*)', source))
     uses_mongo = "MongoLocations" in source
     if uses_mongo:
-        mongo_source = strip_rust_tests((repo / "crates/common/src/mongo.rs").read_text())
-        names |= set(re.findall(r'"(MONGODB_[A-Z0-9_]+)"', mongo_source))
-    telemetry = (repo / "crates/common/src/telemetry.rs").read_text()
+        names |= declared_env_vars(common / "mongo.rs")
+    if "JobEventsConfig" in source:
+        names |= declared_env_vars(common / "job_events.rs")
+    telemetry = (common / "telemetry.rs").read_text()
     names |= {v for v in TELEMETRY_VARS if v == "RUST_LOG" or f'"{v}"' in telemetry}
     return names, required, uses_mongo
 

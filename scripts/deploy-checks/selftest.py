@@ -24,7 +24,7 @@ import check_deploy as cd  # noqa: E402
 
 COPIED = ["k8s", "Helm_charts", "scripts/deploy-checks/fixtures", "Dockerfiles", "Jenkinsfile", "docker-compose.yml", "frontend/nginx.conf",
           "crates/auth/src/config.rs", "crates/gateway/src/config.rs", "crates/converter/src/config.rs",
-          "crates/common/src/mongo.rs", "crates/common/src/telemetry.rs",
+          "crates/common/src/mongo.rs", "crates/common/src/job_events.rs", "crates/common/src/telemetry.rs",
           "crates/auth/Cargo.toml", "crates/gateway/Cargo.toml", "crates/converter/Cargo.toml"]
 
 # (group that must fail, file, text to replace, replacement)

@@ -555,8 +555,8 @@ service_bind() {
   fi
 }
 
-# The variables the stack sets for each instance; any other variable the service reads (the
-# "UPPER_CASE" literals in crates/<svc>/src/config.rs) passes through from the environment.
+# The variables the stack sets for each instance; any other variable the service reads (what its
+# binary answers to --print-config-keys) passes through from the environment.
 service_env() {
   local inst=$1 addr
   addr=$(service_bind "$inst"):$(service_port "$inst")
@@ -595,13 +595,14 @@ service_env() {
   if [ "$STACK_REDIS" = 1 ]; then echo "REDIS_URL=$(redis_url)"; fi
 }
 
+# NAME=value for each variable the instance's service reads ($2: what its binary answers to
+# --print-config-keys, one name per line) that the stack does not set and this environment does.
 service_passthrough() {
-  local inst=$1 svc managed name
-  svc=$(instance_service "$inst")
+  local inst=$1 keys=$2 managed name
   # REDIS_URL is the stack's to set (STACK_REDIS): never the machine's Redis from the environment.
   managed=" $(service_env "$inst" | cut -d= -f1 | tr '\n' ' ') REDIS_URL DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD MONGODB_VIDEOS_URI MONGODB_MP3S_URI "
-  [ -d "$ROOT/crates/$svc/src" ] || return 0
-  for name in $(grep -rhoE '"[A-Z][A-Z0-9_]+"' "$ROOT/crates/$svc/src/config.rs" 2>/dev/null | tr -d '"' | sort -u); do
+  for name in $keys; do
+    [[ $name =~ ^[A-Z][A-Z0-9_]*$ ]] || continue # never anything but a variable name
     case "$managed" in *" $name "*) continue ;; esac
     if [ -n "${!name:-}" ]; then echo "$name=${!name}"; fi
   done
@@ -635,9 +636,13 @@ start_service() {
   fi
   bin=$STACK_BIN_DIR/$svc
   [ -x "$bin" ] || die "$bin is not built (run: scripts/stack.sh up)"
-  local envs=()
+  local envs=() keys
   if [ "$svc" = converter ]; then mkdir -p "$STACK_DIR/converter-tmp"; fi
-  mapfile -t envs < <(service_env "$inst"; service_passthrough "$inst")
+  # The binary names what it reads, without reading its configuration or connecting anywhere
+  # (the timeout: a binary older than the flag would start serving instead).
+  keys=$(timeout 10 "$bin" --print-config-keys) ||
+    die "$bin --print-config-keys failed; rebuild it (scripts/stack.sh up)"
+  mapfile -t envs < <(service_env "$inst"; service_passthrough "$inst" "$keys")
   log "starting $inst on $(service_bind "$inst"):$port"
   echo "----- $(date -u +%FT%TZ) start $inst" >>"$LOGS/$inst.log"
   spawn "$LOGS/$inst.log" "$RUN/$inst.pid" env -i PATH="$PATH" HOME="${HOME:-/}" \

@@ -14,6 +14,36 @@ pub const DEFAULT_TABLE: &str = "auth_user";
 /// What the names of auth's Redis keys start with when `REDIS_KEY_PREFIX` is unset.
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "vidconv:auth:";
 
+/// Every variable [`Config::from_env`] reads.
+pub mod var {
+    common::env_vars![
+        JWT_SECRET,
+        AUTH_ADDR,
+        AUTH_TABLE,
+        REGISTER_MAX_PER_IP,
+        REGISTER_WINDOW_SECS,
+        DATABASE_MAX_CONNECTIONS,
+        PASSWORD_HASH_CONCURRENCY,
+        TRUSTED_PROXY_HOPS,
+        AUTH_UPGRADE_LEGACY_PASSWORDS,
+        REDIS_URL,
+        LOGIN_MAX_FAILED_EMAILS_PER_IP,
+        LOGIN_MAX_FAILURES_PER_IP,
+        LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP,
+        LOGIN_MAX_FAILURES_PER_EMAIL,
+        LOGIN_SLOWDOWN_MS,
+        LOGIN_MAX_SLOWDOWN_MS,
+        LOGIN_FAILURE_WINDOW_SECS,
+        DATABASE_URL,
+        DATABASE_HOST,
+        DATABASE_PORT,
+        DATABASE_NAME,
+        DATABASE_USER,
+        DATABASE_PASSWORD,
+        REDIS_KEY_PREFIX,
+    ];
+}
+
 /// The auth service's configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -79,21 +109,26 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// Every environment variable [`Config::from_env`] reads: what `--print-config-keys` prints.
+    pub fn keys() -> Vec<&'static str> {
+        var::ALL.to_vec()
+    }
+
     /// Reads the configuration; the error names the variable that is missing or wrong.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
-        let jwt_secret = config::secret(env, "JWT_SECRET")?;
+        let jwt_secret = config::secret(env, var::JWT_SECRET)?;
         let default_addr = SocketAddr::from(([0, 0, 0, 0], 5000));
-        let addr = config::parsed_or(env, "AUTH_ADDR", default_addr)?;
+        let addr = config::parsed_or(env, var::AUTH_ADDR, default_addr)?;
         let database = database_options(env)?;
-        let table = config::parsed_or(env, "AUTH_TABLE", TableName::default())?;
+        let table = config::parsed_or(env, var::AUTH_TABLE, TableName::default())?;
         let login_limits = login_limits(env)?;
-        let register_max_per_ip = config::parsed_or(env, "REGISTER_MAX_PER_IP", 20)?;
+        let register_max_per_ip = config::parsed_or(env, var::REGISTER_MAX_PER_IP, 20)?;
         let register_window =
-            Duration::from_secs(u64::from(positive(env, "REGISTER_WINDOW_SECS", 3600)?));
+            Duration::from_secs(u64::from(positive(env, var::REGISTER_WINDOW_SECS, 3600)?));
         Ok(Config {
             addr,
             database,
-            database_max_connections: positive(env, "DATABASE_MAX_CONNECTIONS", 10)?,
+            database_max_connections: positive(env, var::DATABASE_MAX_CONNECTIONS, 10)?,
             table,
             jwt_secret,
             login_limits,
@@ -101,12 +136,12 @@ impl Config {
             register_window,
             password_hash_concurrency: positive(
                 env,
-                "PASSWORD_HASH_CONCURRENCY",
+                var::PASSWORD_HASH_CONCURRENCY,
                 std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             )? as usize,
-            trusted_proxy_hops: config::parsed_or(env, "TRUSTED_PROXY_HOPS", 0)?,
-            upgrade_legacy_passwords: config::flag(env, "AUTH_UPGRADE_LEGACY_PASSWORDS", true)?,
-            redis: config::optional(env, "REDIS_URL")
+            trusted_proxy_hops: config::parsed_or(env, var::TRUSTED_PROXY_HOPS, 0)?,
+            upgrade_legacy_passwords: config::flag(env, var::AUTH_UPGRADE_LEGACY_PASSWORDS, true)?,
+            redis: config::optional(env, var::REDIS_URL)
                 .map(|url| RedisUrl::parse(url.trim()))
                 .transpose()?,
             redis_key_prefix: key_prefix(env)?,
@@ -119,8 +154,8 @@ impl Config {
 fn login_limits(env: &impl Env) -> Result<LoginLimits, ConfigError> {
     let defaults = LoginLimits::default();
     let failed_emails = match (
-        config::parsed_optional(env, "LOGIN_MAX_FAILED_EMAILS_PER_IP")?,
-        config::parsed_optional::<u32>(env, "LOGIN_MAX_FAILURES_PER_IP")?,
+        config::parsed_optional(env, var::LOGIN_MAX_FAILED_EMAILS_PER_IP)?,
+        config::parsed_optional::<u32>(env, var::LOGIN_MAX_FAILURES_PER_IP)?,
     ) {
         (Some(n), _) => n,
         (None, Some(n)) => {
@@ -148,20 +183,20 @@ fn login_limits(env: &impl Env) -> Result<LoginLimits, ConfigError> {
     Ok(LoginLimits {
         max_failures_per_pair: positive(
             env,
-            "LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP",
+            var::LOGIN_MAX_FAILURES_PER_EMAIL_AND_IP,
             defaults.max_failures_per_pair,
         )?,
         max_failed_emails_per_ip: failed_emails,
         max_failures_per_email: config::parsed_or(
             env,
-            "LOGIN_MAX_FAILURES_PER_EMAIL",
+            var::LOGIN_MAX_FAILURES_PER_EMAIL,
             defaults.max_failures_per_email,
         )?,
-        slowdown: millis("LOGIN_SLOWDOWN_MS", defaults.slowdown)?,
-        max_slowdown: millis("LOGIN_MAX_SLOWDOWN_MS", defaults.max_slowdown)?,
+        slowdown: millis(var::LOGIN_SLOWDOWN_MS, defaults.slowdown)?,
+        max_slowdown: millis(var::LOGIN_MAX_SLOWDOWN_MS, defaults.max_slowdown)?,
         window: Duration::from_secs(u64::from(positive(
             env,
-            "LOGIN_FAILURE_WINDOW_SECS",
+            var::LOGIN_FAILURE_WINDOW_SECS,
             defaults.window.as_secs() as u32,
         )?)),
     })
@@ -170,19 +205,19 @@ fn login_limits(env: &impl Env) -> Result<LoginLimits, ConfigError> {
 /// `DATABASE_URL` when set, else the original's `DATABASE_HOST`, `DATABASE_PORT` (5432),
 /// `DATABASE_NAME`, `DATABASE_USER` and `DATABASE_PASSWORD`.
 fn database_options(env: &impl Env) -> Result<PgConnectOptions, ConfigError> {
-    let options = if let Some(url) = config::optional(env, "DATABASE_URL") {
+    let options = if let Some(url) = config::optional(env, var::DATABASE_URL) {
         PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
-            name: "DATABASE_URL",
+            name: var::DATABASE_URL,
             // The URL may hold a password: show the error, not the value.
             reason: e.to_string(),
         })?
     } else {
         let mut options = PgConnectOptions::new_without_pgpass()
-            .host(&config::required(env, "DATABASE_HOST")?)
-            .port(config::parsed_or(env, "DATABASE_PORT", 5432)?)
-            .database(&config::required(env, "DATABASE_NAME")?)
-            .username(&config::required(env, "DATABASE_USER")?);
-        if let Some(password) = config::optional(env, "DATABASE_PASSWORD") {
+            .host(&config::required(env, var::DATABASE_HOST)?)
+            .port(config::parsed_or(env, var::DATABASE_PORT, 5432)?)
+            .database(&config::required(env, var::DATABASE_NAME)?)
+            .username(&config::required(env, var::DATABASE_USER)?);
+        if let Some(password) = config::optional(env, var::DATABASE_PASSWORD) {
             options = options.password(&password);
         }
         options
@@ -200,7 +235,7 @@ impl RedisUrl {
         redis_log::parse_url(url)
             .map(Self)
             .map_err(|reason| ConfigError::Invalid {
-                name: "REDIS_URL",
+                name: var::REDIS_URL,
                 // The URL may hold a password: show the error, not the value.
                 reason: format!("{reason} (expected redis://[:password@]host[:port][/db])"),
             })
@@ -224,12 +259,12 @@ impl fmt::Debug for RedisUrl {
 /// `REDIS_KEY_PREFIX`: printable ASCII without spaces, at most 64 characters (it starts every
 /// key).
 fn key_prefix(env: &impl Env) -> Result<String, ConfigError> {
-    let Some(prefix) = config::optional(env, "REDIS_KEY_PREFIX") else {
+    let Some(prefix) = config::optional(env, var::REDIS_KEY_PREFIX) else {
         return Ok(DEFAULT_REDIS_KEY_PREFIX.to_owned());
     };
     if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::Invalid {
-            name: "REDIS_KEY_PREFIX",
+            name: var::REDIS_KEY_PREFIX,
             reason: "must be at most 64 printable ASCII characters without spaces".to_owned(),
         });
     }
@@ -301,6 +336,8 @@ impl FromStr for TableName {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::RecordingEnv;
+    use std::collections::BTreeSet;
 
     /// A secret that passes the length check.
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -309,6 +346,29 @@ mod tests {
         ("JWT_SECRET", SECRET),
         ("DATABASE_URL", "postgres://u:pw@db:5433/authdb"),
     ];
+
+    #[test]
+    fn the_printed_keys_are_the_variables_read() {
+        // DATABASE_URL, or else the original's DATABASE_* variables: both ways are read.
+        let with_url = RecordingEnv::new(BASE);
+        Config::from_env(&with_url).unwrap();
+        let with_parts = RecordingEnv::new([
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_HOST", "db"),
+            ("DATABASE_NAME", "auth"),
+            ("DATABASE_USER", "auth"),
+        ]);
+        Config::from_env(&with_parts).unwrap();
+        let asked: BTreeSet<String> = with_url
+            .asked()
+            .union(&with_parts.asked())
+            .cloned()
+            .collect();
+        let keys = Config::keys();
+        let declared: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(asked, declared);
+        assert_eq!(declared.len(), keys.len(), "declared twice: {keys:?}");
+    }
 
     #[test]
     fn defaults() {

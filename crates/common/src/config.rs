@@ -19,6 +19,79 @@ pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
 }
 
+/// Declares the environment variables a config reader reads, once: a `&str` constant per
+/// variable, named and valued as the variable, and `ALL`, every one of them in order. The reader
+/// names variables through the constants; the binaries' `--print-config-keys` prints `ALL` (with
+/// the lists of the shared readers it calls), so both come from this one declaration.
+///
+/// ```
+/// mod var {
+///     common::env_vars![GATEWAY_ADDR, MAX_UPLOAD_BYTES];
+/// }
+/// assert_eq!(var::GATEWAY_ADDR, "GATEWAY_ADDR");
+/// assert_eq!(var::ALL, ["GATEWAY_ADDR", "MAX_UPLOAD_BYTES"]);
+/// ```
+#[macro_export]
+macro_rules! env_vars {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            #[doc = concat!("The environment variable `", stringify!($name), "`.")]
+            pub const $name: &str = stringify!($name);
+        )+
+        /// Every variable declared here, in order.
+        pub const ALL: &[&str] = &[$(stringify!($name)),+];
+    };
+}
+
+/// An [`Env`] that notes every name it is asked for: a service's tests read their config through
+/// it and compare the names with the ones the service declares.
+#[derive(Debug, Default)]
+pub struct RecordingEnv<E> {
+    inner: E,
+    asked: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl<E: Env> RecordingEnv<E> {
+    /// Answers from `inner`, noting each name.
+    pub fn new(inner: E) -> Self {
+        Self {
+            inner,
+            asked: Default::default(),
+        }
+    }
+
+    /// The names asked for so far, sorted.
+    pub fn asked(&self) -> std::collections::BTreeSet<String> {
+        // A poisoned lock still holds every name noted before the panic.
+        self.asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<E: Env> Env for RecordingEnv<E> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned());
+        self.inner.get(name)
+    }
+}
+
+/// Writes `keys` to stdout one per line, for a binary's `--print-config-keys` (which the stack
+/// script uses to pass the variables a service reads through from its environment).
+pub fn print_keys(keys: &[&str]) -> std::process::ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = keys.iter().try_for_each(|key| writeln!(out, "{key}"));
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}
+
 /// The real process environment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessEnv;
@@ -249,6 +322,27 @@ mod tests {
                 "{placeholder}"
             );
         }
+    }
+
+    mod var {
+        crate::env_vars![FIRST_ONE, SECOND];
+    }
+
+    #[test]
+    fn declared_variables_are_constants_and_a_list() {
+        assert_eq!(var::FIRST_ONE, "FIRST_ONE");
+        assert_eq!(var::ALL, ["FIRST_ONE", "SECOND"]);
+    }
+
+    #[test]
+    fn the_recording_env_notes_what_was_asked_set_or_not() {
+        let env = RecordingEnv::new([("SECOND", "2")]);
+        assert_eq!(or_default(&env, var::FIRST_ONE, "d"), "d");
+        assert_eq!(parsed_or(&env, var::SECOND, 0u8), Ok(2));
+        assert_eq!(
+            env.asked().into_iter().collect::<Vec<_>>(),
+            ["FIRST_ONE", "SECOND"]
+        );
     }
 
     #[test]

@@ -81,6 +81,11 @@ impl JobEvent {
     }
 }
 
+/// The variables [`JobEventsConfig::from_env`] reads.
+pub mod var {
+    crate::env_vars![REDIS_URL, REDIS_EVENTS_CHANNEL,];
+}
+
 /// Where job events go: `REDIS_URL` (optional; unset, nothing is pushed and the gateway polls
 /// MongoDB) and `REDIS_EVENTS_CHANNEL`.
 #[derive(Debug, Clone)]
@@ -94,17 +99,17 @@ pub struct JobEventsConfig {
 impl JobEventsConfig {
     /// Reads `REDIS_URL` and `REDIS_EVENTS_CHANNEL`; `None` when `REDIS_URL` is unset.
     pub fn from_env(env: &impl Env) -> Result<Option<Self>, ConfigError> {
-        let Some(url) = config::optional(env, "REDIS_URL") else {
+        let Some(url) = config::optional(env, var::REDIS_URL) else {
             return Ok(None);
         };
         let client = parse_redis_url(url.trim()).map_err(|reason| ConfigError::Invalid {
-            name: "REDIS_URL",
+            name: var::REDIS_URL,
             reason,
         })?;
-        let channel = config::or_default(env, "REDIS_EVENTS_CHANNEL", DEFAULT_CHANNEL);
+        let channel = config::or_default(env, var::REDIS_EVENTS_CHANNEL, DEFAULT_CHANNEL);
         if channel.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::Invalid {
-                name: "REDIS_EVENTS_CHANNEL",
+                name: var::REDIS_EVENTS_CHANNEL,
                 reason: "must not contain spaces or control characters".to_owned(),
             });
         }

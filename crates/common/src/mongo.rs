@@ -11,6 +11,11 @@
 
 use crate::config::{self, ConfigError, Env};
 
+/// The variables [`MongoLocations::from_env`] reads.
+pub mod var {
+    crate::env_vars![MONGODB_URI, MONGODB_VIDEOS_URI, MONGODB_MP3S_URI,];
+}
+
 /// Database of the uploads (and of the `jobs` collection) when the URI names none.
 pub const DEFAULT_VIDEOS_DB: &str = "videos";
 /// Database of the MP3s when the URI names none.
@@ -39,12 +44,12 @@ impl MongoLocations {
     /// path), each falling back to `MONGODB_URI` (the original converter's), which names the
     /// server only: with it the databases are `videos` and `mp3s` whatever its path says.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let shared = config::optional(env, "MONGODB_URI");
+        let shared = config::optional(env, var::MONGODB_URI);
         let pick = |name: &'static str, default_db: &str| -> Result<MongoLocation, ConfigError> {
             let (variable, uri) = match config::optional(env, name) {
                 Some(uri) => (name, uri),
                 None => (
-                    "MONGODB_URI",
+                    var::MONGODB_URI,
                     shared.clone().ok_or(ConfigError::Missing(name))?,
                 ),
             };
@@ -57,15 +62,15 @@ impl MongoLocations {
             // The path of MONGODB_URI stays in the URI all the same: like pymongo, the driver
             // authenticates against it when the URI sets no authSource.
             let database = match variable {
-                "MONGODB_URI" => None,
+                var::MONGODB_URI => None,
                 _ => database_in_uri(&uri),
             }
             .unwrap_or_else(|| default_db.to_owned());
             Ok(MongoLocation { uri, database })
         };
         Ok(Self {
-            videos: pick("MONGODB_VIDEOS_URI", DEFAULT_VIDEOS_DB)?,
-            mp3s: pick("MONGODB_MP3S_URI", DEFAULT_MP3S_DB)?,
+            videos: pick(var::MONGODB_VIDEOS_URI, DEFAULT_VIDEOS_DB)?,
+            mp3s: pick(var::MONGODB_MP3S_URI, DEFAULT_MP3S_DB)?,
         })
     }
 }

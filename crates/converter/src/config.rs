@@ -14,9 +14,25 @@ use crate::transcode::Limits;
 /// Default broker address, matching the k8s service name.
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@rabbitmq:5672/%2f";
 
-/// The job-event variables, read by [`JobEventsConfig::from_env`] (shared with the gateway);
-/// listed here so that every variable the converter reads is named in this file.
-pub const JOB_EVENTS_VARIABLES: [&str; 2] = ["REDIS_URL", "REDIS_EVENTS_CHANNEL"];
+/// The variables [`Config::from_env`] reads itself; [`Config::keys`] adds the shared readers'.
+pub mod var {
+    common::env_vars![
+        CONVERTER_MAX_ATTEMPTS,
+        CONVERTER_MAX_DURATION_SECS,
+        CONVERTER_MAX_OUTPUT_BYTES,
+        CONVERTER_MAX_STREAMS,
+        CONVERTER_ADDR,
+        RABBITMQ_URL,
+        VIDEO_QUEUE,
+        CONVERTER_TMP_DIR,
+        CONVERTER_RETRY_BASE_MS,
+        CONVERTER_JOB_TIMEOUT_SECS,
+        CONVERTER_SHUTDOWN_GRACE_SECS,
+        CONVERTER_SPLIT_MIN_SECS,
+        CONVERTER_CONCURRENCY,
+        CONVERTER_CPU_LIMIT,
+    ];
+}
 
 /// Everything the converter needs to run.
 #[derive(Debug, Clone)]
@@ -58,53 +74,64 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every environment variable [`Config::from_env`] reads, its own and the shared readers'
+    /// (MongoDB locations, job events): what `--print-config-keys` prints.
+    pub fn keys() -> Vec<&'static str> {
+        [
+            var::ALL,
+            common::mongo::var::ALL,
+            common::job_events::var::ALL,
+        ]
+        .concat()
+    }
+
     /// Reads the configuration; the error names the offending variable.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
         let default_addr = SocketAddr::from(([0, 0, 0, 0], 9090));
         let concurrency = concurrency(env)?;
-        let max_attempts: u32 = positive(env, "CONVERTER_MAX_ATTEMPTS", 5)?;
+        let max_attempts: u32 = positive(env, var::CONVERTER_MAX_ATTEMPTS, 5)?;
         let defaults = Limits::default();
         let limits = Limits {
             max_duration: Duration::from_secs(positive(
                 env,
-                "CONVERTER_MAX_DURATION_SECS",
+                var::CONVERTER_MAX_DURATION_SECS,
                 defaults.max_duration.as_secs(),
             )?),
             max_output_bytes: positive(
                 env,
-                "CONVERTER_MAX_OUTPUT_BYTES",
+                var::CONVERTER_MAX_OUTPUT_BYTES,
                 defaults.max_output_bytes,
             )?,
-            max_streams: positive(env, "CONVERTER_MAX_STREAMS", defaults.max_streams)?,
+            max_streams: positive(env, var::CONVERTER_MAX_STREAMS, defaults.max_streams)?,
         };
         Ok(Config {
-            addr: config::parsed_or(env, "CONVERTER_ADDR", default_addr)?,
-            rabbitmq_url: config::or_default(env, "RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
-            queue: config::or_default(env, "VIDEO_QUEUE", DEFAULT_VIDEO_QUEUE),
+            addr: config::parsed_or(env, var::CONVERTER_ADDR, default_addr)?,
+            rabbitmq_url: config::or_default(env, var::RABBITMQ_URL, DEFAULT_RABBITMQ_URL),
+            queue: config::or_default(env, var::VIDEO_QUEUE, DEFAULT_VIDEO_QUEUE),
             mongo: MongoLocations::from_env(env)?,
             concurrency,
-            tmp_dir: config::optional(env, "CONVERTER_TMP_DIR")
+            tmp_dir: config::optional(env, var::CONVERTER_TMP_DIR)
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             max_attempts,
             retry_base: Duration::from_millis(config::parsed_or(
                 env,
-                "CONVERTER_RETRY_BASE_MS",
+                var::CONVERTER_RETRY_BASE_MS,
                 1000,
             )?),
             job_timeout: Duration::from_secs(config::parsed_or(
                 env,
-                "CONVERTER_JOB_TIMEOUT_SECS",
+                var::CONVERTER_JOB_TIMEOUT_SECS,
                 25 * 60,
             )?),
             shutdown_grace: Duration::from_secs(config::parsed_or(
                 env,
-                "CONVERTER_SHUTDOWN_GRACE_SECS",
+                var::CONVERTER_SHUTDOWN_GRACE_SECS,
                 25,
             )?),
             limits,
             job_events: JobEventsConfig::from_env(env)?,
-            split_min_segment: match config::parsed_or(env, "CONVERTER_SPLIT_MIN_SECS", 30u64)? {
+            split_min_segment: match config::parsed_or(env, var::CONVERTER_SPLIT_MIN_SECS, 30u64)? {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
@@ -120,12 +147,12 @@ impl Config {
 /// `CONVERTER_CONCURRENCY` when set, else `CONVERTER_CPU_LIMIT` (Kubernetes gives the limit in
 /// whole CPUs, rounded up), else the CPUs this process may use; at least 1 either way.
 fn concurrency(env: &impl Env) -> Result<u16, ConfigError> {
-    if config::optional(env, "CONVERTER_CONCURRENCY").is_some() {
-        return positive(env, "CONVERTER_CONCURRENCY", 1);
+    if config::optional(env, var::CONVERTER_CONCURRENCY).is_some() {
+        return positive(env, var::CONVERTER_CONCURRENCY, 1);
     }
     positive(
         env,
-        "CONVERTER_CPU_LIMIT",
+        var::CONVERTER_CPU_LIMIT,
         u16::try_from(num_cpus::get().max(1)).unwrap_or(u16::MAX),
     )
 }
@@ -149,6 +176,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::RecordingEnv;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_printed_keys_are_the_variables_read() {
+        // CONVERTER_CPU_LIMIT is read only without CONVERTER_CONCURRENCY, REDIS_EVENTS_CHANNEL
+        // only with REDIS_URL.
+        let env = RecordingEnv::new([
+            ("MONGODB_URI", "mongodb://m:27017/"),
+            ("REDIS_URL", "redis://redis:6379"),
+        ]);
+        Config::from_env(&env).unwrap();
+        let keys = Config::keys();
+        let declared: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(env.asked(), declared);
+        assert_eq!(declared.len(), keys.len(), "declared twice: {keys:?}");
+    }
 
     #[test]
     fn defaults() {

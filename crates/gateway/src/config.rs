@@ -37,12 +37,35 @@ pub const DEFAULT_MAX_REQUEUES: u32 = 3;
 /// Default pause between two rounds of the retention sweep: 5 minutes.
 pub const DEFAULT_RETENTION_SWEEP_SECS: u64 = 300;
 
-/// The MongoDB variables, read by [`MongoLocations::from_env`] (shared with the converter); listed
-/// here so that every variable the gateway reads is named in this file.
-pub const MONGO_VARIABLES: [&str; 3] = ["MONGODB_VIDEOS_URI", "MONGODB_MP3S_URI", "MONGODB_URI"];
-
-/// The job-event variables, read by [`JobEventsConfig::from_env`] (shared with the converter).
-pub const JOB_EVENTS_VARIABLES: [&str; 2] = ["REDIS_URL", "REDIS_EVENTS_CHANNEL"];
+/// The variables [`Config::from_env`] reads itself; [`Config::keys`] adds the shared readers'.
+pub mod var {
+    common::env_vars![
+        GATEWAY_ADDR,
+        GATEWAY_ADMIN_ADDR,
+        AUTH_SVC_ADDRESS,
+        JWT_SECRET,
+        TRUSTED_PROXIES,
+        RABBITMQ_URL,
+        VIDEO_QUEUE,
+        MAX_UPLOAD_BYTES,
+        HTTP_HEADER_READ_TIMEOUT_SECS,
+        HTTP_IDLE_TIMEOUT_SECS,
+        MAX_EVENT_STREAMS_PER_USER,
+        EVENT_STREAM_MAX_SECS,
+        MAX_UPLOADS_PER_USER,
+        MAX_USER_STORAGE_BYTES,
+        REQUEUE_STUCK_AFTER_SECS,
+        MAX_REQUEUES,
+        WEBHOOK_SECRET,
+        WEBHOOK_ALLOWED_HOSTS,
+        WEBHOOK_MAX_ATTEMPTS,
+        WEBHOOK_RETRY_BASE_MS,
+        DEDUPLICATE_UPLOADS,
+        RETENTION_HOURS,
+        RETENTION_INCLUDE_UNOWNED,
+        RETENTION_SWEEP_SECS,
+    ];
+}
 
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
@@ -113,17 +136,32 @@ pub struct Retention {
 }
 
 impl Config {
+    /// Every environment variable [`Config::from_env`] reads, its own and the shared readers'
+    /// (MongoDB locations, job events): what `--print-config-keys` prints.
+    pub fn keys() -> Vec<&'static str> {
+        [
+            var::ALL,
+            common::mongo::var::ALL,
+            common::job_events::var::ALL,
+        ]
+        .concat()
+    }
+
     /// Reads the configuration; the error names the variable at fault.
     pub fn from_env(env: &impl Env) -> Result<Config, ConfigError> {
-        let addr = config::parsed_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let addr = config::parsed_or(
+            env,
+            var::GATEWAY_ADDR,
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+        )?;
         let admin_addr = config::parsed_or(
             env,
-            "GATEWAY_ADMIN_ADDR",
+            var::GATEWAY_ADMIN_ADDR,
             SocketAddr::from(([0, 0, 0, 0], DEFAULT_ADMIN_PORT)),
         )?;
         if admin_addr.port() != 0 && admin_addr.port() == addr.port() {
             return Err(ConfigError::Invalid {
-                name: "GATEWAY_ADMIN_ADDR",
+                name: var::GATEWAY_ADMIN_ADDR,
                 reason: format!(
                     "{admin_addr} uses the port of GATEWAY_ADDR ({addr}); the admin endpoints \
                      need a port of their own"
@@ -131,73 +169,80 @@ impl Config {
             });
         }
         let auth_base_url =
-            auth_base_url(&config::or_default(env, "AUTH_SVC_ADDRESS", "auth:5000")).map_err(
+            auth_base_url(&config::or_default(env, var::AUTH_SVC_ADDRESS, "auth:5000")).map_err(
                 |reason| ConfigError::Invalid {
-                    name: "AUTH_SVC_ADDRESS",
+                    name: var::AUTH_SVC_ADDRESS,
                     reason,
                 },
             )?;
-        let jwt_secret = config::optional_secret(env, "JWT_SECRET")?;
-        let trusted_proxies = config::parsed_or(env, "TRUSTED_PROXIES", TrustedProxies::default())?;
+        let jwt_secret = config::optional_secret(env, var::JWT_SECRET)?;
+        let trusted_proxies =
+            config::parsed_or(env, var::TRUSTED_PROXIES, TrustedProxies::default())?;
         let mongo = MongoLocations::from_env(env)?;
-        let rabbitmq_url =
-            config::or_default(env, "RABBITMQ_URL", "amqp://guest:guest@rabbitmq:5672/%2f");
+        let rabbitmq_url = config::or_default(
+            env,
+            var::RABBITMQ_URL,
+            "amqp://guest:guest@rabbitmq:5672/%2f",
+        );
         if !rabbitmq_url.starts_with("amqp://") && !rabbitmq_url.starts_with("amqps://") {
             return Err(ConfigError::Invalid {
-                name: "RABBITMQ_URL",
+                name: var::RABBITMQ_URL,
                 reason: "must start with amqp:// or amqps://".to_owned(),
             });
         }
-        let video_queue = config::or_default(env, "VIDEO_QUEUE", DEFAULT_VIDEO_QUEUE);
+        let video_queue = config::or_default(env, var::VIDEO_QUEUE, DEFAULT_VIDEO_QUEUE);
         let max_upload_bytes =
-            config::parsed_or(env, "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?;
+            config::parsed_or(env, var::MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES)?;
         if max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
-                name: "MAX_UPLOAD_BYTES",
+                name: var::MAX_UPLOAD_BYTES,
                 reason: "must be greater than 0".to_owned(),
             });
         }
         let header_read_timeout = seconds(
             env,
-            "HTTP_HEADER_READ_TIMEOUT_SECS",
+            var::HTTP_HEADER_READ_TIMEOUT_SECS,
             DEFAULT_HEADER_READ_TIMEOUT_SECS,
         )?;
-        let idle_timeout = seconds(env, "HTTP_IDLE_TIMEOUT_SECS", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let idle_timeout = seconds(env, var::HTTP_IDLE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS)?;
         let max_event_streams_per_user = positive(
             env,
-            "MAX_EVENT_STREAMS_PER_USER",
+            var::MAX_EVENT_STREAMS_PER_USER,
             DEFAULT_MAX_EVENT_STREAMS_PER_USER,
         )?;
-        let event_stream_max =
-            seconds(env, "EVENT_STREAM_MAX_SECS", DEFAULT_EVENT_STREAM_MAX_SECS)?;
+        let event_stream_max = seconds(
+            env,
+            var::EVENT_STREAM_MAX_SECS,
+            DEFAULT_EVENT_STREAM_MAX_SECS,
+        )?;
         let max_uploads_per_user =
-            positive(env, "MAX_UPLOADS_PER_USER", DEFAULT_MAX_UPLOADS_PER_USER)?;
-        let max_user_storage_bytes = config::parsed_optional(env, "MAX_USER_STORAGE_BYTES")?;
+            positive(env, var::MAX_UPLOADS_PER_USER, DEFAULT_MAX_UPLOADS_PER_USER)?;
+        let max_user_storage_bytes = config::parsed_optional(env, var::MAX_USER_STORAGE_BYTES)?;
         if max_user_storage_bytes == Some(0) {
             return Err(ConfigError::Invalid {
-                name: "MAX_USER_STORAGE_BYTES",
+                name: var::MAX_USER_STORAGE_BYTES,
                 reason: "must be greater than 0 (unset it for no quota)".to_owned(),
             });
         }
         let requeue_stuck_after = seconds(
             env,
-            "REQUEUE_STUCK_AFTER_SECS",
+            var::REQUEUE_STUCK_AFTER_SECS,
             DEFAULT_REQUEUE_STUCK_AFTER_SECS,
         )?;
-        let max_requeues = config::parsed_or(env, "MAX_REQUEUES", DEFAULT_MAX_REQUEUES)?;
+        let max_requeues = config::parsed_or(env, var::MAX_REQUEUES, DEFAULT_MAX_REQUEUES)?;
         let retention = retention(env)?;
         let webhooks = WebhookConfig {
-            secret: config::optional_secret(env, "WEBHOOK_SECRET")?,
-            allowed: config::parsed_or(env, "WEBHOOK_ALLOWED_HOSTS", AllowList::default())?,
-            max_attempts: positive(env, "WEBHOOK_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?,
+            secret: config::optional_secret(env, var::WEBHOOK_SECRET)?,
+            allowed: config::parsed_or(env, var::WEBHOOK_ALLOWED_HOSTS, AllowList::default())?,
+            max_attempts: positive(env, var::WEBHOOK_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)?,
             retry_base: Duration::from_millis(positive(
                 env,
-                "WEBHOOK_RETRY_BASE_MS",
+                var::WEBHOOK_RETRY_BASE_MS,
                 DEFAULT_RETRY_BASE_MS,
             )?),
         };
         let job_events = JobEventsConfig::from_env(env)?;
-        let deduplicate_uploads = config::parsed_or(env, "DEDUPLICATE_UPLOADS", true)?;
+        let deduplicate_uploads = config::parsed_or(env, var::DEDUPLICATE_UPLOADS, true)?;
         Ok(Config {
             addr,
             admin_addr,
@@ -226,16 +271,16 @@ impl Config {
 
 /// `RETENTION_HOURS` (0 or unset: off) and the settings that only matter with it.
 fn retention(env: &impl Env) -> Result<Option<Retention>, ConfigError> {
-    let hours: u64 = config::parsed_or(env, "RETENTION_HOURS", 0)?;
-    let include_unowned = config::flag(env, "RETENTION_INCLUDE_UNOWNED", false)?;
-    let sweep_every = seconds(env, "RETENTION_SWEEP_SECS", DEFAULT_RETENTION_SWEEP_SECS)?;
+    let hours: u64 = config::parsed_or(env, var::RETENTION_HOURS, 0)?;
+    let include_unowned = config::flag(env, var::RETENTION_INCLUDE_UNOWNED, false)?;
+    let sweep_every = seconds(env, var::RETENTION_SWEEP_SECS, DEFAULT_RETENTION_SWEEP_SECS)?;
     if hours == 0 {
         return Ok(None);
     }
     // Ten years: far beyond any use, and small enough for every date computation.
     if hours > 24 * 366 * 10 {
         return Err(ConfigError::Invalid {
-            name: "RETENTION_HOURS",
+            name: var::RETENTION_HOURS,
             reason: format!("{hours} hours is more than ten years; use 0 to keep files forever"),
         });
     }
@@ -288,10 +333,23 @@ fn auth_base_url(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::RecordingEnv;
+    use std::collections::BTreeSet;
 
     const MONGO: (&str, &str) = ("MONGODB_URI", "mongodb://127.0.0.1:27017");
     /// A secret that passes the length check.
     const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn the_printed_keys_are_the_variables_read() {
+        // REDIS_EVENTS_CHANNEL is read only when REDIS_URL is set.
+        let env = RecordingEnv::new([SECRET, MONGO, ("REDIS_URL", "redis://redis:6379")]);
+        Config::from_env(&env).unwrap();
+        let keys = Config::keys();
+        let declared: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(env.asked(), declared);
+        assert_eq!(declared.len(), keys.len(), "declared twice: {keys:?}");
+    }
 
     #[test]
     fn defaults() {

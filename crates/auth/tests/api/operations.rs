@@ -179,6 +179,20 @@ async fn becomes_ready_and_sets_up_the_table_once_the_database_appears() {
     server.abort();
 }
 
+#[test]
+fn print_config_keys_lists_the_variables_read_without_reading_them() {
+    // No variable at all: auth could not start (JWT_SECRET is required), yet it answers.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+        .arg("--print-config-keys")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), auth::Config::keys());
+    assert!(stdout.lines().any(|key| key == "JWT_SECRET"), "{stdout}");
+}
+
 #[tokio::test]
 async fn missing_jwt_secret_refuses_to_start_naming_it() {
     // The library says which variable...

@@ -7,6 +7,7 @@
 
 mod auth_proxy;
 mod bounds;
+mod config_keys;
 mod download;
 mod eta;
 mod events;
