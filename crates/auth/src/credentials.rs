@@ -54,48 +54,90 @@ impl BasicCredentials {
     }
 }
 
-/// Checks an email for a new account; the error tells the client what is wrong.
-pub fn check_new_email(email: &str) -> Result<(), String> {
-    if email.chars().count() > MAX_EMAIL_CHARS {
-        return Err(format!(
-            "email must be at most {MAX_EMAIL_CHARS} characters"
-        ));
+/// A registration input that breaks a rule; the message tells the client which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleBroken(String);
+
+/// An email a new account may have: at most 255 characters, no spaces or control characters,
+/// and shaped like `name@example.com`. Kept as typed (letter case included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmail(String);
+
+impl NewEmail {
+    /// `email` when it meets the rules, else which rule it breaks.
+    pub fn parse(email: String) -> Result<Self, RuleBroken> {
+        let broken = |why: &str| Err(RuleBroken(why.to_owned()));
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            return Err(RuleBroken(format!(
+                "email must be at most {MAX_EMAIL_CHARS} characters"
+            )));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return broken("email must not contain spaces or control characters");
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return broken("email must look like name@example.com (it has no @)");
+        };
+        if local.is_empty() || local.contains('@') {
+            return broken("email must look like name@example.com (one @, with a name before it)");
+        }
+        if domain.split('.').count() < 2 || domain.split('.').any(str::is_empty) {
+            return broken(
+                "email must look like name@example.com (the domain needs a dot between names)",
+            );
+        }
+        Ok(Self(email))
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("email must not contain spaces or control characters".to_owned());
+
+    /// The email as typed.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return Err("email must look like name@example.com (it has no @)".to_owned());
-    };
-    if local.is_empty() || local.contains('@') {
-        return Err(
-            "email must look like name@example.com (one @, with a name before it)".to_owned(),
-        );
+
+    /// The email as typed, owned.
+    pub fn into_string(self) -> String {
+        self.0
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
-        return Err(
-            "email must look like name@example.com (the domain needs a dot between names)"
-                .to_owned(),
-        );
-    }
-    Ok(())
 }
 
-/// Checks a password for a new account; the error tells the client what is wrong.
-pub fn check_new_password(password: &str) -> Result<(), String> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        return Err(format!(
-            "password must be at least {MIN_PASSWORD_CHARS} characters"
-        ));
+impl std::fmt::Display for NewEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    if chars > MAX_PASSWORD_CHARS {
-        return Err(format!(
-            "password must be at most {MAX_PASSWORD_CHARS} characters"
-        ));
+}
+
+/// A password a new account may have: 8 to 1024 characters (characters, not bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewPassword(String);
+
+impl NewPassword {
+    /// `password` when its length is within the rules, else which bound it breaks.
+    pub fn parse(password: String) -> Result<Self, RuleBroken> {
+        let chars = password.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(RuleBroken(format!(
+                "password must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(RuleBroken(format!(
+                "password must be at most {MAX_PASSWORD_CHARS} characters"
+            )));
+        }
+        Ok(Self(password))
     }
-    Ok(())
+
+    /// The password, for hashing.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewPassword(<redacted>)")
+    }
 }
 
 #[cfg(test)]
@@ -151,39 +193,105 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter22"));
     }
 
+    fn email_error(email: &str) -> String {
+        NewEmail::parse(email.to_owned()).unwrap_err().to_string()
+    }
+
+    fn password_error(password: &str) -> String {
+        NewPassword::parse(password.to_owned())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn email_rules() {
         for ok in ["a@b.c", "first.last+tag@sub.example.org", "Bob@Example.COM"] {
-            assert_eq!(check_new_email(ok), Ok(()), "{ok}");
+            let parsed = NewEmail::parse(ok.to_owned()).unwrap();
+            // Kept exactly as typed: the stored spelling is the token's username.
+            assert_eq!(parsed.as_str(), ok);
+            assert_eq!(parsed.to_string(), ok);
         }
         for (bad, says) in [
-            ("plainaddress", "no @"),
-            ("@example.com", "name before it"),
-            ("a@b@example.com", "one @"),
-            ("a@localhost", "dot"),
-            ("a@.com", "dot"),
-            ("a@example.", "dot"),
-            ("a b@example.com", "spaces"),
+            (
+                "plainaddress",
+                "email must look like name@example.com (it has no @)",
+            ),
+            (
+                "@example.com",
+                "email must look like name@example.com (one @, with a name before it)",
+            ),
+            (
+                "a@b@example.com",
+                "email must look like name@example.com (one @, with a name before it)",
+            ),
+            (
+                "a@localhost",
+                "email must look like name@example.com (the domain needs a dot between names)",
+            ),
+            (
+                "a@.com",
+                "email must look like name@example.com (the domain needs a dot between names)",
+            ),
+            (
+                "a@example.",
+                "email must look like name@example.com (the domain needs a dot between names)",
+            ),
+            (
+                "a@b..c",
+                "email must look like name@example.com (the domain needs a dot between names)",
+            ),
+            (
+                "a b@example.com",
+                "email must not contain spaces or control characters",
+            ),
+            (
+                "a\tb@example.com",
+                "email must not contain spaces or control characters",
+            ),
+            (
+                "a\u{7f}@example.com",
+                "email must not contain spaces or control characters",
+            ),
         ] {
-            let err = check_new_email(bad).unwrap_err();
-            assert!(err.contains(says), "{bad}: {err}");
+            assert_eq!(email_error(bad), says, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn email_length_counts_characters() {
         let long = format!("{}@example.com", "a".repeat(250));
-        assert!(check_new_email(&long).unwrap_err().contains("255"));
+        assert_eq!(email_error(&long), "email must be at most 255 characters");
         let fits = format!("{}@example.com", "a".repeat(255 - 12));
-        assert_eq!(check_new_email(&fits), Ok(()));
+        assert!(NewEmail::parse(fits).is_ok());
+        // 255 two-byte characters fit the varchar(255) column.
+        let wide = format!("{}@example.com", "ä".repeat(255 - 12));
+        assert!(NewEmail::parse(wide).is_ok());
     }
 
     #[test]
     fn password_rules() {
-        assert!(check_new_password("1234567")
-            .unwrap_err()
-            .contains("at least 8"));
-        assert_eq!(check_new_password("12345678"), Ok(()));
-        // Characters, not bytes.
-        assert!(check_new_password("äöüäöüä").is_err());
-        assert!(check_new_password(&"x".repeat(1025))
-            .unwrap_err()
-            .contains("at most"));
+        assert_eq!(
+            password_error("1234567"),
+            "password must be at least 8 characters"
+        );
+        assert!(NewPassword::parse("12345678".to_owned()).is_ok());
+        // Characters, not bytes: 7 characters in 14 bytes are too short.
+        assert_eq!(
+            password_error("äöüäöüä"),
+            "password must be at least 8 characters"
+        );
+        assert!(NewPassword::parse("x".repeat(1024)).is_ok());
+        assert_eq!(
+            password_error(&"x".repeat(1025)),
+            "password must be at most 1024 characters"
+        );
+        let kept = NewPassword::parse("pa:ss word".to_owned()).unwrap();
+        assert_eq!(kept.into_string(), "pa:ss word");
+    }
+
+    #[test]
+    fn new_password_debug_hides_it() {
+        let password = NewPassword::parse("hunter22".to_owned()).unwrap();
+        assert!(!format!("{password:?}").contains("hunter22"));
     }
 }

@@ -35,7 +35,7 @@ pub enum AuthError {
     BodyTooLarge(#[from] common::http::BodyTooLarge),
     /// A registration that breaks a rule; the message says which.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[from] crate::credentials::RuleBroken),
     /// The email is taken (also when it differs only in letter case).
     #[error("user already exists")]
     Conflict,

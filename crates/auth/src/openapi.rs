@@ -1,44 +1,20 @@
-//! The OpenAPI document served at `/openapi.json`.
+//! The parts of the OpenAPI document that belong to no single route: its title, the security
+//! schemes and the error body. Each route brings its own entry (see `routes::api`), so nothing
+//! here names a handler.
 
-use axum::Json;
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    Modify, OpenApi, ToSchema,
+    Modify, OpenApi,
 };
 
-/// The claims `/validate` answers (the same as `common::jwt::Claims`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // Describes the JSON only; the handler serialises `common::jwt::Claims`.
-pub struct TokenClaims {
-    /// The user's email.
-    username: String,
-    /// Expiry, seconds since the Unix epoch (issue time + 1 day).
-    exp: i64,
-    /// Issue time, seconds since the Unix epoch.
-    iat: i64,
-    /// Always `true`, as in the original.
-    admin: bool,
-}
-
-/// The auth service's API.
+/// The auth service's document, before the routes add their paths.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "auth",
         description = "Registers users, checks passwords and issues the JWTs the gateway accepts."
     ),
-    paths(
-        crate::routes::login::login,
-        crate::routes::register::register,
-        crate::routes::validate::validate,
-        crate::routes::health::readyz,
-    ),
-    components(schemas(
-        crate::error::ErrorBody,
-        crate::routes::register::Registered,
-        crate::routes::health::Readiness,
-        TokenClaims
-    )),
+    components(schemas(crate::error::ErrorBody)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
@@ -50,7 +26,12 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "basic",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("The email as user name, and the password"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "bearer",
@@ -58,13 +39,9 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some("A token from POST /login"))
                     .build(),
             ),
         );
     }
-}
-
-/// `GET /openapi.json`.
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

@@ -12,7 +12,7 @@
 
 use sqlx::{postgres::PgPool, Row};
 
-use crate::config::TableName;
+use crate::{config::TableName, credentials::NewEmail};
 
 /// A row of the users table.
 #[derive(Clone, PartialEq, Eq)]
@@ -181,7 +181,8 @@ impl UserStore {
     }
 
     /// Adds a user; `None` when an email equal to it up to letter case exists.
-    pub async fn insert(&self, email: &str, password_hash: &str) -> sqlx::Result<Option<i32>> {
+    pub async fn insert(&self, email: &NewEmail, password_hash: &str) -> sqlx::Result<Option<i32>> {
+        let email = email.as_str();
         let mut tx = self.pool.begin().await?;
         // Serialises registrations of the same email, so that the NOT EXISTS check holds even
         // when the unique index could not be created.

@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 /// How long an issued token stays valid, as in the original (one day).
 pub const TOKEN_LIFETIME_SECS: i64 = 24 * 60 * 60;
 
-/// The claims of the original: `username`, `exp`, `iat`, `admin`.
+/// The claims of the original: `username`, `exp`, `iat`, `admin`. Also the body auth's
+/// `/validate` answers, so its OpenAPI schema is derived here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claims {
-    /// The user's email.
+    /// The user's email, as registered.
     pub username: String,
-    /// Expiry, seconds since the Unix epoch.
+    /// Expiry, seconds since the Unix epoch (issue time + 1 day for the tokens auth issues).
     pub exp: i64,
     /// Issue time, seconds since the Unix epoch.
     pub iat: i64,

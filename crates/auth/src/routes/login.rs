@@ -9,7 +9,7 @@ use axum::{
 
 use crate::{
     credentials::BasicCredentials,
-    error::AuthError,
+    error::{AuthError, ErrorBody},
     password::{self, Verdict},
     state::AppState,
 };
@@ -21,11 +21,14 @@ use crate::{
     tag = "auth",
     security(("basic" = [])),
     responses(
-        (status = 200, description = "The JWT, as a plain-text body", body = String, content_type = "text/plain"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
-        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many failed logins for this email from this address, or for many emails from this address; see Retry-After", body = crate::error::ErrorBody),
-        (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
+        (status = 200, description = "The JWT (HS256; claims `username`, `exp`, `iat`, `admin`), as a plain-text body", body = String, content_type = "text/plain"),
+        (status = 400, description = "The request body could not be read (the client broke off or garbled it)", body = ErrorBody),
+        (status = 401, description = "No usable Basic credentials (`missing credentials`), or an unknown email or a wrong password (`invalid credentials`)", body = ErrorBody),
+        (status = 413, description = "A request body over 1 KiB (this endpoint needs none)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this email from this address, or for many emails from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "An unexpected fault (logged; the body says no more)", body = ErrorBody),
+        (status = 503, description = "The user database cannot be reached or is not set up yet; or the request waited over 30 s (then with an empty body)", body = ErrorBody),
     )
 )]
 pub async fn login(

@@ -10,8 +10,8 @@ use axum::{
 use serde::Serialize;
 
 use crate::{
-    credentials::{check_new_email, check_new_password, BasicCredentials},
-    error::AuthError,
+    credentials::{BasicCredentials, NewEmail, NewPassword},
+    error::{AuthError, ErrorBody},
     state::AppState,
 };
 
@@ -32,11 +32,13 @@ pub struct Registered {
     security(("basic" = [])),
     responses(
         (status = 201, description = "Account created", body = Registered),
-        (status = 400, description = "Missing credentials, or an email or password that breaks a rule (the message says which)", body = crate::error::ErrorBody),
-        (status = 409, description = "An account with this email (in any letter case) exists", body = crate::error::ErrorBody),
-        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many registrations from this address; see Retry-After", body = crate::error::ErrorBody),
-        (status = 503, description = "The user database cannot be reached", body = crate::error::ErrorBody),
+        (status = 400, description = "No usable Basic credentials, an email or password that breaks a rule (the message says which), or a request body that could not be read", body = ErrorBody),
+        (status = 409, description = "An account with this email (in any letter case) exists", body = ErrorBody),
+        (status = 413, description = "A request body over 1 KiB (this endpoint needs none)", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "An unexpected fault (logged; the body says no more)", body = ErrorBody),
+        (status = 503, description = "The user database cannot be reached or is not set up yet; or the request waited over 30 s (then with an empty body)", body = ErrorBody),
     )
 )]
 pub async fn register(
@@ -74,7 +76,7 @@ async fn create(
             tracing::info!(client = %ip, "registration refused: rate limited");
             AuthError::TooManyRegistrations(wait)
         })?;
-    let result = register_checked(state, email, password).await;
+    let result = register_parsed(state, email, password).await;
     if let Some(slot) = slot {
         match &result {
             Ok(_) | Err(AuthError::Conflict | AuthError::Invalid(_)) => slot.keep(),
@@ -84,20 +86,28 @@ async fn create(
     result
 }
 
-async fn register_checked(
+/// Parses the credentials by the rules for a new account, then creates it.
+async fn register_parsed(
     state: &AppState,
     email: String,
     password: String,
 ) -> Result<(StatusCode, Json<Registered>), AuthError> {
-    check_new_email(&email).map_err(AuthError::Invalid)?;
-    check_new_password(&password).map_err(AuthError::Invalid)?;
+    let email = NewEmail::parse(email)?;
+    let password = NewPassword::parse(password)?;
+    register_new(state, email, password).await
+}
 
+async fn register_new(
+    state: &AppState,
+    email: NewEmail,
+    password: NewPassword,
+) -> Result<(StatusCode, Json<Registered>), AuthError> {
     state.require_schema()?;
     // Answer a taken email before paying for a hash; the insert checks again under a lock.
-    if state.store.find_by_email(&email).await?.is_some() {
+    if state.store.find_by_email(email.as_str()).await?.is_some() {
         return Err(AuthError::Conflict);
     }
-    let hashed = state.hasher.hash(password).await?;
+    let hashed = state.hasher.hash(password.into_string()).await?;
     match state.store.insert(&email, &hashed).await? {
         Some(id) => {
             tracing::info!(user_id = id, %email, "user registered");
@@ -105,7 +115,7 @@ async fn register_checked(
                 StatusCode::CREATED,
                 Json(Registered {
                     status: "created",
-                    email,
+                    email: email.into_string(),
                 }),
             ))
         }

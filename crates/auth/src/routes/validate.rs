@@ -7,7 +7,10 @@ use axum::{
 };
 use common::jwt::{bearer_token, Claims, TokenError};
 
-use crate::{error::AuthError, state::AppState};
+use crate::{
+    error::{AuthError, ErrorBody},
+    state::AppState,
+};
 
 /// Answers the token's claims when it is valid: HS256 with our secret, not expired.
 #[utoipa::path(
@@ -16,9 +19,11 @@ use crate::{error::AuthError, state::AppState};
     tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The token's claims", body = crate::openapi::TokenClaims),
-        (status = 401, description = "Missing, malformed, tampered, expired or non-HS256 token", body = crate::error::ErrorBody),
-        (status = 413, description = "A request body (this endpoint takes none; at most 1 KiB)", body = crate::error::ErrorBody),
+        (status = 200, description = "The token's claims", body = Claims),
+        (status = 400, description = "The request body could not be read (the client broke off or garbled it)", body = ErrorBody),
+        (status = 401, description = "A missing, malformed, tampered, expired or non-HS256 token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "A request body over 1 KiB (this endpoint needs none)", body = ErrorBody),
     )
 )]
 pub async fn validate(

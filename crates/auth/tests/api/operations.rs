@@ -37,18 +37,78 @@ async fn metrics_count_logins_by_outcome_and_requests_by_route() {
 }
 
 #[tokio::test]
-async fn openapi_document_lists_the_endpoints() {
+async fn openapi_document_is_the_routers_and_every_documented_operation_is_served() {
     let app = spawn_app().await;
 
     let response = app.get("/openapi.json").await;
 
     assert_eq!(response.status(), 200);
-    let doc: serde_json::Value = response.json().await.unwrap();
-    for path in ["/login", "/register", "/validate", "/readyz"] {
-        assert!(doc["paths"][path].is_object(), "{path} missing");
+    let served: serde_json::Value = response.json().await.unwrap();
+    let built = serde_json::to_value(auth::routes::openapi()).unwrap();
+    assert_eq!(served, built);
+    // The list comes from the router; each entry must answer as a route, not as the fallback.
+    let paths = served["paths"].as_object().expect("paths");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push(format!("{method} {path}"));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let answer = app
+                .client
+                .request(method, format!("{}{path}", app.address))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                ![404, 405].contains(&answer.status().as_u16()),
+                "{path}: {}",
+                answer.status()
+            );
+        }
     }
-    assert!(doc["paths"]["/login"]["post"]["responses"]["429"].is_object());
-    assert!(doc["components"]["securitySchemes"]["basic"].is_object());
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "get /readyz",
+            "post /login",
+            "post /register",
+            "post /validate"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_describes_security_errors_and_claims() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    for (path, scheme) in [
+        ("/login", "basic"),
+        ("/register", "basic"),
+        ("/validate", "bearer"),
+    ] {
+        let security = &doc["paths"][path]["post"]["security"];
+        assert!(security[0][scheme].is_array(), "{path}: {security}");
+    }
+    let login = &doc["paths"]["/login"]["post"]["responses"];
+    assert!(login["429"]["headers"]["Retry-After"].is_object());
+    assert!(login["200"]["content"]["text/plain"].is_object());
+    let error = &doc["components"]["schemas"]["ErrorBody"];
+    assert_eq!(error["required"], serde_json::json!(["error"]));
+    // The claims schema is the shared claims type's.
+    let claims = &doc["components"]["schemas"]["Claims"];
+    let mut required: Vec<&str> = claims["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(required, ["admin", "exp", "iat", "username"]);
 }
 
 #[tokio::test]
