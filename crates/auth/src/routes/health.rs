@@ -14,15 +14,36 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The readiness answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// `ready` or `not ready`.
-    pub status: &'static str,
+    /// Whether logins can be served now.
+    pub status: ReadyState,
     /// Why not, when not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// With `REDIS_URL` set: `ok`, or `degraded` while Redis does not answer (the login limits
-    /// then count in each replica's memory; the service stays ready).
+    /// Only with `REDIS_URL` set.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis: Option<&'static str>,
+    pub redis: Option<RedisState>,
+}
+
+/// `ready`, or `not ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum ReadyState {
+    /// Postgres answers and the users table is set up.
+    #[serde(rename = "ready")]
+    Ready,
+    /// Postgres cannot be reached, or the table is not set up yet.
+    #[serde(rename = "not ready")]
+    NotReady,
+}
+
+/// `ok`, or `degraded` while Redis does not answer (the login limits then count in each
+/// replica's memory; the service stays ready).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    /// Redis answers: the limits are shared by the replicas.
+    Ok,
+    /// Redis does not answer.
+    Degraded,
 }
 
 /// Ready when Postgres answers and the users table is set up. Redis is reported, never waited
@@ -41,15 +62,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     let redis = match &state.redis {
         None => None,
         Some(link) => Some(match link.ping().await {
-            Ok(()) => "ok",
-            Err(_) => "degraded",
+            Ok(()) => RedisState::Ok,
+            Err(_) => RedisState::Degraded,
         }),
     };
     let not_ready = |error: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Readiness {
-                status: "not ready",
+                status: ReadyState::NotReady,
                 error: Some(error),
                 redis,
             }),
@@ -69,7 +90,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (
         StatusCode::OK,
         Json(Readiness {
-            status: "ready",
+            status: ReadyState::Ready,
             error: None,
             redis,
         }),

@@ -97,6 +97,10 @@ async fn openapi_document_describes_security_errors_and_claims() {
     let login = &doc["paths"]["/login"]["post"]["responses"];
     assert!(login["429"]["headers"]["Retry-After"].is_object());
     assert!(login["200"]["content"]["text/plain"].is_object());
+    assert_eq!(
+        doc["components"]["schemas"]["ReadyState"]["enum"],
+        serde_json::json!(["ready", "not ready"])
+    );
     let error = &doc["components"]["schemas"]["ErrorBody"];
     assert_eq!(error["required"], serde_json::json!(["error"]));
     // The claims schema is the shared claims type's.
