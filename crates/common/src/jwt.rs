@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 /// How long an issued token stays valid, as in the original (one day).
 pub const TOKEN_LIFETIME_SECS: i64 = 24 * 60 * 60;
 
-/// The claims of the original: `username`, `exp`, `iat`, `admin`. Also the body auth's
-/// `/validate` answers, so its OpenAPI schema is derived here.
+/// The claims of the original (`username`, `exp`, `iat`, `admin`); `/validate` answers them.
+// The one claims type: auth's OpenAPI schema for `/validate` is derived from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claims {
