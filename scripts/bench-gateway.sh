@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Gateway benchmark: upload throughput (MB/s) and the gateway's peak RSS for 10 MiB, 100 MiB and
-# 1 GiB streamed uploads, and GET /status requests per second with 50 concurrent clients.
+# 1 GiB streamed uploads, and GET /status with 50 concurrent clients: requests per second and the
+# gateway's CPU time per request (from /proc/<pid>/stat). `bench-gateway.sh status` runs only the
+# latter, for BENCH_STATUS_SECS seconds (default 15).
 # Runs the release gateway binary against RabbitMQ from scripts/test-deps.sh and a SecantusDB of
 # its own on a temporary directory (on disk, short oplog: the shared in-memory test instance
 # cannot hold 1 GiB). Not part of `make test`.
@@ -23,4 +25,4 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && br
 
 BENCH_MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true" \
 BENCH_AMQP_URL="$TEST_AMQP_URL" \
-  "$CARGO_TARGET_DIR/release/examples/bench_gateway" "$CARGO_TARGET_DIR/release/gateway"
+  "$CARGO_TARGET_DIR/release/examples/bench_gateway" "$CARGO_TARGET_DIR/release/gateway" "$@"

@@ -4,9 +4,12 @@
 //! the RabbitMQ at `BENCH_AMQP_URL`, and prints, measured in this run:
 //! - upload throughput (MB/s) and the gateway's peak RSS (VmHWM) for 10 MiB, 100 MiB, 1 GiB
 //!   streamed uploads, each on a fresh gateway process;
-//! - `GET /status` requests per second with 50 concurrent clients (bounded in count and time).
+//! - `GET /status` with 50 concurrent clients for `BENCH_STATUS_SECS` (default 15) seconds:
+//!   requests per second, and the gateway's CPU time per request (user + system from
+//!   `/proc/<pid>/stat` over the run, divided by the requests answered: not wall time, which the
+//!   MongoDB stand-in dominates). This gateway logs at its default level (`info`), as deployed.
 //!
-//! Usage: bench_gateway <path to the gateway binary>
+//! Usage: bench_gateway <path to the gateway binary> [status] (`status`: only the last run)
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the terminal
 
 use std::{
@@ -24,9 +27,9 @@ use futures::StreamExt;
 
 const MIB: u64 = 1024 * 1024;
 const CONCURRENCY: usize = 50;
-/// Upper bounds of the /status run: whichever comes first.
-const STATUS_REQUESTS: u64 = 50_000;
-const STATUS_DURATION: Duration = Duration::from_secs(15);
+/// Upper bound of the /status run's requests; its duration is `BENCH_STATUS_SECS`.
+const STATUS_REQUESTS: u64 = 1_000_000;
+const STATUS_SECS: u64 = 15;
 
 struct Gateway {
     child: Child,
@@ -51,6 +54,43 @@ impl Gateway {
             .context("no VmHWM")?;
         Ok(kib * 1024)
     }
+
+    /// CPU seconds (user + system) the process used so far.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may hold spaces) start after the last ')';
+        // utime and stime are the 12th and 13th of those, in clock ticks.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = fields
+            .get(11..13)
+            .context("short /proc/<pid>/stat")?
+            .iter()
+            .map(|f| f.parse::<u64>())
+            .sum::<Result<u64, _>>()?;
+        Ok(ticks as f64 / clock_ticks_per_sec())
+    }
+}
+
+/// `getconf CLK_TCK`: 100 on every Linux this runs on, asked all the same.
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The 1-minute load average: the machine is shared, and figures are only comparable with it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -59,19 +99,26 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// `log`: the `RUST_LOG` of the gateway, `None` for its default.
 async fn start(
     bin: &str,
     env: &[(&str, String)],
+    log: Option<&str>,
     http: &reqwest::Client,
 ) -> anyhow::Result<Gateway> {
     let port = free_port()?;
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         // Any free port: the benchmark does not read /metrics, and 9102 may be taken.
         .env("GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null());
+    if let Some(log) = log {
+        command.env("RUST_LOG", log);
+    }
+    let child = command
         .spawn()
         .with_context(|| format!("cannot run {bin}"))?;
     let gateway = Gateway {
@@ -149,6 +196,15 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::env::args()
         .nth(1)
         .context("usage: bench_gateway <gateway binary>")?;
+    let status_only = match std::env::args().nth(2).as_deref() {
+        None => false,
+        Some("status") => true,
+        Some(other) => bail!("unknown run {other:?}: only `status` may be named"),
+    };
+    let status_secs = match std::env::var("BENCH_STATUS_SECS") {
+        Ok(v) => v.parse().context("BENCH_STATUS_SECS: whole seconds")?,
+        Err(_) => STATUS_SECS,
+    };
     let mongo = std::env::var("BENCH_MONGODB_URI").context("BENCH_MONGODB_URI")?;
     let amqp = std::env::var("BENCH_AMQP_URL").context("BENCH_AMQP_URL")?;
     let queue = format!("bench-{}", uuid::Uuid::new_v4().simple());
@@ -164,6 +220,32 @@ async fn main() -> anyhow::Result<()> {
     let token = common::jwt::JwtKeys::new(secret.as_bytes()).issue("bench@example.com")?;
     let http = reqwest::Client::new();
 
+    if !status_only {
+        uploads(&bin, &env, &token, &http).await?;
+    }
+    status(&bin, &env, &token, &http, Duration::from_secs(status_secs)).await?;
+
+    // Leave no bench queue behind.
+    if let Ok(conn) =
+        lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default()).await
+    {
+        if let Ok(channel) = conn.create_channel().await {
+            let _ = channel
+                .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = conn.close(200, "bench done").await;
+    }
+    Ok(())
+}
+
+/// Upload throughput and peak RSS, a fresh gateway per size.
+async fn uploads(
+    bin: &str,
+    env: &[(&str, String)],
+    token: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<()> {
     println!("gateway upload: streamed multipart into GridFS + confirmed publish, fresh process per size");
     println!(
         "{:>10} {:>10} {:>12} {:>14}",
@@ -175,9 +257,9 @@ async fn main() -> anyhow::Result<()> {
         ("100 MiB", 100 * MIB),
         ("1 GiB", 1024 * MIB),
     ] {
-        let gateway = start(&bin, &env, &http).await?;
+        let gateway = start(bin, env, Some("warn"), http).await?;
         let started = Instant::now();
-        upload(&http, &gateway.base, &token, len).await?;
+        upload(http, &gateway.base, token, len).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak = gateway.peak_rss()?;
         rss.push(peak);
@@ -191,14 +273,32 @@ async fn main() -> anyhow::Result<()> {
         "peak RSS 1 GiB / 10 MiB upload: {:.2}x (flat = 1.00x; goal < 64 MiB)",
         rss[2] as f64 / rss[0] as f64
     );
+    Ok(())
+}
 
-    let gateway = start(&bin, &env, &http).await?;
-    let fid = upload(&http, &gateway.base, &token, 1024).await?;
+/// `GET /status` of a queued upload by [`CONCURRENCY`] clients for `duration`: requests per
+/// second and the gateway's CPU time per request.
+async fn status(
+    bin: &str,
+    env: &[(&str, String)],
+    token: &str,
+    http: &reqwest::Client,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let gateway = start(bin, env, None, http).await?;
+    let fid = upload(http, &gateway.base, token, 1024).await?;
     let url = Arc::new(format!("{}/status?fid={fid}", gateway.base));
-    let token = Arc::new(token);
+    // One request first: connections to MongoDB are opened, the status answers 200.
+    let first = http.get(url.as_str()).bearer_auth(token).send().await?;
+    if !first.status().is_success() {
+        bail!("GET /status answered {}: {}", first.status(), first.text().await?);
+    }
+    let token = Arc::new(token.to_owned());
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + STATUS_DURATION;
+    let load = load_average();
+    let cpu0 = gateway.cpu_secs()?;
+    let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -232,25 +332,19 @@ async fn main() -> anyhow::Result<()> {
     for client in clients {
         client.await?;
     }
+    let cpu = gateway.cpu_secs()? - cpu0;
     let secs = started.elapsed().as_secs_f64();
+    // Counted when sent, and none is sent after the deadline: every one counted was answered.
     let requests = done.load(Ordering::Relaxed).min(STATUS_REQUESTS);
     println!(
         "GET /status, {CONCURRENCY} concurrent clients: {requests} requests in {secs:.1} s = {:.0} req/s ({} failed)",
         requests as f64 / secs,
         failed.load(Ordering::Relaxed)
     );
-    drop(gateway);
-
-    // Leave no bench queue behind.
-    if let Ok(conn) =
-        lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default()).await
-    {
-        if let Ok(channel) = conn.create_channel().await {
-            let _ = channel
-                .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = conn.close(200, "bench done").await;
-    }
+    println!(
+        "gateway CPU per GET /status: {:.3} ms ({cpu:.2} s user+system over the run; {:.0}% of one core; load average {load})",
+        cpu * 1e3 / requests.max(1) as f64,
+        cpu / secs * 100.0,
+    );
     Ok(())
 }
