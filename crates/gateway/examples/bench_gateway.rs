@@ -286,12 +286,25 @@ async fn status(
     duration: Duration,
 ) -> anyhow::Result<()> {
     let gateway = start(bin, env, None, http).await?;
-    let fid = upload(http, &gateway.base, token, 1024).await?;
+    // Until MongoDB is prepared (indexes built) an upload may be refused: a loaded machine.
+    let mut fid = upload(http, &gateway.base, token, 1024).await;
+    for _ in 0..20 {
+        if fid.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fid = upload(http, &gateway.base, token, 1024).await;
+    }
+    let fid = fid?;
     let url = Arc::new(format!("{}/status?fid={fid}", gateway.base));
     // One request first: connections to MongoDB are opened, the status answers 200.
     let first = http.get(url.as_str()).bearer_auth(token).send().await?;
     if !first.status().is_success() {
-        bail!("GET /status answered {}: {}", first.status(), first.text().await?);
+        bail!(
+            "GET /status answered {}: {}",
+            first.status(),
+            first.text().await?
+        );
     }
     let token = Arc::new(token.to_owned());
     let done = Arc::new(AtomicU64::new(0));

@@ -138,7 +138,13 @@ struct Snapshot {
 /// Computes ETAs, keeping the measured history for a few seconds.
 #[derive(Debug, Default)]
 pub struct Estimator {
+    /// The last read that found a history, reused for [`CACHE_FOR`].
     cached: Mutex<Option<Snapshot>>,
+    /// The last read, with the time it started: what it found, or `None` when it failed.
+    last_read: Mutex<Option<(Instant, Option<Snapshot>)>>,
+    /// Held while reading: requests that wait for it take the read that follows, rather than
+    /// each reading the same two things again (without history, under load, every request would).
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Estimator {
@@ -147,7 +153,9 @@ impl Estimator {
         if job.state.is_final() {
             return Ok(None);
         }
-        let snapshot = self.snapshot(storage).await?;
+        let Some(snapshot) = self.snapshot(storage).await? else {
+            return Ok(None);
+        };
         let speed = snapshot.speed;
         let secs = match job.state {
             JobState::Processing => processing_secs_left(
@@ -168,23 +176,39 @@ impl Estimator {
         Ok(secs.map(rounded))
     }
 
-    async fn snapshot(&self, storage: &Storage) -> StorageResult<Snapshot> {
+    /// The measured history and busy slots; `None` when a read made for this request by
+    /// another one failed (that one reports the error).
+    async fn snapshot(&self, storage: &Storage) -> StorageResult<Option<Snapshot>> {
         let fresh = *self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(snapshot) = fresh.filter(|s| s.read_at.elapsed() < CACHE_FOR) {
+            return Ok(Some(snapshot));
+        }
+        let asked_at = Instant::now();
+        let _reading = self.reading.lock().await;
+        // A read that started after this request asked is as fresh as one of its own.
+        let last = *self.last_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, snapshot)) = last.filter(|(started, _)| *started > asked_at) {
             return Ok(snapshot);
         }
-        let samples = storage.recent_job_times(RECENT_JOBS).await?;
-        let snapshot = Snapshot {
+        let started = Instant::now();
+        let read = tokio::try_join!(
+            storage.recent_job_times(RECENT_JOBS),
+            storage.processing_count()
+        )
+        .map(|(samples, busy)| Snapshot {
             read_at: Instant::now(),
             speed: Speed::from_samples(&samples),
-            busy: storage.processing_count().await?,
-        };
+            busy,
+        });
+        *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((started, read.as_ref().ok().copied()));
+        let snapshot = read?;
         // Without any history the look is cheap (nothing matches) and the first completed job
         // should count at once.
         if snapshot.speed.is_some() {
             *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
         }
-        Ok(snapshot)
+        Ok(Some(snapshot))
     }
 }
 
