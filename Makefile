@@ -45,7 +45,7 @@ lint: ## rustfmt, unused dependencies and clippy
 fmt:
 	cargo fmt --all
 
-bench: ## Converter vs the ffmpeg CLI, memory vs file size, gateway throughput, event streams vs MongoDB reads
+bench: ## Converter vs the ffmpeg CLI (alone and end to end through the queue and GridFS), memory vs file size, gateway throughput, event streams vs MongoDB reads
 	@bash scripts/bench.sh
 
 loadtest: ## locust against a stack of its own for LOADTEST_DURATION (2m): uploads/min, latencies, zero errors

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod gridfs_input;
 pub mod mp3_frame;
 pub mod scratch;
 pub mod seam_quality;

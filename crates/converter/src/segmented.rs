@@ -30,7 +30,8 @@ use crate::{
     mp3_frame,
     transcode::{
         self, build_filter, internal, is_truncated, open_encoder, open_input, open_output,
-        output_rate, percent, pull_filtered, read_packet, source, AudioInput, Limits, PacketRead,
+        output_rate, percent, pull_filtered, read_packet, source, AudioInput, Input, Limits,
+        PacketRead,
         Throttle, TranscodeError, TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
     },
 };
@@ -80,8 +81,8 @@ fn ff(e: ffmpeg::Error) -> SegmentError {
 }
 
 /// Converts like [`transcode::transcode`], on `split.segments` threads when the input allows.
-pub fn transcode(
-    input: &Path,
+pub fn transcode<'a>(
+    input: impl Into<Input<'a>>,
     output: &Path,
     options: &TranscodeOptions,
     cancel: &AtomicBool,
@@ -89,6 +90,7 @@ pub fn transcode(
     split: Split,
 ) -> Result<TranscodeReport, TranscodeError> {
     transcode::init();
+    let input = input.into();
     if split.segments > 1 {
         match transcode_segments(input, output, options, cancel, &mut progress, split) {
             Ok(report) => return Ok(report),
@@ -212,7 +214,7 @@ struct Segment {
 
 /// One segment's job description.
 struct SegmentJob<'a> {
-    input: &'a Path,
+    input: Input<'a>,
     scratch: &'a Path,
     options: &'a TranscodeOptions,
     plan: &'a Plan,
@@ -583,7 +585,7 @@ impl<'a> Sink<'a> {
 }
 
 fn transcode_segments(
-    input: &Path,
+    input: Input<'_>,
     output: &Path,
     options: &TranscodeOptions,
     cancel: &AtomicBool,

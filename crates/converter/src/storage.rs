@@ -67,6 +67,7 @@ pub struct Storage {
     mp3s_db: Database,
     jobs: Collection<Job>,
     videos: GridFsBucket,
+    video_chunks: Collection<Document>,
     mp3s: GridFsBucket,
     mp3_chunks: Collection<Document>,
     shared: SharedMp3s,
@@ -93,6 +94,7 @@ impl Storage {
         Ok(Self {
             jobs: videos_db.collection(jobs::COLLECTION),
             videos: bucket(&videos_db),
+            video_chunks: videos_db.collection(&format!("{BUCKET}.chunks")),
             mp3s: bucket(&mp3s_db),
             mp3_chunks: mp3s_db.collection(&format!("{BUCKET}.chunks")),
             shared: SharedMp3s::new(&mp3s_db),
@@ -289,6 +291,11 @@ impl Storage {
             .delete_many(doc! { "files_id": mp3_fid })
             .await?;
         Ok(result.deleted_count)
+    }
+
+    /// The chunks of the uploads, read in place while converting (see [`crate::gridfs_input`]).
+    pub fn upload_chunks(&self) -> Collection<Document> {
+        self.video_chunks.clone()
     }
 
     /// Copies the upload into `dest` chunk by chunk; returns the bytes written.

@@ -15,6 +15,8 @@ use std::{
 };
 
 use common::jobs::Mp3Quality;
+
+use crate::gridfs_input::{self, GridFsUpload};
 use ffmpeg::{codec, filter, format, frame, media, ChannelLayout, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 
@@ -36,6 +38,33 @@ pub const ACCEPTED_FORMATS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,fl
 pub const PROBE_SIZE_BYTES: u32 = 5_000_000;
 /// Media time FFmpeg may read to find the streams' parameters, in microseconds (its default).
 pub const ANALYZE_DURATION_MICROS: u32 = 5_000_000;
+
+/// Where an upload is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A local file.
+    File(&'a Path),
+    /// A GridFS file, read while it is decoded (see [`crate::gridfs_input`]).
+    GridFs(&'a GridFsUpload),
+}
+
+impl<'a> From<&'a Path> for Input<'a> {
+    fn from(path: &'a Path) -> Self {
+        Self::File(path)
+    }
+}
+
+impl<'a> From<&'a std::path::PathBuf> for Input<'a> {
+    fn from(path: &'a std::path::PathBuf) -> Self {
+        Self::File(path)
+    }
+}
+
+impl<'a> From<&'a GridFsUpload> for Input<'a> {
+    fn from(upload: &'a GridFsUpload) -> Self {
+        Self::GridFs(upload)
+    }
+}
 
 /// Bounds on what one conversion may take in and produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +231,8 @@ impl Throttle {
 ///
 /// `progress` receives percentages at most every [`PROGRESS_INTERVAL`]; setting `cancel` stops
 /// the work at the next packet with [`TranscodeError::Cancelled`].
-pub fn transcode(
-    input: &Path,
+pub fn transcode<'a>(
+    input: impl Into<Input<'a>>,
     output: &Path,
     options: &TranscodeOptions,
     cancel: &AtomicBool,
@@ -220,7 +249,7 @@ pub fn transcode(
         duration,
         mut decoder,
         source_format,
-    } = open_input(input, &limits)?;
+    } = open_input(input.into(), &limits)?;
     let (mut encoder, codec) = open_encoder(&decoder, options.quality)?;
     let rate = encoder.rate();
     let layout = encoder.channel_layout();
@@ -347,7 +376,7 @@ pub(crate) struct AudioInput {
 
 /// Opens `input` within `limits` (see [`open_container`]), picks its best audio stream and opens
 /// a decoder for it. Every open of a job (one stream or each of its segments) goes through here.
-pub(crate) fn open_input(input: &Path, limits: &Limits) -> Result<AudioInput, TranscodeError> {
+pub(crate) fn open_input(input: Input<'_>, limits: &Limits) -> Result<AudioInput, TranscodeError> {
     let mut ictx = open_container(input, limits)?;
     let stream = ictx
         .streams()
@@ -451,13 +480,14 @@ pub(crate) fn open_output(
     Ok((octx, out_tb))
 }
 
-/// Opens an upload with the accepted demuxers and the `file` protocol only, probing bounded, and
-/// refuses it when it has more streams than allowed.
-fn open_container(input: &Path, limits: &Limits) -> Result<format::context::Input, TranscodeError> {
+/// Opens an upload with the accepted demuxers and the `file` protocol only (a GridFS upload: no
+/// protocol at all), probing bounded, and refuses it when it has more streams than allowed.
+fn open_container(
+    input: Input<'_>,
+    limits: &Limits,
+) -> Result<format::context::Input, TranscodeError> {
     let mut options = Dictionary::new();
     options.set("format_whitelist", ACCEPTED_FORMATS);
-    // Nested opens (a playlist's segments, a reference track) inherit this list.
-    options.set("protocol_whitelist", "file");
     options.set("probesize", &PROBE_SIZE_BYTES.to_string());
     options.set("analyzeduration", &ANALYZE_DURATION_MICROS.to_string());
     // One over the limit: a demuxer stops creating streams there, before they are all probed,
@@ -466,7 +496,16 @@ fn open_container(input: &Path, limits: &Limits) -> Result<format::context::Inpu
         "max_streams",
         &limits.max_streams.saturating_add(1).to_string(),
     );
-    let ictx = format::input_with_dictionary(&input, options).map_err(|e| match e {
+    let opened = match input {
+        Input::File(path) => {
+            // Nested opens (a playlist's segments, a reference track) inherit this list.
+            options.set("protocol_whitelist", "file");
+            format::input_with_dictionary(&path, options)
+        }
+        // Custom I/O; nested opens are refused by its `io_open`.
+        Input::GridFs(upload) => gridfs_input::open(upload.reader(), options),
+    };
+    let ictx = opened.map_err(|e| match e {
         // What avformat_open_input answers for a demuxer not on the whitelist.
         ffmpeg::Error::Other { errno } if errno == ffmpeg::error::EINVAL => {
             TranscodeError::NotAccepted

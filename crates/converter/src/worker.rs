@@ -26,6 +26,7 @@ use mongodb::{bson::oid::ObjectId, gridfs::FilesCollectionDocument};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    gridfs_input::{GridFsUpload, ReadFailure},
     segmented::{self, Split},
     slots::Slots,
     storage::{Storage, StorageError},
@@ -316,14 +317,7 @@ impl Worker {
         let started = Instant::now();
         // Recreated if something removed it (another converter in this process shutting down).
         std::fs::create_dir_all(&self.tmp_dir).map_err(StorageError::from)?;
-        let input = tempfile::Builder::new()
-            .prefix("converter-in-")
-            .tempfile_in(&self.tmp_dir)
-            .map_err(StorageError::from)?;
-        tokio::select! {
-            spooled = self.storage.spool_upload(id, input.path()) => { spooled?; }
-            () = abort.cancelled() => return Err(JobError::Cancelled),
-        }
+        // The upload is read from GridFS while it is decoded: only the MP3 goes to scratch.
         let output = tempfile::Builder::new()
             .prefix("converter-out-")
             .suffix(".mp3")
@@ -331,9 +325,8 @@ impl Worker {
             .map_err(StorageError::from)?;
 
         let report = self
-            .convert(&job, input.path().into(), output.path().into(), abort)
+            .convert(&job, &upload, output.path().into(), abort)
             .await?;
-        drop(input);
         let title = title_from_filename(&job.filename);
         let mp3_name = format!("{}.mp3", title.as_deref().unwrap_or("audio"));
         let ours = delivery.mp3_fid;
@@ -456,11 +449,19 @@ impl Worker {
     async fn convert(
         &self,
         job: &Job,
-        input: PathBuf,
+        upload: &FilesCollectionDocument,
         output: PathBuf,
         abort: &CancellationToken,
     ) -> Result<transcode::TranscodeReport, JobError> {
         let cancel = Arc::new(AtomicBool::new(false));
+        let input = GridFsUpload::new(
+            self.storage.upload_chunks(),
+            upload.id.clone(),
+            upload.length,
+            upload.chunk_size_bytes,
+            cancel.clone(),
+        );
+        let reading = input.clone();
         let deleted = Arc::new(AtomicBool::new(false));
         let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0.0f64);
         let options = TranscodeOptions {
@@ -489,6 +490,7 @@ impl Worker {
                 },
                 split,
             )
+            .map_err(|e| input.explain(e))
         });
         let storage = self.storage.clone();
         let events = self.events.clone();
@@ -534,6 +536,12 @@ impl Worker {
         // The sender went away with the closure: the reporter ends after its last update.
         if let Err(e) = reporter.await {
             tracing::debug!(error = %e, "progress reporter ended abnormally");
+        }
+        // Chunks gone mid-read: the owner deleted the upload, unless it is still there.
+        if let Some(ReadFailure::Missing { .. }) = reading.failure() {
+            if let Ok(None) = self.storage.upload(job.id).await {
+                return Err(JobError::Deleted);
+            }
         }
         match result {
             Ok(Ok(report)) => Ok(report),
