@@ -29,7 +29,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Condvar, Mutex, MutexGuard,
+        Arc, Condvar, Mutex, MutexGuard, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -38,7 +38,7 @@ use ffmpeg::{ffi, format, Dictionary};
 use ffmpeg_next as ffmpeg;
 use futures::TryStreamExt;
 use mongodb::{
-    bson::{doc, spec::BinarySubtype, Bson, Document},
+    bson::{doc, Bson, Document},
     Collection,
 };
 
@@ -115,6 +115,8 @@ struct Shared {
     cancel: Arc<AtomicBool>,
     cache: Mutex<Cache>,
     arrived: Condvar,
+    /// Chunks holding the packets the demuxer will read, ascending (see [`follow_index`]).
+    plan: OnceLock<Vec<u32>>,
     /// The failure that made a read fail first, for [`GridFsUpload::explain`].
     failure: Mutex<Option<ReadFailure>>,
     /// Most bytes the cache held at once.
@@ -187,6 +189,7 @@ impl GridFsUpload {
                 cancel,
                 cache: Mutex::default(),
                 arrived: Condvar::new(),
+                plan: OnceLock::new(),
                 failure: Mutex::default(),
                 peak_bytes: AtomicU64::new(0),
                 fetched: AtomicU64::new(0),
@@ -284,7 +287,7 @@ impl GridFsUpload {
                 Some(Slot::Ready { data, used }) => {
                     *used = tick;
                     let data = data.clone();
-                    self.read_ahead(&mut cache, n + 1);
+                    self.read_ahead(&mut cache, n);
                     return Ok(data);
                 }
                 Some(Slot::Failed(failure)) => {
@@ -311,69 +314,83 @@ impl GridFsUpload {
         }
     }
 
-    /// Starts fetching the chunks after `from` that are not cached, if the cache has room.
-    fn read_ahead(&self, cache: &mut Cache, from: u32) {
-        let size = self.shared.size;
-        let end = from
-            .saturating_add(size.read_ahead as u32)
-            .min(self.chunk_count());
-        if let Some(first) = (from..end).find(|k| !cache.slots.contains_key(k)) {
-            // Only when half the read-ahead is used up, so a query fetches a few chunks at once.
-            if first - from < (size.read_ahead as u32).div_ceil(2) {
-                self.fetch(cache, first, false);
+    /// The chunks a reader of chunk `n` reads next: those of the demuxer's index that follow `n`
+    /// when `n` is one of them ([`follow_index`]), else the next ones in the file.
+    fn following(&self, n: u32) -> Vec<u32> {
+        let ahead = self.shared.size.read_ahead;
+        if let Some(plan) = self.shared.plan.get() {
+            if let Ok(at) = plan.binary_search(&n) {
+                return plan[at + 1..].iter().copied().take(ahead).collect();
             }
+        }
+        let end = n
+            .saturating_add(1)
+            .saturating_add(ahead as u32)
+            .min(self.chunk_count());
+        (n.saturating_add(1)..end).collect()
+    }
+
+    /// Starts fetching the chunks read after `n` that are not cached, once half of those fetched
+    /// ahead are used up (so a query fetches a few chunks at once).
+    fn read_ahead(&self, cache: &mut Cache, n: u32) {
+        let next = self.following(n);
+        let half = self.shared.size.read_ahead.div_ceil(2);
+        if let Some(first) = next
+            .iter()
+            .take(half)
+            .find(|k| !cache.slots.contains_key(k))
+        {
+            self.fetch(cache, *first, false);
         }
     }
 
-    /// Marks chunk `n` and the absent ones after it (up to the read-ahead) pending and fetches
-    /// them on a background task. `needed`: `n` is wanted now, so room is made for it.
+    /// Marks chunk `n` and the absent ones read after it (up to the read-ahead) pending and
+    /// fetches them on a background task. `needed`: `n` is wanted now, so room is made for it.
     fn fetch(&self, cache: &mut Cache, n: u32, needed: bool) {
         let shared = &*self.shared;
-        let count = self.chunk_count();
-        if n >= count {
+        if n >= self.chunk_count() {
             return;
         }
-        let want = if needed {
-            1 + shared.size.read_ahead as u32
-        } else {
-            shared.size.read_ahead as u32
-        };
-        let mut end = n;
-        while end < count && end - n < want && !cache.slots.contains_key(&end) {
+        let mut list = Vec::new();
+        for k in std::iter::once(n).chain(self.following(n)) {
+            if cache.slots.contains_key(&k) {
+                continue;
+            }
             if cache.slots.len() >= shared.size.chunks && !evict(cache) {
                 break;
             }
-            cache.slots.insert(end, Slot::Pending);
-            end += 1;
+            cache.slots.insert(k, Slot::Pending);
+            list.push(k);
         }
-        if end == n {
-            if !needed {
-                return;
-            }
+        if needed && !list.contains(&n) {
             // Everything else is pending: the needed chunk goes over the bound by one.
             cache.slots.insert(n, Slot::Pending);
-            end = n + 1;
+            list.insert(0, n);
+        }
+        if list.is_empty() {
+            return;
         }
         let upload = self.clone();
-        shared.runtime.spawn(async move { upload.fetch_range(n, end).await });
+        shared.runtime.spawn(async move { upload.fetch_list(list).await });
     }
 
-    /// Fetches chunks `first..end` in one query and puts each in the cache as it arrives; those
-    /// that do not arrive are marked missing.
-    async fn fetch_range(self, first: u32, end: u32) {
+    /// Fetches chunks `list` (ascending) in one query and puts each in the cache as it arrives;
+    /// those that do not arrive are marked missing.
+    async fn fetch_list(self, list: Vec<u32>) {
         let shared = &*self.shared;
+        // What this query delivered: a chunk that arrived, was evicted and is pending again for
+        // another query is not this one's to mark missing.
+        let mut delivered = Vec::with_capacity(list.len());
         let found = async {
+            let numbers: Vec<i64> = list.iter().map(|&n| i64::from(n)).collect();
             let mut cursor = shared
                 .chunks
-                .find(doc! {
-                    "files_id": shared.files_id.clone(),
-                    "n": { "$gte": i64::from(first), "$lt": i64::from(end) },
-                })
+                .find(doc! { "files_id": shared.files_id.clone(), "n": { "$in": numbers } })
                 .sort(doc! { "n": 1 })
                 .projection(doc! { "_id": 0, "n": 1, "data": 1 })
                 .await?;
             while let Some(chunk) = cursor.try_next().await? {
-                let Some(n) = chunk_number(&chunk).filter(|n| (first..end).contains(n)) else {
+                let Some(n) = chunk_number(&chunk).filter(|n| list.binary_search(n).is_ok()) else {
                     continue;
                 };
                 let slot = match chunk_data(chunk) {
@@ -389,6 +406,7 @@ impl GridFsUpload {
                         count: self.chunk_count(),
                     }),
                 };
+                delivered.push(n);
                 self.settle(n, slot);
             }
             Ok::<_, mongodb::error::Error>(())
@@ -396,12 +414,14 @@ impl GridFsUpload {
         .await;
         let count = self.chunk_count();
         let mut cache = lock(&shared.cache);
-        for n in first..end {
-            if let Some(slot @ Slot::Pending) = cache.slots.get_mut(&n) {
-                *slot = Slot::Failed(match &found {
-                    Ok(()) => ReadFailure::Missing { n, count },
-                    Err(e) => ReadFailure::Storage(e.to_string()),
-                });
+        for n in list.iter().filter(|n| !delivered.contains(n)) {
+            if let Some(slot) = cache.slots.get_mut(n) {
+                if matches!(slot, Slot::Pending) {
+                    *slot = Slot::Failed(match &found {
+                        Ok(()) => ReadFailure::Missing { n: *n, count },
+                        Err(e) => ReadFailure::Storage(e.to_string()),
+                    });
+                }
             }
         }
         drop(cache);
@@ -551,7 +571,6 @@ pub(crate) fn open<R: Read + Seek + Send + 'static>(
 ) -> Result<format::context::Input, ffmpeg::Error> {
     let mut io =
         format::context::StreamIo::from_read_seek_with_capacity(reader, AVIO_BUFFER_BYTES)?;
-    let mut opts = options.disown();
     // SAFETY: the context is allocated here and only used by this block until it is handed to
     // `Input`, which owns it from then on (closing it before `io` drops, see the destructor of
     // ffmpeg-next's custom-I/O inputs). `pb` points into `io`, which the `Input` also owns, so it
@@ -559,6 +578,7 @@ pub(crate) fn open<R: Read + Seek + Send + 'static>(
     // avformat_open_input FFmpeg frees the context itself and nulls `ctx`; `io` is then dropped
     // by us. `opts` is the dictionary FFmpeg consumes, handed back to Rust to be freed.
     unsafe {
+        let mut opts = options.disown();
         let mut ctx = ffi::avformat_alloc_context();
         if ctx.is_null() {
             ffmpeg::Dictionary::own(opts);
@@ -583,6 +603,51 @@ pub(crate) fn open<R: Read + Seek + Send + 'static>(
     }
 }
 
+/// Reads ahead along the demuxer's index of the audio stream: an MP4 lists where every packet
+/// is, and the audio of a video file sits in a fraction of its chunks (a third for 720p H.264 and
+/// 128 kb/s AAC in GridFS's 255 KiB chunks), so only those are fetched, in the order they are
+/// read. Other formats (whose index lists only some packets, if any) read ahead sequentially, and
+/// so does any read outside the plan: the plan decides what is fetched early, never what is read.
+pub(crate) fn follow_index(
+    ictx: &mut format::context::Input,
+    stream_index: usize,
+    upload: &GridFsUpload,
+) {
+    if upload.shared.plan.get().is_some() || !ictx.format().name().starts_with("mov,") {
+        return;
+    }
+    let Some(mut stream) = ictx.stream_mut(stream_index) else {
+        return;
+    };
+    let chunk_size = i64::from(upload.shared.chunk_size);
+    let mut chunks = std::collections::BTreeSet::new();
+    // SAFETY: the stream belongs to a live, open input we borrow mutably; the index functions
+    // only read the stream's index (entries stay valid until the demuxer adds one, which it does
+    // not while we hold the context), and each entry is copied out before the next call.
+    unsafe {
+        let st = stream.as_mut_ptr();
+        let count = ffi::avformat_index_get_entries_count(st);
+        for i in 0..count {
+            let entry = ffi::avformat_index_get_entry(st, i);
+            if entry.is_null() {
+                continue;
+            }
+            let (pos, size) = ((*entry).pos, i64::from((*entry).size()));
+            if pos < 0 || size <= 0 {
+                continue;
+            }
+            for n in pos / chunk_size..=(pos + size - 1) / chunk_size {
+                if let Ok(n) = u32::try_from(n) {
+                    chunks.insert(n);
+                }
+            }
+        }
+    }
+    if !chunks.is_empty() {
+        let _ = upload.shared.plan.set(chunks.into_iter().collect());
+    }
+}
+
 /// The format context's `io_open`: every file a demuxer asks to open besides the upload (an HLS
 /// segment, an MP4 external data reference, an image sequence's next file) is refused.
 unsafe extern "C" fn refuse_nested_open(
@@ -597,6 +662,8 @@ unsafe extern "C" fn refuse_nested_open(
 
 #[cfg(test)]
 mod tests {
+    use mongodb::bson::spec::BinarySubtype;
+
     use super::*;
 
     #[test]

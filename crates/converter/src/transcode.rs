@@ -407,6 +407,9 @@ pub(crate) fn open_input(input: Input<'_>, limits: &Limits) -> Result<AudioInput
     decoder.set_packet_time_base(time_base);
     let source_format = source_format_name(decoder.format(), decoder.rate(), decoder.channels())?;
     discard_other_streams(&mut ictx, stream_index);
+    if let Input::GridFs(upload) = input {
+        gridfs_input::follow_index(&mut ictx, stream_index, upload);
+    }
     Ok(AudioInput {
         ictx,
         stream_index,

@@ -258,7 +258,8 @@ async fn a_read_waiting_for_a_chunk_stops_when_cancelled() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.mp3");
-    let conversion = tokio::spawn(convert(upload.clone(), &out, one_stream()));
+    let reading = upload.clone();
+    let conversion = tokio::spawn(async move { convert(reading, &out, one_stream()).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!conversion.is_finished(), "the read waits for its chunk");
     let cancelled = Instant::now();
