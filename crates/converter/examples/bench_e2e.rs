@@ -115,7 +115,10 @@ async fn main() -> anyhow::Result<()> {
         ("CONVERTER_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("RABBITMQ_URL".to_owned(), amqp_url.clone()),
         ("VIDEO_QUEUE".to_owned(), queue.clone()),
-        ("MONGODB_VIDEOS_URI".to_owned(), with_db(&mongo_uri, &videos_db)),
+        (
+            "MONGODB_VIDEOS_URI".to_owned(),
+            with_db(&mongo_uri, &videos_db),
+        ),
         ("MONGODB_MP3S_URI".to_owned(), with_db(&mongo_uri, &mp3s_db)),
         ("CONVERTER_CONCURRENCY".to_owned(), "1".to_owned()),
         (
@@ -203,9 +206,7 @@ async fn main() -> anyhow::Result<()> {
 
     let _ = stop.send(());
     converter.await??;
-    let _ = channel
-        .queue_delete(&queue, Default::default())
-        .await;
+    let _ = channel.queue_delete(&queue, Default::default()).await;
     for db in [&videos_db, &mp3s_db] {
         client.database(db).drop().await?;
     }

@@ -246,13 +246,19 @@ impl GridFsUpload {
             Some(missing @ ReadFailure::Missing { .. }) => {
                 TranscodeError::Damaged(missing.to_string())
             }
-            Some(storage @ ReadFailure::Storage(_)) => TranscodeError::Internal(storage.to_string()),
+            Some(storage @ ReadFailure::Storage(_)) => {
+                TranscodeError::Internal(storage.to_string())
+            }
         }
     }
 
     fn chunk_count(&self) -> u32 {
-        u32::try_from(self.shared.length.div_ceil(u64::from(self.shared.chunk_size)))
-            .unwrap_or(u32::MAX)
+        u32::try_from(
+            self.shared
+                .length
+                .div_ceil(u64::from(self.shared.chunk_size)),
+        )
+        .unwrap_or(u32::MAX)
     }
 
     /// Bytes chunk `n` must hold.
@@ -371,7 +377,9 @@ impl GridFsUpload {
             return;
         }
         let upload = self.clone();
-        shared.runtime.spawn(async move { upload.fetch_list(list).await });
+        shared
+            .runtime
+            .spawn(async move { upload.fetch_list(list).await });
     }
 
     /// Fetches chunks `list` (ascending) in one query and puts each in the cache as it arrives;
@@ -495,7 +503,9 @@ fn chunk_data(mut chunk: Document) -> Option<Vec<u8>> {
 
 /// A mutex whose holder never panics with it held in our code; a poisoned one is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A position in a [`GridFsUpload`]; what FFmpeg reads through.
@@ -539,9 +549,8 @@ impl GridFsReader {
             SeekFrom::End(delta) => length.checked_add_signed(delta),
             SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
         };
-        let target = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        let target = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.pos = target;
         Ok(target)
     }
@@ -589,7 +598,8 @@ pub(crate) fn open<R: Read + Seek + Send + 'static>(
         (*ctx).pb = io.as_mut_ptr();
         (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
         (*ctx).io_open = Some(refuse_nested_open);
-        let opened = ffi::avformat_open_input(&mut ctx, std::ptr::null(), std::ptr::null_mut(), &mut opts);
+        let opened =
+            ffi::avformat_open_input(&mut ctx, std::ptr::null(), std::ptr::null_mut(), &mut opts);
         ffmpeg::Dictionary::own(opts);
         if opened < 0 {
             return Err(ffmpeg::Error::from(opened));
@@ -727,7 +737,13 @@ mod tests {
             let ctx = input.as_mut_ptr();
             let mut pb = std::ptr::null_mut();
             let io_open = (*ctx).io_open.unwrap();
-            io_open(ctx, &mut pb, url.as_ptr(), ffi::AVIO_FLAG_READ, std::ptr::null_mut())
+            io_open(
+                ctx,
+                &mut pb,
+                url.as_ptr(),
+                ffi::AVIO_FLAG_READ,
+                std::ptr::null_mut(),
+            )
         };
         assert_eq!(refused, ffi::AVERROR(ffmpeg::error::EPERM));
     }

@@ -31,8 +31,7 @@ use crate::{
     transcode::{
         self, build_filter, internal, is_truncated, open_encoder, open_input, open_output,
         output_rate, percent, pull_filtered, read_packet, source, AudioInput, Input, Limits,
-        PacketRead,
-        Throttle, TranscodeError, TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
+        PacketRead, Throttle, TranscodeError, TranscodeOptions, TranscodeReport, PROGRESS_INTERVAL,
     },
 };
 

@@ -207,7 +207,7 @@ async fn a_missing_or_short_chunk_fails_permanently_and_names_it() {
         .update_one(
             doc! { "files_id": short, "n": 3 },
             doc! { "$set": { "data": Bson::Binary(mongodb::bson::Binary {
-                subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: vec![0; 10] }) } },
+            subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: vec![0; 10] }) } },
         )
         .await
         .unwrap();
@@ -268,7 +268,10 @@ async fn a_read_waiting_for_a_chunk_stops_when_cancelled() {
         .await
         .expect("the cancelled read returns")
         .unwrap();
-    assert!(matches!(result, Err(TranscodeError::Cancelled)), "{result:?}");
+    assert!(
+        matches!(result, Err(TranscodeError::Cancelled)),
+        "{result:?}"
+    );
     assert!(cancelled.elapsed() < Duration::from_secs(2));
     assert_eq!(upload.failure(), Some(ReadFailure::Cancelled));
     drop(silent);
