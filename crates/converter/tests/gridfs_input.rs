@@ -1,6 +1,10 @@
 //! Converting straight out of GridFS (no copy of the upload on scratch disk): real Mongo stand-in,
 //! real FFmpeg, media made with the ffmpeg CLI.
 
+// Test code, helpers included (clippy.toml's allow-*-in-tests covers #[test] functions only):
+// a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 use std::{
