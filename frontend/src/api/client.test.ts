@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { fakeGateway, flask404, json } from '../test/helpers';
-import { basicAuth, createApi, filenameFromDisposition, login, register } from './client';
+import { at, fakeGateway, flask404, json } from '../test/helpers';
+import { basicAuth, createApi, filenameFromDisposition, login, register, type JobStatus } from './client';
 import { ApiError, errorFor } from './errors';
 
-function sseResponse(chunks, { close = true } = {}) {
+function sseResponse(chunks: string[], { close = true } = {}) {
   const encoder = new TextEncoder();
   const queue = [...chunks];
   const body = new ReadableStream({
@@ -57,7 +57,7 @@ describe('credentials', () => {
   it('login returns the token body and sends Basic auth', async () => {
     const calls = fakeGateway({ 'POST /login': () => new Response('jwt.token.here\n', { status: 200 }) });
     await expect(login('a@b.co', 'secret123')).resolves.toBe('jwt.token.here');
-    expect(calls[0].headers.get('authorization')).toBe(basicAuth('a@b.co', 'secret123'));
+    expect(at(calls, 0).headers.get('authorization')).toBe(basicAuth('a@b.co', 'secret123'));
   });
 
   it('register rejects with the wording for 409 and 429', async () => {
@@ -93,14 +93,14 @@ describe('watching a job', () => {
           'eted","mp3_fid":"abc"}\n\n',
         ]),
     });
-    const updates = [];
-    const transports = [];
+    const updates: JobStatus[] = [];
+    const transports: string[] = [];
     const last = await createApi('tok').watch('vid1', { onUpdate: (u) => updates.push(u), onTransport: (t) => transports.push(t) });
     expect(last).toEqual({ status: 'completed', mp3_fid: 'abc' });
     expect(updates.map((u) => u.progress ?? u.status)).toEqual([0, 40, 'completed']);
     expect(transports).toEqual(['stream']);
-    expect(calls[0].headers.get('authorization')).toBe('Bearer tok');
-    expect(calls[0].query.get('fid')).toBe('vid1');
+    expect(at(calls, 0).headers.get('authorization')).toBe('Bearer tok');
+    expect(at(calls, 0).query.get('fid')).toBe('vid1');
   });
 
   // Tiny waits so the tests follow the same paths as the page without its seconds.
@@ -115,8 +115,8 @@ describe('watching a job', () => {
         return json(polls < 3 ? { status: 'processing', state: 'processing', progress: polls * 30 } : { status: 'failed', error: 'no audio track' });
       },
     });
-    const updates = [];
-    const transports = [];
+    const updates: JobStatus[] = [];
+    const transports: string[] = [];
     const last = await createApi('tok').watch('vid2', {
       onUpdate: (u) => updates.push(u),
       onTransport: (t) => transports.push(t),
@@ -134,7 +134,7 @@ describe('watching a job', () => {
       'GET /events': () => sseResponse(['data: {"status":"processing","state":"processing","progress":10}\n\n'], { close: false }),
       'GET /status': () => json({ status: 'completed', mp3_fid: 'm' }),
     });
-    const updates = [];
+    const updates: JobStatus[] = [];
     const last = await createApi('tok').watch('vid3', { onUpdate: (u) => updates.push(u), ...fast });
     expect(updates.map((u) => u.status)).toEqual(['processing', 'processing', 'processing', 'completed']);
     expect(calls.map((c) => c.path)).toEqual(['/events', '/events', '/events', '/status']);
@@ -148,9 +148,9 @@ describe('watching a job', () => {
       [': keep-alive\n\n', 'data: {"status":"processing","state":"processing","progress":60}\n\n'],
       ['data: {"status":"processing","state":"processing","progress":90}\n\n', 'data: {"status":"completed","mp3_fid":"z"}\n\n'],
     ];
-    const calls = fakeGateway({ 'GET /events': () => sseResponse(streams.shift()) });
-    const updates = [];
-    const transports = [];
+    const calls = fakeGateway({ 'GET /events': () => sseResponse(streams.shift() ?? []) });
+    const updates: JobStatus[] = [];
+    const transports: string[] = [];
     // minStreamMs 0: every stream counts as one that lived its full life, so four in a row are no failure.
     const last = await createApi('tok').watch('vid4', {
       onUpdate: (u) => updates.push(u),
@@ -169,7 +169,7 @@ describe('watching a job', () => {
       'GET /events': () => sseResponse(['data: {"status":"processing","state":"queued","progress":0}\n\n']),
       'GET /status': () => json({ status: 'completed', mp3_fid: 'q' }),
     });
-    const transports = [];
+    const transports: string[] = [];
     const last = await createApi('tok').watch('vid5', {
       onUpdate: () => {},
       onTransport: (t) => transports.push(t),
@@ -190,7 +190,7 @@ describe('watching a job', () => {
         return json(polls < 2 ? { status: 'processing', state: 'processing', progress: 50 } : { status: 'completed', mp3_fid: 'r' });
       },
     });
-    const transports = [];
+    const transports: string[] = [];
     const last = await createApi('tok').watch('vid6', { onUpdate: () => {}, onTransport: (t) => transports.push(t), ...fast });
     expect(last).toEqual({ status: 'completed', mp3_fid: 'r' });
     expect(transports).toEqual(['polling']);
@@ -207,8 +207,8 @@ describe('watching a job', () => {
         return json(polls < 3 ? { status: 'processing' } : { status: 'completed', mp3_fid: '65f0c0ffee' });
       },
     });
-    const updates = [];
-    const transports = [];
+    const updates: JobStatus[] = [];
+    const transports: string[] = [];
     const last = await createApi('tok').watch('vid7', {
       onUpdate: (u) => updates.push(u),
       onTransport: (t) => transports.push(t),
@@ -226,7 +226,7 @@ describe('watching a job', () => {
       'GET /events': () => new Response('<!doctype html><title>app</title>', { status: 200, headers: { 'Content-Type': 'text/html' } }),
       'GET /status': () => json({ status: 'completed', mp3_fid: 'h' }),
     });
-    const transports = [];
+    const transports: string[] = [];
     await expect(createApi('tok').watch('vid8', { onUpdate: () => {}, onTransport: (t) => transports.push(t), ...fast })).resolves.toEqual({
       status: 'completed',
       mp3_fid: 'h',
@@ -250,7 +250,7 @@ describe('watching a job', () => {
         sseResponse(['event: status\ndata: {"status":"processing","state":"processing","progress":20}\n\n', 'event: error\ndata: {"error":"no such upload"}\n\n']),
       'GET /status': () => json({ error: 'no such upload' }, 404),
     });
-    const updates = [];
+    const updates: JobStatus[] = [];
     await expect(createApi('tok').watch('deleted', { onUpdate: (u) => updates.push(u), ...fast })).rejects.toMatchObject({ status: 404 });
     expect(updates).toHaveLength(1);
     expect(calls.map((c) => c.path)).toEqual(['/events', '/status']);
@@ -269,7 +269,7 @@ describe('watching a job', () => {
       'GET /status': () => json({ status: 'processing', state: 'queued', progress: 0 }),
     });
     const controller = new AbortController();
-    const updates = [];
+    const updates: JobStatus[] = [];
     const watching = createApi('tok').watch('v', {
       onUpdate: (u) => {
         updates.push(u);
@@ -297,19 +297,19 @@ describe('jobs and downloads', () => {
     });
     const api = createApi('tok');
     await expect(api.jobs(2, 5)).resolves.toMatchObject({ page: 2 });
-    expect(calls[0].query.get('per_page')).toBe('5');
+    expect(at(calls, 0).query.get('per_page')).toBe('5');
     await api.deleteJob('abc');
-    expect(calls[1]).toMatchObject({ method: 'DELETE', path: '/jobs/abc' });
+    expect(at(calls, 1)).toMatchObject({ method: 'DELETE', path: '/jobs/abc' });
 
     URL.createObjectURL = vi.fn(() => 'blob:fake');
     URL.revokeObjectURL = vi.fn();
-    const clicked = [];
-    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function record() {
+    const clicked: { href: string | null; download: string }[] = [];
+    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function record(this: HTMLAnchorElement) {
       clicked.push({ href: this.getAttribute('href'), download: this.download });
     });
     await expect(api.download('mp3id', 'fallback.mp3')).resolves.toEqual({ name: 'talk.mp3', size: 4 });
     expect(clicked).toEqual([{ href: 'blob:fake', download: 'talk.mp3' }]);
-    expect(calls[2].headers.get('authorization')).toBe('Bearer tok');
+    expect(at(calls, 2).headers.get('authorization')).toBe('Bearer tok');
     click.mockRestore();
   });
 

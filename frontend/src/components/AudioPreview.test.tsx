@@ -2,7 +2,7 @@ import { fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { MemoryRouter } from 'react-router-dom';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuthProvider } from '../auth/AuthContext';
-import { fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers';
+import { at, fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers';
 import AudioPreview from './AudioPreview';
 
 const MP3 = '65f1c0ffee0123456789abcd';
@@ -36,7 +36,7 @@ describe('audio preview', () => {
     // Two players, one cookie request, carrying the Bearer header.
     const cookieCalls = calls.filter((call) => call.path === '/media-cookie');
     expect(cookieCalls).toHaveLength(1);
-    expect(cookieCalls[0].headers.get('authorization')).toMatch(/^Bearer /);
+    expect(at(cookieCalls, 0).headers.get('authorization')).toMatch(/^Bearer /);
 
     expect(screen.getAllByText('Loading the preview…')).toHaveLength(2);
     Object.defineProperty(player, 'duration', { configurable: true, value: 83.4 });

@@ -7,7 +7,7 @@ import JobProgress from './JobProgress';
 /** An /events answer whose status events the test sends one by one with `send`. */
 function liveEvents() {
   const encoder = new TextEncoder();
-  let controller;
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   const response = new Response(
     new ReadableStream({
       start(c) {
@@ -16,8 +16,8 @@ function liveEvents() {
     }),
     { status: 200, headers: { 'Content-Type': 'text/event-stream' } },
   );
-  const send = (status) => controller.enqueue(encoder.encode(`event: status\ndata: ${JSON.stringify(status)}\n\n`));
-  return { response, send, close: () => controller.close() };
+  const send = (status: object) => controller?.enqueue(encoder.encode(`event: status\ndata: ${JSON.stringify(status)}\n\n`));
+  return { response, send, close: () => controller?.close() };
 }
 
 function renderProgress() {

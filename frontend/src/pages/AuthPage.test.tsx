@@ -5,7 +5,7 @@ import { fakeGateway, json, makeToken, renderApp } from '../test/helpers';
 
 afterEach(() => vi.unstubAllGlobals());
 
-async function fill(user, email, password) {
+async function fill(user: ReturnType<typeof userEvent.setup>, email: string, password: string) {
   await user.type(screen.getByLabelText('Email'), email);
   await user.type(screen.getByLabelText('Password'), password);
 }

@@ -1,9 +1,9 @@
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeXhr, fakeGateway, flask404, json, makeToken, renderApp } from '../test/helpers';
+import { FakeXhr, at, fakeGateway, type FakeRoute, flask404, json, makeToken, renderApp } from '../test/helpers';
 
-function sse(lines) {
+function sse(lines: string[]) {
   const encoder = new TextEncoder();
   const queue = [...lines];
   return new Response(
@@ -25,7 +25,7 @@ async function startUpload() {
   renderApp('/convert', { token: makeToken() });
   await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
   await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-  return FakeXhr.last;
+  return FakeXhr.latest();
 }
 
 beforeEach(() => {
@@ -68,13 +68,13 @@ describe('convert page', () => {
     await user.selectOptions(screen.getByLabelText(/MP3 quality/), '192 kb/s');
     await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
 
-    const xhr = FakeXhr.last;
+    const xhr = FakeXhr.latest();
     expect(xhr.method).toBe('POST');
     expect(xhr.url).toBe('/api/upload');
     expect(xhr.headers.Authorization).toMatch(/^Bearer /);
     expect(xhr.body.get('bitrate')).toBe('192');
     expect(xhr.body.get('vbr_quality')).toBeNull();
-    expect(xhr.body.get('file').name).toBe('holiday.mp4');
+    expect(xhr.file().name).toBe('holiday.mp4');
 
     act(() => xhr.progress(2048, 4096));
     const bar = screen.getByRole('progressbar', { name: 'Upload' });
@@ -84,7 +84,7 @@ describe('convert page', () => {
     act(() => xhr.respond(200, { status: 'success', video_fid: 'cafe' }));
     expect(await screen.findByRole('button', { name: 'Download holiday.mp3' })).toBeInTheDocument();
     expect(within(screen.getByTestId('job-state')).getByText('Done')).toBeInTheDocument();
-    expect(calls.find((c) => c.path === '/events').query.get('fid')).toBe('cafe');
+    expect(calls.find((c) => c.path === '/events')?.query.get('fid')).toBe('cafe');
   });
 
   it('sends a VBR quality as vbr_quality', async () => {
@@ -94,8 +94,8 @@ describe('convert page', () => {
     await user.upload(screen.getByLabelText('Choose an MP4 video'), video());
     await user.selectOptions(screen.getByLabelText(/MP3 quality/), 'vbr:2');
     await user.click(screen.getByRole('button', { name: 'Upload and convert' }));
-    expect(FakeXhr.last.body.get('vbr_quality')).toBe('2');
-    expect(FakeXhr.last.body.get('bitrate')).toBeNull();
+    expect(FakeXhr.latest().body.get('vbr_quality')).toBe('2');
+    expect(FakeXhr.latest().body.get('bitrate')).toBeNull();
   });
 
   it('shows the gateway error when the upload is refused', async () => {
@@ -215,7 +215,7 @@ describe('convert page with the gateway\'s stream limits', () => {
       ['event: status\ndata: {"status":"processing","state":"processing","progress":25}\n\n'],
       ['event: status\ndata: {"status":"processing","state":"processing","progress":25}\n\n', 'event: status\ndata: {"status":"completed","state":"completed","progress":100,"mp3_fid":"beef"}\n\n'],
     ];
-    const calls = fakeGateway({ 'GET /events': () => sse(streams.shift()) });
+    const calls = fakeGateway({ 'GET /events': () => sse(streams.shift() ?? []) });
     const xhr = await startUpload();
     vi.useFakeTimers({ shouldAdvanceTime: true });
     try {
@@ -235,11 +235,11 @@ describe('convert page with the gateway\'s stream limits', () => {
   });
 });
 
-const mp4 = (name, size = 4096) => new File([new Uint8Array(size)], name, { type: 'video/mp4' });
+const mp4 = (name: string, size = 4096) => new File([new Uint8Array(size)], name, { type: 'video/mp4' });
 
 /** /events answers per upload id: `{fid: [sse lines]}`. */
-function eventsByFid(streams) {
-  return ({ query }) => sse(streams[query.get('fid')] ?? []);
+function eventsByFid(streams: Record<string, string[]>): FakeRoute {
+  return ({ query }) => sse(streams[query.get('fid') ?? ''] ?? []);
 }
 
 describe('convert page batches', () => {
@@ -259,18 +259,18 @@ describe('convert page batches', () => {
 
     // One upload at a time: the others wait.
     expect(FakeXhr.all).toHaveLength(1);
-    expect(FakeXhr.all[0].body.get('file').name).toBe('a.mp4');
+    expect(at(FakeXhr.all, 0).file().name).toBe('a.mp4');
     expect(within(screen.getByRole('region', { name: 'b.mp4' })).getByText('Waiting')).toBeInTheDocument();
-    act(() => FakeXhr.all[0].progress(2048, 4096));
+    act(() => at(FakeXhr.all, 0).progress(2048, 4096));
     expect(screen.getByRole('progressbar', { name: 'Upload of a.mp4' })).toHaveAttribute('aria-valuenow', '50');
     expect(screen.getByRole('status')).toHaveTextContent('0 of 3 videos uploaded, uploading a.mp4.');
 
-    act(() => FakeXhr.all[0].respond(200, { status: 'success', video_fid: 'f1' }));
+    act(() => at(FakeXhr.all, 0).respond(200, { status: 'success', video_fid: 'f1' }));
     await waitFor(() => expect(FakeXhr.all).toHaveLength(2));
-    expect(FakeXhr.all[1].body.get('file').name).toBe('b.mp4');
-    act(() => FakeXhr.all[1].respond(400, { error: 'the file is empty' }));
+    expect(at(FakeXhr.all, 1).file().name).toBe('b.mp4');
+    act(() => at(FakeXhr.all, 1).respond(400, { error: 'the file is empty' }));
     await waitFor(() => expect(FakeXhr.all).toHaveLength(3));
-    act(() => FakeXhr.all[2].respond(200, { status: 'success', video_fid: 'f3' }));
+    act(() => at(FakeXhr.all, 2).respond(200, { status: 'success', video_fid: 'f3' }));
 
     expect(await screen.findByRole('button', { name: 'Download a.mp3' })).toBeInTheDocument();
     expect(await screen.findByRole('button', { name: 'Download c.mp3' })).toBeInTheDocument();
@@ -296,9 +296,9 @@ describe('convert page batches', () => {
     renderApp('/convert', { token: makeToken() });
     fireEvent.drop(screen.getByTestId('drop-zone'), { dataTransfer: { files: [mp4('good.mp4'), mp4('bad.mp4')] } });
     await user.click(screen.getByRole('button', { name: 'Upload and convert 2 videos' }));
-    act(() => FakeXhr.all[0].respond(200, { status: 'success', video_fid: 'f1' }));
+    act(() => at(FakeXhr.all, 0).respond(200, { status: 'success', video_fid: 'f1' }));
     await waitFor(() => expect(FakeXhr.all).toHaveLength(2));
-    act(() => FakeXhr.all[1].respond(200, { status: 'success', video_fid: 'f2' }));
+    act(() => at(FakeXhr.all, 1).respond(200, { status: 'success', video_fid: 'f2' }));
 
     expect(await screen.findByRole('button', { name: 'Download good.mp3' })).toBeInTheDocument();
     expect(await screen.findByText(/The conversion failed: the file is not a video or audio file that can be read/)).toBeInTheDocument();

@@ -12,6 +12,13 @@ function base64url(object: object): string {
   return btoa(JSON.stringify(object)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
 }
 
+/** `list[index]`, failing the test when there is no such item. */
+export function at<T>(list: readonly T[], index: number): T {
+  const item = list[index];
+  if (item === undefined) throw new Error(`no item ${index} (of ${list.length})`);
+  return item;
+}
+
 /** A token with the gateway's claims; the signature is not checked by the browser. */
 export function makeToken({ username = 'ada@example.com', expiresIn = 3600 }: { username?: string; expiresIn?: number } = {}): string {
   const now = Math.floor(Date.now() / 1000);
@@ -96,7 +103,7 @@ export class FakeXhr {
   responseHeaders: Record<string, string> = {};
   method = '';
   url = '';
-  body: FormData | null = null;
+  body: FormData = new FormData();
   onload?: () => void;
   onerror?: () => void;
   onabort?: () => void;
@@ -129,6 +136,19 @@ export class FakeXhr {
 
   abort() {
     this.onabort?.();
+  }
+
+  /** The file sent in the form's `file` field. */
+  file(): File {
+    const file = this.body.get('file');
+    if (!(file instanceof File)) throw new Error('no file in the upload');
+    return file;
+  }
+
+  /** The request made last, failing the test when none was. */
+  static latest(): FakeXhr {
+    if (!FakeXhr.last) throw new Error('no upload was started');
+    return FakeXhr.last;
   }
 
   progress(loaded: number, total: number) {
