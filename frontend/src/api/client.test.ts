@@ -138,7 +138,7 @@ describe('watching a job', () => {
     const last = await createApi('tok').watch('vid3', { onUpdate: (u) => updates.push(u), ...fast });
     expect(updates.map((u) => u.status)).toEqual(['processing', 'processing', 'processing', 'completed']);
     expect(calls.map((c) => c.path)).toEqual(['/events', '/events', '/events', '/status']);
-    expect(last.mp3_fid).toBe('m');
+    expect(last?.mp3_fid).toBe('m');
   });
 
   it('reopens a stream that ends cleanly without a final state (the gateway caps its lifetime)', async () => {
