@@ -6,7 +6,7 @@ import createClient from 'openapi-fetch';
 import type { PathsWithMethod } from 'openapi-typescript-helpers';
 import { ApiError, NETWORK_MESSAGE, errorFor, errorFromResponse, errorMessageOf, isAbortError, parseErrorBody, type ErrorContext } from './errors';
 import type { components, paths } from './schema.gen';
-import type { Quality } from './limits';
+import type { Quality, UploadForm } from './limits';
 import { readEvents } from '../lib/sse';
 
 /** What /status and each event of /events carry. */
@@ -283,10 +283,12 @@ export function createApi(token: string, onUnauthorized: (error: ApiError) => vo
      */
     upload(file: File, quality: Quality | null, onProgress: (progress: UploadProgress) => void = () => {}) {
       const form = new FormData();
-      if (quality && 'bitrate' in quality) form.append('bitrate', String(quality.bitrate));
-      if (quality && 'vbrQuality' in quality) form.append('vbr_quality', String(quality.vbrQuality));
+      // The field names are the document's (UploadForm), checked by tsc.
+      const field = (name: keyof UploadForm, value: string) => form.append(name, value);
+      if (quality && 'bitrate' in quality) field('bitrate', String(quality.bitrate));
+      if (quality && 'vbrQuality' in quality) field('vbr_quality', String(quality.vbrQuality));
       // Text fields first, so the gateway knows the options before the file streams in.
-      form.append('file', file, file.name);
+      form.append('file' satisfies keyof UploadForm, file, file.name);
 
       const path = '/upload' satisfies PathsWithMethod<paths, 'post'>;
       const xhr = new XMLHttpRequest();

@@ -266,6 +266,32 @@ export interface components {
              */
             status: string;
         };
+        /**
+         * @description The multipart form of `POST /upload`, for the OpenAPI document (the handler reads the parts
+         *     as they stream).
+         */
+        UploadForm: {
+            /** @enum {integer} */
+            bitrate?: 64 | 96 | 128 | 160 | 192 | 224 | 256 | 320;
+            /**
+             * Format: uri
+             * @description An http(s) URL that receives the job as signed JSON (`WebhookPayload`) when it completes
+             *     or fails (docs/webhooks.md). It must resolve to public addresses unless
+             *     WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before
+             *     the upload.
+             */
+            callback_url?: string | null;
+            /**
+             * Format: binary
+             * @description The video: exactly one file, an audio or video container with an audio track.
+             */
+            file: string;
+            /**
+             * Format: int32
+             * @description LAME VBR quality, 0 (best) to 9; not together with `bitrate`.
+             */
+            vbr_quality?: number | null;
+        };
         /** @description Answer to a stored and queued upload, exactly as the original. */
         UploadResponse: {
             /**
@@ -764,10 +790,10 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description Field `file`: the video (exactly one file). Optional text fields: `bitrate` (kb/s: 64, 96, 128, 160, 192, 224, 256, 320) or `vbr_quality` (0-9); `callback_url`: an http(s) URL that receives the job as signed JSON (`WebhookPayload`) when it completes or fails (docs/webhooks.md). It must resolve to public addresses unless WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before the upload. */
-        requestBody?: {
+        /** @description The video in the field `file`; other fields are ignored, as the original did. */
+        requestBody: {
             content: {
-                "multipart/form-data": unknown;
+                "multipart/form-data": components["schemas"]["UploadForm"];
             };
         };
         responses: {
@@ -846,3 +872,12 @@ export interface operations {
         };
     };
 }
+type FlattenedDeepRequired<T> = {
+    [K in keyof T]-?: FlattenedDeepRequired<T[K] extends unknown[] | undefined | null ? Extract<T[K], unknown[]>[number] : T[K]>;
+};
+type ReadonlyArray<T> = [
+    Exclude<T, undefined>
+] extends [
+    unknown[]
+] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
+export const uploadFormBitrateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["UploadForm"]["bitrate"]> = [64, 96, 128, 160, 192, 224, 256, 320];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatBytes, formatDate, formatDuration, formatEta, formatExpiry, formatSpeed, isMp4, mp3NameFor } from './format';
 import { parseQuality, stateOf } from './jobs';
+import { BITRATES } from '../api/limits';
 
 describe('formatting', () => {
   it('formats sizes and speeds', () => {
@@ -83,5 +84,14 @@ describe('jobs', () => {
     expect(parseQuality('')).toBeNull();
     expect(parseQuality('cbr:192')).toEqual({ bitrate: 192 });
     expect(parseQuality('vbr:0')).toEqual({ vbrQuality: 0 });
+  });
+
+  it('takes only the bitrates the gateway documents', () => {
+    // The gateway's OpenAPI enum, through schema.gen.ts: 64 to 320 kb/s in MP3's steps.
+    expect(BITRATES).toEqual([64, 96, 128, 160, 192, 224, 256, 320]);
+    expect(parseQuality('cbr:320')).toEqual({ bitrate: 320 });
+    expect(parseQuality('cbr:100')).toBeNull();
+    expect(parseQuality('cbr:')).toBeNull();
+    expect(parseQuality('vbr:11')).toBeNull();
   });
 });

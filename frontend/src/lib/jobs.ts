@@ -1,5 +1,5 @@
 import type { JobStatus } from '../api/client';
-import type { Quality } from '../api/limits';
+import { VBR_LEVELS, bitrateOf, type Quality } from '../api/limits';
 
 // Small pure helpers about jobs and upload options, shared by components and tests.
 
@@ -13,7 +13,11 @@ export function stateOf(status: JobStatus | null): string {
 /** Parses the quality select's value ("", "cbr:192", "vbr:2") into the upload's quality option. */
 export function parseQuality(value: string): Quality | null {
   const [kind, number] = (value || '').split(':');
-  if (kind === 'cbr') return { bitrate: Number(number) };
-  if (kind === 'vbr') return { vbrQuality: Number(number) };
+  if (kind === 'cbr') {
+    const bitrate = bitrateOf(Number(number));
+    return bitrate === null ? null : { bitrate };
+  }
+  const level = Number(number);
+  if (kind === 'vbr' && VBR_LEVELS.some(([offered]) => offered === level)) return { vbrQuality: level };
   return null;
 }

@@ -36,7 +36,7 @@ async fn print_openapi_prints_the_served_document_without_any_configuration() {
 }
 
 #[tokio::test]
-async fn the_document_says_where_each_parameter_goes() {
+async fn the_document_says_where_each_parameter_goes_and_which_bitrates_exist() {
     let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .arg("--print-openapi")
         .env_clear()
@@ -69,6 +69,19 @@ async fn the_document_says_where_each_parameter_goes() {
         located("/jobs/{video_fid}", "delete", "video_fid").as_deref(),
         Some("path")
     );
+    // The frontend offers these bitrates from the document (frontend/src/api/limits.ts).
+    let offered: Vec<u64> = doc["components"]["schemas"]["UploadForm"]["properties"]["bitrate"]
+        ["enum"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let accepted: Vec<u64> = common::jobs::ALLOWED_BITRATES_KBPS
+        .iter()
+        .map(|&kbps| u64::from(kbps))
+        .collect();
+    assert_eq!(offered, accepted);
     // The credentials go in the Authorization header; the browser sends no body.
     for path in ["/login", "/register"] {
         assert_ne!(
