@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The frontend's checks without a running stack: npm packages (npm ci when needed), ESLint,
-# Vitest component tests, the production build, and the nginx template (nginx -t plus a run
-# against a stand-in gateway). The browser suite against a real stack is `make test-e2e`.
+# The frontend's checks without a running stack: npm packages (npm ci when needed), the API types
+# generated from the gateway's OpenAPI document (up to date?), TypeScript, ESLint, Vitest
+# component tests, the production build, and the nginx template (nginx -t plus a run against a
+# stand-in gateway). The browser suite against a real stack is `make test-e2e`.
+# The API check builds the gateway (`cargo build -p gateway`; honours CARGO_TARGET_DIR, and
+# `make test` has built it already in test-rust) unless GATEWAY_BIN names a binary.
 set -euo pipefail
 cd "$(dirname "$0")/../frontend"
 
@@ -20,6 +23,18 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   echo "test-frontend: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+echo "test-frontend: generated API types (src/api/schema.gen.ts) match the gateway's OpenAPI document"
+generated=$(mktemp -d)
+trap 'rm -rf "$generated"' EXIT
+bash scripts/gen-api.sh "$generated"
+if ! diff -u src/api/schema.gen.ts "$generated/schema.gen.ts"; then
+  echo "test-frontend: src/api/schema.gen.ts is out of date with the gateway's OpenAPI document; run 'npm run gen:api' in frontend/ and commit it" >&2
+  exit 1
+fi
+
+echo "test-frontend: tsc"
+npm run --silent typecheck
 
 echo "test-frontend: eslint"
 npm run --silent lint

@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
     path = "/login",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = String, description = "Passed through to auth (usually empty)"),
+    request_body(content = Option<String>, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "The JWT, as plain text", content_type = "text/plain", body = String),
         (status = 401, description = "Wrong or missing credentials"),
@@ -66,7 +66,7 @@ pub async fn login(
     path = "/register",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = String, description = "Passed through to auth (usually empty)"),
+    request_body(content = Option<String>, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "Registered; auth's body passed through"),
         (status = 400, description = "Missing or malformed credentials"),

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
 
 /// `?page=&per_page=` of `/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, 1 to 1000000 (default 1).
     #[param(minimum = 1, maximum = 1_000_000)]

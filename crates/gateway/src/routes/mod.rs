@@ -66,6 +66,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// `?fid=<hex>` of `/status`, `/download` and `/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FidQuery {
     /// A file id: 24 hexadecimal characters.
     pub fid: Option<String>,

@@ -80,6 +80,36 @@ enum Queued {
     Repeat(ObjectId),
 }
 
+/// The multipart form of `POST /upload`, for the OpenAPI document (the handler reads the parts
+/// as they stream).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The video: exactly one file, an audio or video container with an audio track.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Constant bitrate in kb/s (default 128); not together with `vbr_quality`.
+    #[schema(schema_with = bitrate_schema)]
+    bitrate: Option<u32>,
+    /// LAME VBR quality, 0 (best) to 9; not together with `bitrate`.
+    #[schema(minimum = 0, maximum = 9)]
+    vbr_quality: Option<u8>,
+    /// An http(s) URL that receives the job as signed JSON (`WebhookPayload`) when it completes
+    /// or fails (docs/webhooks.md). It must resolve to public addresses unless
+    /// WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before
+    /// the upload.
+    #[schema(format = "uri")]
+    callback_url: Option<String>,
+}
+
+/// `bitrate`: one of the bitrates the converter offers.
+fn bitrate_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some(common::jobs::ALLOWED_BITRATES_KBPS.iter().copied()))
+        .build()
+}
+
 /// Output options given as form fields.
 #[derive(Default)]
 struct Options {
@@ -112,13 +142,9 @@ impl Options {
     tag = "files",
     security(("bearer" = [])),
     request_body(
+        content = UploadForm,
         content_type = "multipart/form-data",
-        description = "Field `file`: the video (exactly one file). Optional text fields: \
-                       `bitrate` (kb/s: 64, 96, 128, 160, 192, 224, 256, 320) or `vbr_quality` (0-9); \
-                       `callback_url`: an http(s) URL that receives the job as signed JSON \
-                       (`WebhookPayload`) when it completes or fails (docs/webhooks.md). It must \
-                       resolve to public addresses unless WEBHOOK_ALLOWED_HOSTS permits it; send \
-                       it before `file` so that a refusal comes before the upload."
+        description = "The video in the field `file`; other fields are ignored, as the original did."
     ),
     responses(
         (status = 200, description = "Stored and queued; or a repeat of a finished conversion (same content, quality and file title), whose job is completed at once and shares that MP3", body = UploadResponse),

@@ -17,6 +17,7 @@ mod jobs;
 mod leftovers;
 mod media_cookie;
 mod memory;
+mod print_openapi;
 mod pushed_events;
 mod refusals;
 mod refused_bodies;
