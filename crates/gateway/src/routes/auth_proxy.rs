@@ -11,13 +11,12 @@ use axum::{
     http::{header, HeaderMap, StatusCode},
     middleware,
     response::{IntoResponse, Response},
-    routing::post,
-    Router,
 };
 use common::{
     forwarded::{client_ip_by_trusted, X_FORWARDED_FOR},
     http::{limit_body, TINY_BODY_BYTES},
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -25,10 +24,10 @@ use crate::{
 };
 
 /// `POST /login`, `POST /register`; their input is in headers, so bodies stay tiny.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/login", post(login))
-        .route("/register", post(register))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(register))
         .route_layer(middleware::from_fn_with_state(
             TINY_BODY_BYTES,
             limit_body::<ApiError>,
