@@ -40,11 +40,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/login",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = String, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "The JWT, as plain text", content_type = "text/plain", body = String),
         (status = 401, description = "Wrong or missing credentials"),
-        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 413, description = "A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it)"),
         (status = 429, description = "Too many failed logins for this email from this address, or for many emails from it; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )
@@ -65,12 +64,11 @@ pub async fn login(
     path = "/register",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = String, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "Registered; auth's body passed through"),
         (status = 400, description = "Missing or malformed credentials"),
         (status = 409, description = "The email is already registered"),
-        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 413, description = "A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it)"),
         (status = 429, description = "Too many registrations from this address; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )

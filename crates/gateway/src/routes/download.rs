@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/download",
     tag = "files",
     security(("bearer" = []), ("media_cookie" = [])),
-    params(("fid" = Fid, Query, description = "The MP3's id (`mp3_fid` of /status)")),
+    params(("fid" = inline(Fid), Query, description = "The MP3's id (`mp3_fid` of /status)")),
     responses(
         (status = 200, description = "The MP3 (audio/mpeg)", content_type = "audio/mpeg"),
         (status = 206, description = "The requested byte range", content_type = "audio/mpeg"),

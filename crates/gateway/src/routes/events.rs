@@ -48,7 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/events",
     tag = "files",
     security(("bearer" = [])),
-    params(("fid" = Fid, Query, description = "The upload's id (`video_fid`)")),
+    params(("fid" = inline(Fid), Query, description = "The upload's id (`video_fid`)")),
     responses(
         (status = 200, description = "text/event-stream: `event: status` with the /status JSON on every change; `event: error` if the job vanishes or cannot be read; ends after completed or failed", content_type = "text/event-stream"),
         (status = 400, description = "fid missing or malformed"),

@@ -41,12 +41,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// `?page=&per_page=` of `/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, 1 to 1000000 (default 1).
-    #[param(minimum = 1, maximum = 1_000_000)]
+    #[param(minimum = 1, maximum = 1_000_000, nullable = false)]
     pub page: Option<u64>,
     /// Jobs per page, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(minimum = 1, maximum = 100, nullable = false)]
     pub per_page: Option<u64>,
 }
 
@@ -184,7 +185,7 @@ pub async fn list_jobs(
     path = "/jobs/{video_fid}",
     tag = "jobs",
     security(("bearer" = [])),
-    params(("video_fid" = Fid, Path, description = "The upload's id")),
+    params(("video_fid" = inline(Fid), Path, description = "The upload's id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed video_fid"),

@@ -260,7 +260,7 @@ pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
     path = "/status",
     tag = "files",
     security(("bearer" = [])),
-    params(("fid" = Fid, Query, description = "The upload's id (`video_fid`)")),
+    params(("fid" = inline(Fid), Query, description = "The upload's id (`video_fid`)")),
     responses(
         (status = 200, description = "processing (with state, progress and, when it can be estimated, eta_secs), completed (with mp3_fid) or failed (with error); expires_at with RETENTION_HOURS set", body = StatusBody),
         (status = 400, description = "fid missing or malformed"),

@@ -82,8 +82,9 @@ enum Queued {
     Repeat(ObjectId),
 }
 
-/// The multipart form of `POST /upload`, as the OpenAPI document describes it (the handler reads
-/// the parts as they stream, into [`FormFields`] and GridFS).
+// The handler reads the parts as they stream (into `FormFields` and GridFS): this type only
+// describes the form in the OpenAPI document.
+/// The form of `POST /upload`: the file and the options for its MP3.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
@@ -94,13 +95,13 @@ pub struct UploadForm {
     #[schema(schema_with = bitrate_schema)]
     bitrate: Option<u32>,
     /// LAME VBR quality, 0 (best) to 9; not together with `bitrate`.
-    #[schema(minimum = 0, maximum = 9)]
+    #[schema(minimum = 0, maximum = 9, nullable = false)]
     vbr_quality: Option<u8>,
     /// An http(s) URL that receives the job as signed JSON (`WebhookPayload`) when it completes
     /// or fails (docs/webhooks.md). It must resolve to public addresses unless
     /// WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before
     /// the upload.
-    #[schema(format = Uri)]
+    #[schema(format = "uri", nullable = false)]
     callback_url: Option<String>,
 }
 
@@ -108,6 +109,9 @@ pub struct UploadForm {
 fn bitrate_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Integer)
+        .description(Some(
+            "Constant bitrate in kb/s (default 128); not together with `vbr_quality`.",
+        ))
         .enum_values(Some(
             common::jobs::ALLOWED_BITRATES_KBPS.iter().copied(),
         ))
