@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
     middleware,
@@ -52,7 +52,7 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     forward(&state, "/login", peer, &headers, body).await
 }
@@ -77,7 +77,7 @@ pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     let mut response = forward(&state, "/register", peer, &headers, body).await?;
     // The original gateway passed auth's body on with Flask's default 200; scripts check for it.
@@ -92,8 +92,13 @@ async fn forward(
     path: &str,
     peer: SocketAddr,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
+    // The operations take no body (the OpenAPI document says none); whatever small one a client
+    // sends is passed on, as the original did. `limit_body` has already bounded and read it.
+    let body: Bytes = axum::body::to_bytes(body, TINY_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::BadRequest("cannot read the request body".into()))?;
     let url = format!("{}{path}", state.config.auth_base_url);
     let mut request = state.http.post(&url).body(body);
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
