@@ -166,11 +166,8 @@ mod tests {
             "fid \"0\" is malformed: expected 24 hexadecimal characters"
         );
         assert_eq!(
-            extract("/jobs/%FF", "/jobs/{video_fid}")
-                .await
-                .unwrap_err(),
+            extract("/jobs/%FF", "/jobs/{video_fid}").await.unwrap_err(),
             "the file id in the path is not valid UTF-8"
         );
     }
-
 }

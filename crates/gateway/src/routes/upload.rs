@@ -112,9 +112,7 @@ fn bitrate_schema() -> utoipa::openapi::Object {
         .description(Some(
             "Constant bitrate in kb/s (default 128); not together with `vbr_quality`.",
         ))
-        .enum_values(Some(
-            common::jobs::ALLOWED_BITRATES_KBPS.iter().copied(),
-        ))
+        .enum_values(Some(common::jobs::ALLOWED_BITRATES_KBPS.iter().copied()))
         .build()
 }
 

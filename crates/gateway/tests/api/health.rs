@@ -14,7 +14,10 @@ fn documented_operations() -> Vec<(Method, String, String)> {
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{video_fid}", "65f1c0ffee0123456789abcd");
-        assert!(!concrete.contains('{'), "a path parameter to fill in: {path}");
+        assert!(
+            !concrete.contains('{'),
+            "a path parameter to fill in: {path}"
+        );
         for method in METHODS {
             if item[method].is_object() {
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
