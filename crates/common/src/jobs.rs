@@ -43,38 +43,124 @@ impl JobState {
 }
 
 /// What the MP3 should be: constant bitrate or LAME VBR quality. Default: 128 kb/s CBR.
+///
+/// Holds only values a converter can use: built through [`Mp3Quality::cbr`] and
+/// [`Mp3Quality::vbr`] (or read from a job document, which checks the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mp3Quality {
-    /// Constant bitrate in kb/s: one of [`ALLOWED_BITRATES_KBPS`].
-    Cbr { bitrate_kbps: u32 },
+    /// Constant bitrate: one of [`ALLOWED_BITRATES_KBPS`].
+    Cbr { bitrate_kbps: Bitrate },
     /// LAME VBR quality, 0 (best) to 9.
-    Vbr { quality: u8 },
+    Vbr { quality: VbrQuality },
 }
 
 /// The bitrates an upload may ask for.
 pub const ALLOWED_BITRATES_KBPS: &[u32] = &[64, 96, 128, 160, 192, 224, 256, 320];
 
+/// The worst LAME VBR quality (0 is the best).
+pub const MAX_VBR_QUALITY: u8 = 9;
+
+/// A quality a client chose that no MP3 can have; the message is meant for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidQuality(String);
+
+/// A constant bitrate in kb/s, one of [`ALLOWED_BITRATES_KBPS`]; stored as the bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Bitrate(u32);
+
+impl Bitrate {
+    /// The bitrate in kb/s.
+    pub fn kbps(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Bitrate {
+    type Error = InvalidQuality;
+    fn try_from(kbps: u32) -> Result<Self, InvalidQuality> {
+        if ALLOWED_BITRATES_KBPS.contains(&kbps) {
+            Ok(Self(kbps))
+        } else {
+            Err(InvalidQuality(format!(
+                "bitrate must be one of {ALLOWED_BITRATES_KBPS:?} kb/s, not {kbps}"
+            )))
+        }
+    }
+}
+
+impl From<Bitrate> for u32 {
+    fn from(bitrate: Bitrate) -> u32 {
+        bitrate.0
+    }
+}
+
+impl std::fmt::Display for Bitrate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A LAME VBR quality, 0 (best) to [`MAX_VBR_QUALITY`]; stored as the bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct VbrQuality(u8);
+
+impl VbrQuality {
+    /// The quality, 0 to [`MAX_VBR_QUALITY`].
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for VbrQuality {
+    type Error = InvalidQuality;
+    fn try_from(quality: u8) -> Result<Self, InvalidQuality> {
+        if quality <= MAX_VBR_QUALITY {
+            Ok(Self(quality))
+        } else {
+            Err(InvalidQuality(format!(
+                "VBR quality must be 0 (best) to {MAX_VBR_QUALITY}, not {quality}"
+            )))
+        }
+    }
+}
+
+impl From<VbrQuality> for u8 {
+    fn from(quality: VbrQuality) -> u8 {
+        quality.0
+    }
+}
+
+impl std::fmt::Display for VbrQuality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl Default for Mp3Quality {
     fn default() -> Self {
-        Self::Cbr { bitrate_kbps: 128 }
+        Self::Cbr {
+            bitrate_kbps: Bitrate(128),
+        }
     }
 }
 
 impl Mp3Quality {
-    /// Checks the values a client chose; the error is meant for the client.
-    pub fn validate(self) -> Result<Self, String> {
-        match self {
-            Self::Cbr { bitrate_kbps } if !ALLOWED_BITRATES_KBPS.contains(&bitrate_kbps) => {
-                Err(format!(
-                    "bitrate must be one of {ALLOWED_BITRATES_KBPS:?} kb/s, not {bitrate_kbps}"
-                ))
-            }
-            Self::Vbr { quality } if quality > 9 => {
-                Err(format!("VBR quality must be 0 (best) to 9, not {quality}"))
-            }
-            ok => Ok(ok),
-        }
+    /// Constant bitrate `kbps`; refused unless one of [`ALLOWED_BITRATES_KBPS`].
+    pub fn cbr(kbps: u32) -> Result<Self, InvalidQuality> {
+        Ok(Self::Cbr {
+            bitrate_kbps: Bitrate::try_from(kbps)?,
+        })
+    }
+
+    /// LAME VBR quality `quality`; refused above [`MAX_VBR_QUALITY`].
+    pub fn vbr(quality: u8) -> Result<Self, InvalidQuality> {
+        Ok(Self::Vbr {
+            quality: VbrQuality::try_from(quality)?,
+        })
     }
 }
 
@@ -230,11 +316,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quality_validation() {
-        assert!(Mp3Quality::Cbr { bitrate_kbps: 192 }.validate().is_ok());
-        assert!(Mp3Quality::Cbr { bitrate_kbps: 100 }.validate().is_err());
-        assert!(Mp3Quality::Vbr { quality: 2 }.validate().is_ok());
-        assert!(Mp3Quality::Vbr { quality: 10 }.validate().is_err());
+    fn quality_holds_only_usable_values() {
+        let Mp3Quality::Cbr { bitrate_kbps } = Mp3Quality::cbr(192).unwrap() else {
+            panic!("cbr gives Cbr");
+        };
+        assert_eq!(bitrate_kbps.kbps(), 192);
+        assert_eq!(
+            Mp3Quality::cbr(100).unwrap_err().to_string(),
+            "bitrate must be one of [64, 96, 128, 160, 192, 224, 256, 320] kb/s, not 100"
+        );
+        assert!(Mp3Quality::vbr(2).is_ok());
+        assert!(Mp3Quality::vbr(9).is_ok());
+        assert_eq!(
+            Mp3Quality::vbr(10).unwrap_err().to_string(),
+            "VBR quality must be 0 (best) to 9, not 10"
+        );
+    }
+
+    #[test]
+    fn a_stored_quality_out_of_range_is_refused_on_read() {
+        let doc = mongodb::bson::doc! { "vbr": { "quality": 12_i32 } };
+        assert!(mongodb::bson::from_document::<Mp3Quality>(doc).is_err());
+        let doc = mongodb::bson::doc! { "cbr": { "bitrate_kbps": 100_i64 } };
+        assert!(mongodb::bson::from_document::<Mp3Quality>(doc).is_err());
+        let doc = mongodb::bson::doc! { "vbr": { "quality": 4_i32 } };
+        assert_eq!(
+            mongodb::bson::from_document::<Mp3Quality>(doc).unwrap(),
+            Mp3Quality::vbr(4).unwrap()
+        );
     }
 
     #[test]

@@ -395,10 +395,7 @@ fn bench_seams(path: &Path, out_dir: &Path, stdout: &mut impl Write) -> anyhow::
         "\nseam quality, {} (SNR against the source's PCM; worst 50 ms window at a seam / median window)",
         MUSIC.name
     )?;
-    for quality in [
-        Mp3Quality::Cbr { bitrate_kbps: 128 },
-        Mp3Quality::Vbr { quality: 2 },
-    ] {
+    for quality in [Mp3Quality::cbr(128)?, Mp3Quality::vbr(2)?] {
         let options = TranscodeOptions {
             quality,
             title: None,

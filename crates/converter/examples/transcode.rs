@@ -51,15 +51,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let quality = match args.get(2).map(String::as_str) {
-        None => Mp3Quality::default(),
+        None => Ok(Mp3Quality::default()),
         Some(q) => match q.strip_prefix('v') {
-            Some(v) => Mp3Quality::Vbr {
-                quality: v.parse().unwrap_or(4),
-            },
-            None => Mp3Quality::Cbr {
-                bitrate_kbps: q.parse().unwrap_or(128),
-            },
+            Some(v) => Mp3Quality::vbr(v.parse().unwrap_or(4)),
+            None => Mp3Quality::cbr(q.parse().unwrap_or(128)),
         },
+    };
+    let quality = match quality {
+        Ok(quality) => quality,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
     };
     let options = TranscodeOptions {
         quality,

@@ -444,11 +444,13 @@ pub(crate) fn open_encoder(
     encoder.set_format(pick_sample_format(&codec));
     encoder.set_time_base((1, rate as i32));
     match quality {
-        Mp3Quality::Cbr { bitrate_kbps } => encoder.set_bit_rate(bitrate_kbps as usize * 1000),
+        Mp3Quality::Cbr { bitrate_kbps } => {
+            encoder.set_bit_rate(bitrate_kbps.kbps() as usize * 1000)
+        }
         Mp3Quality::Vbr { quality } => {
             // What `ffmpeg -q:a N` does: libmp3lame reads VBR quality from global_quality.
             encoder.set_flags(codec::flag::Flags::QSCALE);
-            encoder.set_quality(usize::from(quality.min(9)) * FF_QP2LAMBDA);
+            encoder.set_quality(usize::from(quality.get()) * FF_QP2LAMBDA);
         }
     }
     let encoder = encoder.open_as(codec).map_err(internal)?;

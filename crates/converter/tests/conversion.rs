@@ -95,7 +95,7 @@ async fn mono_mp3_in_mp4_with_moov_at_the_end_honours_the_requested_bitrate() {
         fid,
         "bob@example.com",
         "talk.mp4",
-        Mp3Quality::Cbr { bitrate_kbps: 192 },
+        Mp3Quality::cbr(192).unwrap(),
     ))
     .await;
     let app = env.spawn_app().await;
@@ -168,7 +168,7 @@ async fn vbr_quality_changes_the_bitrate() {
             fid,
             "d@example.com",
             "noise.mp4",
-            Mp3Quality::Vbr { quality },
+            Mp3Quality::vbr(quality).unwrap(),
         ))
         .await;
         fids.push(fid);

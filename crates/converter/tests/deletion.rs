@@ -91,7 +91,7 @@ async fn deleted_while_converting_no_mp3_is_left() {
             fid,
             "t@example.com",
             "long.m4a",
-            Mp3Quality::Cbr { bitrate_kbps: 64 },
+            Mp3Quality::cbr(64).unwrap(),
         ))
         .await;
         env.publish(fid, "t@example.com").await;

@@ -217,7 +217,7 @@ async fn the_mp3_is_capped_and_nothing_of_it_is_kept() {
         big,
         "m@example.com",
         "talk.m4a",
-        Mp3Quality::Cbr { bitrate_kbps: 320 },
+        Mp3Quality::cbr(320).unwrap(),
     ))
     .await;
     let small = env.upload(&src, "talk.m4a", "m@example.com").await;
@@ -225,7 +225,7 @@ async fn the_mp3_is_capped_and_nothing_of_it_is_kept() {
         small,
         "m@example.com",
         "talk.m4a",
-        Mp3Quality::Cbr { bitrate_kbps: 64 },
+        Mp3Quality::cbr(64).unwrap(),
     ))
     .await;
     let app = spawn_app_with(&env, &[("CONVERTER_MAX_OUTPUT_BYTES", "300000")]).await;

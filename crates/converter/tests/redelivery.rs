@@ -47,7 +47,7 @@ async fn upload_long(
         fid,
         owner,
         "lecture.m4a",
-        common::jobs::Mp3Quality::Cbr { bitrate_kbps: 64 },
+        common::jobs::Mp3Quality::cbr(64).unwrap(),
     ))
     .await;
     (src, fid)
@@ -145,10 +145,7 @@ async fn killed_mid_conversion_then_restarted_yields_exactly_one_mp3() {
     let job = env.wait_final(fid).await;
     assert_eq!(job.state, JobState::Completed, "{job:?}");
     assert_eq!(job.attempts, 2, "redelivered once");
-    assert_eq!(
-        job.quality,
-        common::jobs::Mp3Quality::Cbr { bitrate_kbps: 64 }
-    );
+    assert_eq!(job.quality, common::jobs::Mp3Quality::cbr(64).unwrap());
     let files = env.mp3_files(fid).await;
     assert_eq!(files.len(), 1, "exactly one MP3");
     let p = probe(&env.download_mp3(job.mp3_fid.unwrap()).await);

@@ -101,7 +101,7 @@ fn compare(
     assert_eq!(pb.title, "seams");
     assert_eq!(format_duration(&parallel), format_duration(&single));
     if let Mp3Quality::Cbr { bitrate_kbps } = quality {
-        assert_eq!(pb.bit_rate, u64::from(bitrate_kbps) * 1000);
+        assert_eq!(pb.bit_rate, u64::from(bitrate_kbps.kbps()) * 1000);
     }
 
     seam_quality::compare(&reference, &a, &b, rate, channels, segments)
@@ -142,7 +142,7 @@ fn assert_quality(c: &SeamReport) {
 fn cbr_in_three_segments_is_like_one_stream() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), "src.m4a", 20, 48_000, 2);
-    let c = compare(&src, Mp3Quality::Cbr { bitrate_kbps: 128 }, 3, 48_000, 2);
+    let c = compare(&src, Mp3Quality::cbr(128).unwrap(), 3, 48_000, 2);
     assert_quality(&c);
 }
 
@@ -150,7 +150,7 @@ fn cbr_in_three_segments_is_like_one_stream() {
 fn vbr_mono_in_two_segments_is_like_one_stream() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), "src.m4a", 12, 44_100, 1);
-    let c = compare(&src, Mp3Quality::Vbr { quality: 2 }, 2, 44_100, 1);
+    let c = compare(&src, Mp3Quality::vbr(2).unwrap(), 2, 44_100, 1);
     assert_quality(&c);
 }
 
@@ -158,7 +158,7 @@ fn vbr_mono_in_two_segments_is_like_one_stream() {
 fn low_bitrate_in_four_segments_is_like_one_stream() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), "src.mp4", 20, 44_100, 2);
-    let c = compare(&src, Mp3Quality::Cbr { bitrate_kbps: 64 }, 4, 44_100, 2);
+    let c = compare(&src, Mp3Quality::cbr(64).unwrap(), 4, 44_100, 2);
     assert_quality(&c);
 }
 
@@ -295,7 +295,7 @@ fn segmented_within(
 fn the_mp3_cap_holds_for_the_sum_of_the_segments() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), "src.m4a", 60, 48_000, 2);
-    let cbr320 = Mp3Quality::Cbr { bitrate_kbps: 320 };
+    let cbr320 = Mp3Quality::cbr(320).unwrap();
     // 60 s at 320 kb/s is 2.4 MB: each of three segments keeps about 0.8 MB.
     let capped = Limits {
         max_output_bytes: 1_000_000,
@@ -325,7 +325,7 @@ fn audio_decoded_past_what_is_declared_counts_over_all_segments() {
     // 40 s declared as 20: the second segment decodes about 31 s, the job 40. At 48 kHz FLAC's
     // 4608-sample blocks last whole milliseconds, so Matroska's timestamps count samples.
     let src = helpers::lying_about_its_length(dir.path(), 48_000, 40, 20);
-    let cbr = Mp3Quality::Cbr { bitrate_kbps: 128 };
+    let cbr = Mp3Quality::cbr(128).unwrap();
     let short = Limits {
         max_duration: Duration::from_secs(35),
         ..Limits::default()

@@ -99,7 +99,7 @@ fn the_output_cap_stops_the_encoder_before_the_file_grows_past_it() {
     let out = dir.path().join("o.mp3");
     let cap = 100_000;
     let options = TranscodeOptions {
-        quality: common::jobs::Mp3Quality::Cbr { bitrate_kbps: 320 },
+        quality: common::jobs::Mp3Quality::cbr(320).unwrap(),
         limits: Limits {
             max_output_bytes: cap,
             ..Limits::default()

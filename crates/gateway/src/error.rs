@@ -6,6 +6,13 @@ use axum::{
     Json,
 };
 
+/// Every error answer: `{"error": "<message>"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+}
+
 /// Everything a handler can fail with. Client mistakes carry a message meant for the client;
 /// server-side faults are logged here and answered with a generic message.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +116,7 @@ impl IntoResponse for ApiError {
                 other.to_string()
             }
         };
-        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if let Self::RangeNotSatisfiable(len) = self {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, v);

@@ -22,7 +22,7 @@ pub mod webhooks;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
+use axum::{routing::get, Router};
 use common::job_events::Publisher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,7 @@ impl Application {
             shutdown,
             mongo_prepared: tokio::sync::watch::Sender::new(false),
         }));
-        let router = common::http::instrument(routes::router(state.clone()));
+        let router = common::http::instrument(public_router(state.clone()));
         // Not instrumented: probes and scrapes would otherwise fill the request metrics and logs
         // that describe the API's traffic.
         let admin_router = routes::admin_router(state.clone());
@@ -215,6 +215,24 @@ impl Application {
         state.queue.close().await;
         served.map(|_| ())
     }
+}
+
+/// Every route of the public port, with `state` applied: the documented API, its document at
+/// `/openapi.json`, `/healthz`, and JSON answers for unknown paths and methods.
+fn public_router(state: AppState) -> Router {
+    let (api, document) = openapi::split(routes::api(state.config.max_upload_bytes));
+    api.merge(openapi::router(document))
+        // Liveness only (no state, no detail), kept here for the Docker HEALTHCHECK and anything
+        // that already polls it; `/metrics` and `/readyz` are on the admin listener only.
+        .route("/healthz", get(common::http::healthz))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        // Last, so it also covers refusals by extractors and fallbacks.
+        .layer(axum::middleware::from_fn_with_state(
+            routes::drain::Bound::for_uploads(state.config.max_upload_bytes),
+            routes::drain::drain_refused,
+        ))
+        .with_state(state)
 }
 
 /// Logs the MongoDB server's version, or why it cannot be used, and creates the indexes;

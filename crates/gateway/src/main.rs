@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
 /// Writes the OpenAPI document to stdout as JSON.
 fn print_openapi() -> ExitCode {
     use std::io::Write;
-    let doc = <gateway::openapi::ApiDoc as utoipa::OpenApi>::openapi();
+    let doc = gateway::openapi::document();
     let mut out = std::io::stdout().lock();
     let written = serde_json::to_writer_pretty(&mut out, &doc)
         .map_err(std::io::Error::from)

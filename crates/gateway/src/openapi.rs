@@ -1,4 +1,5 @@
-//! The OpenAPI document of the gateway, served at `GET /openapi.json`.
+//! The OpenAPI document of the gateway, served at `GET /openapi.json`: built from the routes'
+//! own declarations (`routes::api`), completed here with what no single route says.
 
 use axum::{routing::get, Json, Router};
 use utoipa::{
@@ -8,46 +9,48 @@ use utoipa::{
     },
     Modify, OpenApi,
 };
+use utoipa_axum::router::OpenApiRouter;
 
-use crate::{routes, AppState};
+use crate::{error::ErrorBody, routes, AppState};
 
-/// The gateway's API.
+/// What the document says beyond the routes: its title, the security schemes, and the schemas
+/// no route names.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "vidconv gateway",
         description = "Upload videos, follow their conversion to MP3, download the result."
     ),
-    paths(
-        routes::auth_proxy::login,
-        routes::auth_proxy::register,
-        routes::upload::upload,
-        routes::status::status,
-        routes::download::download,
-        routes::media_cookie::set_cookie,
-        routes::media_cookie::clear_cookie,
-        routes::events::events,
-        routes::jobs::list_jobs,
-        routes::jobs::delete_job,
-    ),
-    components(schemas(
-        routes::upload::UploadResponse,
-        routes::status::StatusBody,
-        routes::jobs::JobsPage,
-        routes::jobs::JobView,
-        crate::webhooks::WebhookPayload,
-        ErrorBody,
-    )),
-    modifiers(&SecuritySchemes, &ErrorBodies)
+    components(schemas(crate::webhooks::WebhookPayload, ErrorBody)),
+    modifiers(&SecuritySchemes)
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-/// Every error answer: `{"error": "<message>"}`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong, for a person.
-    error: String,
+/// The gateway's OpenAPI document, as `GET /openapi.json` serves it; needs no running server.
+pub fn document() -> utoipa::openapi::OpenApi {
+    // The upload's body limit is not part of the document.
+    split(routes::api(0)).1
+}
+
+/// The router of `api` and its complete document.
+pub fn split(api: OpenApiRouter<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .split_for_parts();
+    ErrorBodies.modify(&mut document);
+    (router, document)
+}
+
+/// `GET /openapi.json`, answering `document`.
+pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let document = std::sync::Arc::new(document);
+    Router::new().route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { Json(document.as_ref().clone()) }
+        }),
+    )
 }
 
 /// Documents every 4xx/5xx answer that names no body as an [`ErrorBody`], which is what the
@@ -109,7 +112,97 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// `GET /openapi.json`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json() -> Value {
+        serde_json::to_value(document()).unwrap()
+    }
+
+    /// `schema`, or the component it refers to.
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                &doc["components"]["schemas"][name]
+            }
+            None => schema,
+        }
+    }
+
+    #[test]
+    fn file_ids_are_required_and_shaped() {
+        let doc = json();
+        for (path, method, name, location) in [
+            ("/status", "get", "fid", "query"),
+            ("/download", "get", "fid", "query"),
+            ("/events", "get", "fid", "query"),
+            ("/jobs/{video_fid}", "delete", "video_fid", "path"),
+        ] {
+            let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+            let [param] = params.as_slice() else {
+                panic!("{path}: {params:?}");
+            };
+            assert_eq!(param["name"], name, "{path}");
+            assert_eq!(param["in"], location, "{path}");
+            assert_eq!(param["required"], true, "{path}");
+            let schema = resolve(&doc, &param["schema"]);
+            assert_eq!(schema["type"], "string", "{path}");
+            assert_eq!(schema["pattern"], crate::routes::fid::FID_PATTERN, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_operation_is_secured_and_every_error_has_the_error_body() {
+        let doc = json();
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let security = operation["security"].as_array();
+                if (path.as_str(), method.as_str()) == ("/media-cookie", "delete") {
+                    // Clearing the cookie works without a session, on purpose.
+                    assert!(security.is_none(), "{method} {path}");
+                } else {
+                    let security = security.unwrap_or_else(|| panic!("{method} {path}"));
+                    for requirement in security {
+                        for scheme in requirement.as_object().unwrap().keys() {
+                            assert!(schemes.contains_key(scheme), "{method} {path}: {scheme}");
+                        }
+                    }
+                }
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status.parse::<u16>().unwrap() >= 400 {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorBody",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(operations >= 10, "{operations}");
+        assert!(doc["components"]["schemas"]["ErrorBody"]["properties"]["error"].is_object());
+    }
+
+    #[test]
+    fn the_upload_form_offers_exactly_the_converters_bitrates() {
+        let doc = json();
+        let form = resolve(
+            &doc,
+            &doc["paths"]["/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+                ["schema"],
+        );
+        assert_eq!(form["required"], serde_json::json!(["file"]));
+        assert_eq!(
+            form["properties"]["bitrate"]["enum"],
+            serde_json::json!(common::jobs::ALLOWED_BITRATES_KBPS)
+        );
+        assert_eq!(form["properties"]["vbr_quality"]["maximum"], 9);
+    }
 }

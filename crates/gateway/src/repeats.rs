@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn the_key_tells_content_quality_and_title_apart() {
-        let cbr = Mp3Quality::Cbr { bitrate_kbps: 128 };
+        let cbr = Mp3Quality::cbr(128).unwrap();
         let key = repeat_key("ab", cbr, "lecture.mp4");
         assert_eq!(key.len(), 64);
         // Same title from another container name or folder: the same MP3.
@@ -96,11 +96,11 @@ mod tests {
         assert_ne!(key, repeat_key("ab", cbr, "talk.mp4"));
         assert_ne!(
             key,
-            repeat_key("ab", Mp3Quality::Cbr { bitrate_kbps: 192 }, "lecture.mp4")
+            repeat_key("ab", Mp3Quality::cbr(192).unwrap(), "lecture.mp4")
         );
         assert_ne!(
             key,
-            repeat_key("ab", Mp3Quality::Vbr { quality: 2 }, "lecture.mp4")
+            repeat_key("ab", Mp3Quality::vbr(2).unwrap(), "lecture.mp4")
         );
         // Lengths are part of the key: moving bytes between parts changes it.
         assert_ne!(

@@ -266,12 +266,12 @@ export interface components {
              */
             status: string;
         };
-        /**
-         * @description The multipart form of `POST /upload`, for the OpenAPI document (the handler reads the parts
-         *     as they stream).
-         */
+        /** @description The form of `POST /upload`: the file and the options for its MP3. */
         UploadForm: {
-            /** @enum {integer} */
+            /**
+             * @description Constant bitrate in kb/s (default 128); not together with `vbr_quality`.
+             * @enum {integer}
+             */
             bitrate?: 64 | 96 | 128 | 160 | 192 | 224 | 256 | 320;
             /**
              * Format: uri
@@ -280,7 +280,7 @@ export interface components {
              *     WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before
              *     the upload.
              */
-            callback_url?: string | null;
+            callback_url?: string;
             /**
              * Format: binary
              * @description The video: exactly one file, an audio or video container with an audio track.
@@ -290,7 +290,7 @@ export interface components {
              * Format: int32
              * @description LAME VBR quality, 0 (best) to 9; not together with `bitrate`.
              */
-            vbr_quality?: number | null;
+            vbr_quality?: number;
         };
         /** @description Answer to a stored and queued upload, exactly as the original. */
         UploadResponse: {
@@ -343,9 +343,9 @@ export type $defs = Record<string, never>;
 export interface operations {
     download: {
         parameters: {
-            query?: {
-                /** @description A file id: 24 hexadecimal characters. */
-                fid?: string;
+            query: {
+                /** @description The MP3's id (`mp3_fid` of /status) */
+                fid: string;
             };
             header?: never;
             path?: never;
@@ -398,8 +398,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Range outside the file */
+            /** @description Range outside the file; Content-Range: bytes *\/<length> */
             416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MongoDB unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -411,9 +420,9 @@ export interface operations {
     };
     events: {
         parameters: {
-            query?: {
-                /** @description A file id: 24 hexadecimal characters. */
-                fid?: string;
+            query: {
+                /** @description The upload's id (`video_fid`) */
+                fid: string;
             };
             header?: never;
             path?: never;
@@ -466,6 +475,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description MongoDB unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_jobs: {
@@ -502,6 +520,15 @@ export interface operations {
             };
             /** @description Missing, malformed, bad or expired token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MongoDB unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -557,6 +584,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description MongoDB unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     login: {
@@ -566,12 +602,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description Passed through to auth (usually empty) */
-        requestBody?: {
-            content: {
-                "application/json": string | null;
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description The JWT, as plain text */
             200: {
@@ -591,7 +622,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description A body over 1 KiB (the credentials go in the Authorization header) */
+            /** @description A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -672,12 +703,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description Passed through to auth (usually empty) */
-        requestBody?: {
-            content: {
-                "application/json": string | null;
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Registered; auth's body passed through */
             200: {
@@ -704,7 +730,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description A body over 1 KiB (the credentials go in the Authorization header) */
+            /** @description A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -735,9 +761,9 @@ export interface operations {
     };
     status: {
         parameters: {
-            query?: {
-                /** @description A file id: 24 hexadecimal characters. */
-                fid?: string;
+            query: {
+                /** @description The upload's id (`video_fid`) */
+                fid: string;
             };
             header?: never;
             path?: never;
@@ -774,6 +800,15 @@ export interface operations {
             };
             /** @description No such upload, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MongoDB unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -6,18 +6,17 @@
 use std::net::SocketAddr;
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
     middleware,
     response::{IntoResponse, Response},
-    routing::post,
-    Router,
 };
 use common::{
     forwarded::{client_ip_by_trusted, X_FORWARDED_FOR},
     http::{limit_body, TINY_BODY_BYTES},
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -25,10 +24,10 @@ use crate::{
 };
 
 /// `POST /login`, `POST /register`; their input is in headers, so bodies stay tiny.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/login", post(login))
-        .route("/register", post(register))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(register))
         .route_layer(middleware::from_fn_with_state(
             TINY_BODY_BYTES,
             limit_body::<ApiError>,
@@ -41,11 +40,10 @@ pub fn router() -> Router<AppState> {
     path = "/login",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = Option<String>, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "The JWT, as plain text", content_type = "text/plain", body = String),
         (status = 401, description = "Wrong or missing credentials"),
-        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 413, description = "A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it)"),
         (status = 429, description = "Too many failed logins for this email from this address, or for many emails from it; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )
@@ -54,7 +52,7 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     forward(&state, "/login", peer, &headers, body).await
 }
@@ -66,12 +64,11 @@ pub async fn login(
     path = "/register",
     tag = "auth",
     security(("basic" = [])),
-    request_body(content = Option<String>, description = "Passed through to auth (usually empty)"),
     responses(
         (status = 200, description = "Registered; auth's body passed through"),
         (status = 400, description = "Missing or malformed credentials"),
         (status = 409, description = "The email is already registered"),
-        (status = 413, description = "A body over 1 KiB (the credentials go in the Authorization header)"),
+        (status = 413, description = "A body over 1 KiB: the operation takes none (the credentials go in the Authorization header; a small body is passed to auth, which ignores it)"),
         (status = 429, description = "Too many registrations from this address; see Retry-After"),
         (status = 503, description = "The auth service is unreachable"),
     )
@@ -80,7 +77,7 @@ pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     let mut response = forward(&state, "/register", peer, &headers, body).await?;
     // The original gateway passed auth's body on with Flask's default 200; scripts check for it.
@@ -95,8 +92,13 @@ async fn forward(
     path: &str,
     peer: SocketAddr,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
+    // The operations take no body (the OpenAPI document says none); whatever small one a client
+    // sends is passed on, as the original did. `limit_body` has already bounded and read it.
+    let body: Bytes = axum::body::to_bytes(body, TINY_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::BadRequest("cannot read the request body".into()))?;
     let url = format!("{}{path}", state.config.auth_base_url);
     let mut request = state.http.post(&url).body(body);
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {

@@ -4,15 +4,14 @@
 
 use axum::{
     body::Body,
-    extract::{rejection::QueryRejection, Query, State},
+    extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
-    Router,
 };
 use mongodb::bson::oid::ObjectId;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{fid_param, FidQuery};
+use super::Fid;
 use crate::{
     claims::{MediaUser, User},
     error::{ApiError, ApiResult},
@@ -21,8 +20,8 @@ use crate::{
 };
 
 /// `GET /download`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/download", get(download))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download))
 }
 
 /// Downloads a converted MP3.
@@ -31,23 +30,23 @@ pub fn router() -> Router<AppState> {
     path = "/download",
     tag = "files",
     security(("bearer" = []), ("media_cookie" = [])),
-    params(FidQuery),
+    params(("fid" = inline(Fid), Query, description = "The MP3's id (`mp3_fid` of /status)")),
     responses(
         (status = 200, description = "The MP3 (audio/mpeg)", content_type = "audio/mpeg"),
         (status = 206, description = "The requested byte range", content_type = "audio/mpeg"),
         (status = 400, description = "fid missing or malformed"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such MP3, or another user's (an MP3 shared by repeats is each holder's own)"),
-        (status = 416, description = "Range outside the file"),
+        (status = 416, description = "Range outside the file; Content-Range: bytes */<length>"),
+        (status = 503, description = "MongoDB unavailable"),
     )
 )]
 pub async fn download(
     State(state): State<AppState>,
     MediaUser(user): MediaUser,
     headers: HeaderMap,
-    query: Result<Query<FidQuery>, QueryRejection>,
+    Fid(fid): Fid,
 ) -> ApiResult<Response> {
-    let fid = fid_param(query)?;
     let not_found = || ApiError::no_such_file(&fid.to_hex());
     let mp3 = state.storage.mp3(fid).await?.ok_or_else(not_found)?;
     let source_name = match mp3.holders() {

@@ -15,14 +15,13 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    extract::{rejection::QueryRejection, Query, State},
+    extract::State,
     response::sse::{Event, KeepAlive, Sse},
-    routing::get,
-    Router,
 };
 use futures::Stream;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{fid_param, status::status_of, FidQuery};
+use super::{status::status_of, Fid};
 use crate::{
     claims::User,
     error::{ApiError, ApiResult},
@@ -39,8 +38,8 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(12);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /events`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
 /// Status changes of one upload, as Server-Sent Events.
@@ -49,21 +48,21 @@ pub fn router() -> Router<AppState> {
     path = "/events",
     tag = "files",
     security(("bearer" = [])),
-    params(FidQuery),
+    params(("fid" = inline(Fid), Query, description = "The upload's id (`video_fid`)")),
     responses(
         (status = 200, description = "text/event-stream: `event: status` with the /status JSON on every change; `event: error` if the job vanishes or cannot be read; ends after completed or failed", content_type = "text/event-stream"),
         (status = 400, description = "fid missing or malformed"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such upload, or another user's"),
         (status = 429, description = "The caller already holds MAX_EVENT_STREAMS_PER_USER streams"),
+        (status = 503, description = "MongoDB unavailable"),
     )
 )]
 pub async fn events(
     State(state): State<AppState>,
     user: User,
-    query: Result<Query<FidQuery>, QueryRejection>,
+    Fid(fid): Fid,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let fid = fid_param(query)?;
     let slot = state
         .event_streams
         .try_acquire(user.email())

@@ -1,20 +1,20 @@
 //! `GET /jobs` (the caller's conversions, newest first) and `DELETE /jobs/{video_fid}`.
 
 use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
+    extract::{rejection::QueryRejection, Query, State},
     http::StatusCode,
-    routing::{delete, get},
-    Json, Router,
+    Json,
 };
 use common::{
     job_events::{JobEvent, JobEventKind},
     jobs::Job,
 };
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    parse_fid,
     status::{needs_mp3_lookup, reconcile, StatusBody},
+    Fid,
 };
 use crate::{
     claims::User,
@@ -33,10 +33,10 @@ const MAX_PER_PAGE: u64 = 100;
 const MAX_PAGE: u64 = 1_000_000;
 
 /// `GET /jobs`, `DELETE /jobs/{video_fid}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", get(list_jobs))
-        .route("/jobs/{video_fid}", delete(delete_job))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(delete_job))
 }
 
 /// `?page=&per_page=` of `/jobs`.
@@ -44,10 +44,10 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, 1 to 1000000 (default 1).
-    #[param(minimum = 1, maximum = 1_000_000)]
+    #[param(minimum = 1, maximum = 1_000_000, nullable = false)]
     pub page: Option<u64>,
     /// Jobs per page, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(minimum = 1, maximum = 100, nullable = false)]
     pub per_page: Option<u64>,
 }
 
@@ -124,6 +124,7 @@ pub struct JobsPage {
         (status = 200, description = "One page of the caller's jobs", body = JobsPage),
         (status = 400, description = "page or per_page out of range"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
+        (status = 503, description = "MongoDB unavailable"),
     )
 )]
 pub async fn list_jobs(
@@ -184,20 +185,20 @@ pub async fn list_jobs(
     path = "/jobs/{video_fid}",
     tag = "jobs",
     security(("bearer" = [])),
-    params(("video_fid" = String, Path, description = "The upload's id")),
+    params(("video_fid" = inline(Fid), Path, description = "The upload's id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed video_fid"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such upload of the caller's"),
+        (status = 503, description = "MongoDB unavailable"),
     )
 )]
 pub async fn delete_job(
     State(state): State<AppState>,
     user: User,
-    Path(video_fid): Path<String>,
+    Fid(id): Fid,
 ) -> ApiResult<StatusCode> {
-    let id = parse_fid(&video_fid)?;
     let not_found = || ApiError::no_such_file(&id.to_hex());
     let job = state.storage.job(id).await?;
     let mine = Some(user.email());

@@ -6,10 +6,9 @@
 use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
-    Router,
 };
 use common::jwt::{bearer_token, now_unix};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     claims::{User, MEDIA_COOKIE},
@@ -18,8 +17,8 @@ use crate::{
 };
 
 /// `POST /media-cookie`, `DELETE /media-cookie`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/media-cookie", post(set_cookie).delete(clear_cookie))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(set_cookie, clear_cookie))
 }
 
 /// Sets the media cookie to the caller's token, for as long as the token lives.

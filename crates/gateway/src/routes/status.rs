@@ -3,19 +3,16 @@
 //! job; the job is then brought up to date); otherwise the job document, or for uploads of the
 //! original system (no job) `queued` while the upload is there.
 
-use axum::{
-    extract::{rejection::QueryRejection, Query, State},
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, Json};
 use common::{
     job_events::{JobEvent, JobEventKind},
     jobs::{Job, JobState},
 };
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{fid_param, FidQuery};
+use super::Fid;
 use crate::{
     claims::User,
     error::{ApiError, ApiResult},
@@ -25,8 +22,8 @@ use crate::{
 };
 
 /// `GET /status`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/status", get(status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status))
 }
 
 /// A conversion's status. `status` is the original's field (`processing` or `completed`, now
@@ -263,20 +260,20 @@ pub async fn reconcile(state: &AppState, job: &mut Job, mp3_fid: ObjectId) {
     path = "/status",
     tag = "files",
     security(("bearer" = [])),
-    params(FidQuery),
+    params(("fid" = inline(Fid), Query, description = "The upload's id (`video_fid`)")),
     responses(
         (status = 200, description = "processing (with state, progress and, when it can be estimated, eta_secs), completed (with mp3_fid) or failed (with error); expires_at with RETENTION_HOURS set", body = StatusBody),
         (status = 400, description = "fid missing or malformed"),
         (status = 401, description = "Missing, malformed, bad or expired token"),
         (status = 404, description = "No such upload, or another user's"),
+        (status = 503, description = "MongoDB unavailable"),
     )
 )]
 pub async fn status(
     State(state): State<AppState>,
     user: User,
-    query: Result<Query<FidQuery>, QueryRejection>,
+    Fid(fid): Fid,
 ) -> ApiResult<Json<StatusBody>> {
-    let fid = fid_param(query)?;
     status_of(&state, &user, fid).await.map(Json)
 }
 

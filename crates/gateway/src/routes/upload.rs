@@ -12,8 +12,7 @@ use axum::{
         DefaultBodyLimit, Multipart, State,
     },
     http::{header::CONTENT_LENGTH, HeaderMap},
-    routing::post,
-    Json, Router,
+    Json,
 };
 use common::{
     jobs::{Job, Mp3Quality, Webhook},
@@ -24,6 +23,7 @@ use futures::AsyncWriteExt;
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     claims::User,
@@ -43,13 +43,15 @@ const MAX_FILENAME_CHARS: usize = 255;
 
 /// The upload route, its body limit lifted from axum's 2 MB default to `MAX_UPLOAD_BYTES` (plus
 /// the multipart framing); the file's own bytes are counted while streaming.
-pub fn router(max_upload_bytes: u64) -> Router<AppState> {
+pub fn router(max_upload_bytes: u64) -> OpenApiRouter<AppState> {
     let body_limit =
         usize::try_from(max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)).unwrap_or(usize::MAX);
-    Router::new().route(
-        "/upload",
-        post(upload).layer(DefaultBodyLimit::max(body_limit)),
-    )
+    let (schemas, paths, method_router) = routes!(upload);
+    OpenApiRouter::new().routes((
+        schemas,
+        paths,
+        method_router.layer(DefaultBodyLimit::max(body_limit)),
+    ))
 }
 
 /// Answer to a stored and queued upload, exactly as the original.
@@ -80,8 +82,9 @@ enum Queued {
     Repeat(ObjectId),
 }
 
-/// The multipart form of `POST /upload`, for the OpenAPI document (the handler reads the parts
-/// as they stream).
+// The handler reads the parts as they stream (into `FormFields` and GridFS): this type only
+// describes the form in the OpenAPI document.
+/// The form of `POST /upload`: the file and the options for its MP3.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
@@ -92,13 +95,13 @@ pub struct UploadForm {
     #[schema(schema_with = bitrate_schema)]
     bitrate: Option<u32>,
     /// LAME VBR quality, 0 (best) to 9; not together with `bitrate`.
-    #[schema(minimum = 0, maximum = 9)]
+    #[schema(minimum = 0, maximum = 9, nullable = false)]
     vbr_quality: Option<u8>,
     /// An http(s) URL that receives the job as signed JSON (`WebhookPayload`) when it completes
     /// or fails (docs/webhooks.md). It must resolve to public addresses unless
     /// WEBHOOK_ALLOWED_HOSTS permits it; send it before `file` so that a refusal comes before
     /// the upload.
-    #[schema(format = "uri")]
+    #[schema(format = "uri", nullable = false)]
     callback_url: Option<String>,
 }
 
@@ -106,32 +109,50 @@ pub struct UploadForm {
 fn bitrate_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Integer)
+        .description(Some(
+            "Constant bitrate in kb/s (default 128); not together with `vbr_quality`.",
+        ))
         .enum_values(Some(common::jobs::ALLOWED_BITRATES_KBPS.iter().copied()))
         .build()
 }
 
-/// Output options given as form fields.
+/// The form's text fields as they arrive (numbers already parsed), before they are checked
+/// together into a [`ConversionRequest`].
 #[derive(Default)]
-struct Options {
+struct FormFields {
     bitrate: Option<u32>,
     vbr_quality: Option<u8>,
     /// `callback_url`, already checked (crate::webhooks).
     callback_url: Option<String>,
 }
 
-impl Options {
-    fn quality(&self) -> Result<Mp3Quality, ApiError> {
+/// What the client asked of the conversion, parsed once from the form: the rest of the upload
+/// works from this.
+#[derive(Debug, PartialEq)]
+struct ConversionRequest {
+    quality: Mp3Quality,
+    /// The checked webhook URL, if one was given.
+    callback_url: Option<String>,
+}
+
+impl FormFields {
+    /// The request these fields make; 400 when they ask for an impossible MP3.
+    fn into_request(self) -> ApiResult<ConversionRequest> {
         let quality = match (self.bitrate, self.vbr_quality) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::BadRequest(
                     "give either bitrate or vbr_quality, not both".into(),
                 ))
             }
-            (Some(bitrate_kbps), None) => Mp3Quality::Cbr { bitrate_kbps },
-            (None, Some(quality)) => Mp3Quality::Vbr { quality },
-            (None, None) => Mp3Quality::default(),
-        };
-        quality.validate().map_err(ApiError::BadRequest)
+            (Some(kbps), None) => Mp3Quality::cbr(kbps),
+            (None, Some(quality)) => Mp3Quality::vbr(quality),
+            (None, None) => Ok(Mp3Quality::default()),
+        }
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(ConversionRequest {
+            quality,
+            callback_url: self.callback_url,
+        })
     }
 }
 
@@ -209,7 +230,7 @@ async fn handle(
         ))
     })?;
 
-    let mut options = Options::default();
+    let mut fields = FormFields::default();
     let mut stored: Option<StoredVideo> = None;
     let read = async {
         while let Some(field) = multipart
@@ -227,14 +248,14 @@ async fn handle(
                 stored = Some(store_video(state, user, field, &limit).await?);
             } else if name == "bitrate" {
                 let value = text_field(field, &name, max).await?;
-                options.bitrate = Some(value.parse().map_err(|_| {
+                fields.bitrate = Some(value.parse().map_err(|_| {
                     ApiError::BadRequest(format!("bitrate must be a number of kb/s, not {value:?}"))
                 })?);
             } else if name == "callback_url" {
-                options.callback_url = Some(crate::webhooks::callback_field(state, field).await?);
+                fields.callback_url = Some(crate::webhooks::callback_field(state, field).await?);
             } else if name == "vbr_quality" {
                 let value = text_field(field, &name, max).await?;
-                options.vbr_quality = Some(value.parse().map_err(|_| {
+                fields.vbr_quality = Some(value.parse().map_err(|_| {
                     ApiError::BadRequest(format!(
                         "vbr_quality must be a number from 0 (best) to 9, not {value:?}"
                     ))
@@ -251,7 +272,11 @@ async fn handle(
             None => Err(ApiError::BadRequest(
                 "no file: send the video in the multipart field `file`".into(),
             )),
-            Some(video) => queue_video(state, user, headers, video, &options).await,
+            // Checked after the form is read, as before: a bad option discards the stored file.
+            Some(video) => match fields.into_request() {
+                Ok(request) => queue_video(state, user, headers, video, &request).await,
+                Err(e) => Err(e),
+            },
         },
         Err(e) => Err(e),
     };
@@ -292,9 +317,9 @@ async fn queue_video(
     user: &User,
     headers: &HeaderMap,
     video: &StoredVideo,
-    options: &Options,
+    request: &ConversionRequest,
 ) -> ApiResult<Queued> {
-    let quality = options.quality()?;
+    let quality = request.quality;
     let mut job = Job::queued(
         video.id,
         Some(user.email().to_owned()),
@@ -302,7 +327,7 @@ async fn queue_video(
         quality,
         i64::try_from(video.size).ok(),
     );
-    job.webhook = options.callback_url.clone().map(Webhook::pending);
+    job.webhook = request.callback_url.clone().map(Webhook::pending);
     let key = repeats::repeat_key(&video.sha256, quality, &video.filename);
     state
         .storage
@@ -578,38 +603,52 @@ mod tests {
     }
 
     #[test]
-    fn options_pick_one_quality() {
-        let o = Options {
-            bitrate: Some(192),
-            vbr_quality: None,
-            callback_url: None,
+    fn form_fields_make_one_request() {
+        let request = |bitrate, vbr_quality| {
+            FormFields {
+                bitrate,
+                vbr_quality,
+                callback_url: None,
+            }
+            .into_request()
         };
-        assert_eq!(o.quality().unwrap(), Mp3Quality::Cbr { bitrate_kbps: 192 });
-        let o = Options {
-            bitrate: None,
-            vbr_quality: Some(2),
-            callback_url: None,
-        };
-        assert_eq!(o.quality().unwrap(), Mp3Quality::Vbr { quality: 2 });
-        assert_eq!(Options::default().quality().unwrap(), Mp3Quality::default());
-        for o in [
-            Options {
-                bitrate: Some(100),
-                vbr_quality: None,
-                callback_url: None,
-            },
-            Options {
-                bitrate: None,
-                vbr_quality: Some(10),
-                callback_url: None,
-            },
-            Options {
-                bitrate: Some(128),
-                vbr_quality: Some(2),
-                callback_url: None,
-            },
+        assert_eq!(
+            request(Some(192), None).unwrap().quality,
+            Mp3Quality::cbr(192).unwrap()
+        );
+        assert_eq!(
+            request(None, Some(2)).unwrap().quality,
+            Mp3Quality::vbr(2).unwrap()
+        );
+        assert_eq!(request(None, None).unwrap().quality, Mp3Quality::default());
+        for (bitrate, vbr, message) in [
+            (
+                Some(100),
+                None,
+                "bitrate must be one of [64, 96, 128, 160, 192, 224, 256, 320] kb/s, not 100",
+            ),
+            (None, Some(10), "VBR quality must be 0 (best) to 9, not 10"),
+            (
+                Some(128),
+                Some(2),
+                "give either bitrate or vbr_quality, not both",
+            ),
         ] {
-            assert!(o.quality().is_err());
+            let e = request(bitrate, vbr).unwrap_err();
+            assert!(
+                matches!(&e, ApiError::BadRequest(m) if m == message),
+                "{e:?}"
+            );
         }
+        let with_hook = FormFields {
+            callback_url: Some("https://example.com/hook".into()),
+            ..FormFields::default()
+        }
+        .into_request()
+        .unwrap();
+        assert_eq!(
+            with_hook.callback_url.as_deref(),
+            Some("https://example.com/hook")
+        );
     }
 }
