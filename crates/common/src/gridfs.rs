@@ -6,7 +6,7 @@
 //! [`crate::shared_mp3`]) the holders. Reading is lenient: a field of the wrong type reads as
 //! absent, as it did before these types existed, so one odd document never hides a file.
 
-use futures_util::TryStreamExt;
+use futures::TryStreamExt;
 use mongodb::{
     bson::{self, doc, oid::ObjectId, Bson, Document},
     gridfs::{FilesCollectionDocument, GridFsBucket},
