@@ -585,7 +585,7 @@ service_env() {
       ;;
     converter)
       echo "CONVERTER_ADDR=$addr"
-      # Shared by the replicas: each process works in its own converter-<pid> directory.
+      # Shared by the replicas: each process works in its own converter-<pid>-<random> directory.
       echo "CONVERTER_TMP_DIR=$STACK_DIR/converter-tmp"
       echo "MONGODB_URI=$(mongodb_uri)"
       echo "RABBITMQ_URL=$(rabbitmq_url)"

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use axum::Router;
-use common::jwt::JwtKeys;
+use common::{jwt::JwtKeys, retry::Backoff};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     ConnectOptions as _, Connection as _,
@@ -208,12 +208,11 @@ async fn set_up_when_reachable(
     store: UserStore,
     ready: Arc<AtomicBool>,
 ) {
-    let mut pause = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), MAX_SETUP_RETRY);
     loop {
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(backoff.next_delay()).await;
         if let Err(e) = probe(&options).await {
             tracing::warn!(error = %e, "postgres still unreachable; will retry");
-            pause = (pause * 2).min(MAX_SETUP_RETRY);
             continue;
         }
         match store.ensure_schema().await {
@@ -229,6 +228,5 @@ async fn set_up_when_reachable(
                 tracing::warn!(error = %format!("{e:#}"), "users table set-up failed; will retry")
             }
         }
-        pause = (pause * 2).min(MAX_SETUP_RETRY);
     }
 }

@@ -1,15 +1,58 @@
 //! The `jobs` collection: one document per upload, written by the gateway and the converter.
 //!
-//! Lives in the videos database. `_id` is the upload's GridFS ObjectId, so a job is found by the
-//! `video_fid` clients already hold. Uploads made by the original system have no job document.
+//! Lives in the videos database ([`crate::names::JOBS_COLLECTION`]). `_id` is the upload's GridFS
+//! ObjectId, so a job is found by the `video_fid` clients already hold. Uploads made by the
+//! original system have no job document.
 
 use mongodb::bson::{oid::ObjectId, DateTime};
 use serde::{Deserialize, Serialize};
 
-/// Name of the collection, in the videos database.
-pub const COLLECTION: &str = "jobs";
-/// Name of the dead-letter queue for messages that can never succeed.
-pub const DEAD_LETTER_QUEUE_SUFFIX: &str = ".dlq";
+/// Field names of a job document, for queries and partial updates (the document itself is
+/// [`Job`]; a test checks the two agree).
+pub mod fields {
+    /// The upload's ObjectId.
+    pub const ID: &str = "_id";
+    /// [`super::Job::owner`].
+    pub const OWNER: &str = "owner";
+    /// [`super::Job::filename`].
+    pub const FILENAME: &str = "filename";
+    /// [`super::Job::state`].
+    pub const STATE: &str = "state";
+    /// [`super::Job::progress`].
+    pub const PROGRESS: &str = "progress";
+    /// [`super::Job::mp3_fid`].
+    pub const MP3_FID: &str = "mp3_fid";
+    /// [`super::Job::error`].
+    pub const ERROR: &str = "error";
+    /// [`super::Job::quality`].
+    pub const QUALITY: &str = "quality";
+    /// [`super::Job::size`].
+    pub const SIZE: &str = "size";
+    /// [`super::Job::duration_secs`].
+    pub const DURATION_SECS: &str = "duration_secs";
+    /// [`super::Job::attempts`].
+    pub const ATTEMPTS: &str = "attempts";
+    /// [`super::Job::started_at`].
+    pub const STARTED_AT: &str = "started_at";
+    /// [`super::Job::processing_secs`].
+    pub const PROCESSING_SECS: &str = "processing_secs";
+    /// [`super::Job::webhook`].
+    pub const WEBHOOK: &str = "webhook";
+    /// [`super::Job::created_at`].
+    pub const CREATED_AT: &str = "created_at";
+    /// [`super::Job::updated_at`].
+    pub const UPDATED_AT: &str = "updated_at";
+    /// `webhook.status`.
+    pub const WEBHOOK_STATUS: &str = "webhook.status";
+    /// `webhook.attempts`.
+    pub const WEBHOOK_ATTEMPTS: &str = "webhook.attempts";
+    /// `webhook.next_attempt_at`.
+    pub const WEBHOOK_NEXT_ATTEMPT_AT: &str = "webhook.next_attempt_at";
+    /// `webhook.last_error`.
+    pub const WEBHOOK_LAST_ERROR: &str = "webhook.last_error";
+    /// `webhook.delivered_at`.
+    pub const WEBHOOK_DELIVERED_AT: &str = "webhook.delivered_at";
+}
 
 /// Where a conversion stands. Stored in lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,6 +410,52 @@ mod tests {
         );
         let back: Job = mongodb::bson::from_document(doc).unwrap();
         assert_eq!(back, job);
+    }
+
+    #[test]
+    fn field_names_are_the_documents_keys() {
+        let mut job = Job::queued(
+            ObjectId::new(),
+            Some("a@b.c".into()),
+            "v.mp4".into(),
+            Mp3Quality::default(),
+            Some(3),
+        );
+        job.webhook = Some(Webhook::pending("https://example.com/hook".into()));
+        let doc = mongodb::bson::to_document(&job).unwrap();
+        let mut keys: Vec<&str> = doc.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = vec![
+            fields::ID,
+            fields::OWNER,
+            fields::FILENAME,
+            fields::STATE,
+            fields::PROGRESS,
+            fields::MP3_FID,
+            fields::ERROR,
+            fields::QUALITY,
+            fields::SIZE,
+            fields::DURATION_SECS,
+            fields::ATTEMPTS,
+            fields::STARTED_AT,
+            fields::PROCESSING_SECS,
+            fields::WEBHOOK,
+            fields::CREATED_AT,
+            fields::UPDATED_AT,
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        let hook = doc.get_document(fields::WEBHOOK).unwrap();
+        for path in [
+            fields::WEBHOOK_STATUS,
+            fields::WEBHOOK_ATTEMPTS,
+            fields::WEBHOOK_NEXT_ATTEMPT_AT,
+            fields::WEBHOOK_LAST_ERROR,
+            fields::WEBHOOK_DELIVERED_AT,
+        ] {
+            let key = path.strip_prefix("webhook.").unwrap();
+            assert!(hook.contains_key(key), "{key}");
+        }
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Code the auth, gateway and converter services share, and nothing else.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod config;
 pub mod forwarded;
+#[cfg(feature = "mongo")]
+pub mod gridfs;
 pub mod http;
 #[cfg(feature = "job-events")]
 pub mod job_events;
@@ -11,8 +15,10 @@ pub mod jwt;
 pub mod message;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+pub mod names;
 #[cfg(feature = "old-mongo-stand-in")]
 pub mod old_mongo;
+pub mod retry;
 #[cfg(feature = "mongo")]
 pub mod shared_mp3;
 pub mod shutdown;

@@ -2,9 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default name of the conversion queue (`VIDEO_QUEUE`).
-pub const DEFAULT_VIDEO_QUEUE: &str = "video";
-
 /// A conversion request: `{"video_fid":"<hex>","mp3_fid":null,"username":"<email>"}`.
 ///
 /// Unknown fields are ignored so that newer producers never break older consumers; the fields we

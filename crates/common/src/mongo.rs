@@ -1,5 +1,5 @@
-//! Where the uploads and the MP3s live, from the original's variables, and whether the server is
-//! one the driver can talk to.
+//! Where the uploads and the MP3s live, from the original's variables, whether the server is one
+//! the driver can talk to, and what its errors mean ([`StorageError`]).
 //!
 //! Precedence (the same in the gateway and the converter; `docs/gateway.md#mongodb-locations`):
 //!
@@ -9,17 +9,18 @@
 //! | `MONGODB_MP3S_URI` | MP3s | the URI's path, else `mp3s` |
 //! | `MONGODB_URI` | whichever of the two is unset | `videos` / `mp3s`, whatever its path says |
 
-use crate::config::{self, ConfigError, Env};
+use mongodb::error::ErrorKind;
+
+use crate::{
+    config::{self, ConfigError, Env},
+    names::{MP3S_DB, VIDEOS_DB},
+    retry::{Classify, Retry},
+};
 
 /// The variables [`MongoLocations::from_env`] reads.
 pub mod var {
     crate::env_vars![MONGODB_URI, MONGODB_VIDEOS_URI, MONGODB_MP3S_URI,];
 }
-
-/// Database of the uploads (and of the `jobs` collection) when the URI names none.
-pub const DEFAULT_VIDEOS_DB: &str = "videos";
-/// Database of the MP3s when the URI names none.
-pub const DEFAULT_MP3S_DB: &str = "mp3s";
 
 /// A MongoDB connection string and the database to use on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +70,8 @@ impl MongoLocations {
             Ok(MongoLocation { uri, database })
         };
         Ok(Self {
-            videos: pick(var::MONGODB_VIDEOS_URI, DEFAULT_VIDEOS_DB)?,
-            mp3s: pick(var::MONGODB_MP3S_URI, DEFAULT_MP3S_DB)?,
+            videos: pick(var::MONGODB_VIDEOS_URI, VIDEOS_DB)?,
+            mp3s: pick(var::MONGODB_MP3S_URI, MP3S_DB)?,
         })
     }
 }
@@ -88,30 +89,96 @@ pub const OLDEST_SUPPORTED: &str = "4.4";
 /// Where the move of the data to a newer server is described.
 pub const MIGRATION_DOC: &str = "docs/migrating-from-python.md";
 
-/// Why a MongoDB server cannot be used right now.
+/// A failed MongoDB operation (or a local file operation of one), and whether retrying helps.
+/// The one storage error of the gateway and the converter.
 #[derive(Debug, thiserror::Error)]
-pub enum ServerProblem {
-    /// The server is older than [`OLDEST_SUPPORTED`]; the sentence says which version it runs.
+pub enum StorageError {
+    /// No server reachable, the connection dropped, the server is stepping down: retryable.
+    #[error("MongoDB unavailable: {0}")]
+    Unavailable(#[source] mongodb::error::Error),
+    /// The server is older than [`OLDEST_SUPPORTED`]; the sentence says which and what to do.
+    /// Nothing the operation did wrong, and no retry helps until an operator replaces it.
     #[error("{0}")]
     TooOld(String),
-    /// Unreachable, or any other failure of the check.
-    #[error("{0}")]
-    Other(#[from] mongodb::error::Error),
+    /// The server or the driver refused the operation (no permission, a rejected document, a
+    /// missing GridFS file): permanent.
+    #[error("MongoDB error: {0}")]
+    Refused(#[source] mongodb::error::Error),
+    /// Reading or writing a local file, or a stream of a stored file, failed: retryable.
+    #[error("file I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result of a storage operation.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+impl From<mongodb::error::Error> for StorageError {
+    fn from(e: mongodb::error::Error) -> Self {
+        if let Some(sentence) = too_old(&e) {
+            return Self::TooOld(sentence);
+        }
+        match retry_of(&e) {
+            Retry::Retryable => Self::Unavailable(e),
+            Retry::Permanent => Self::Refused(e),
+        }
+    }
+}
+
+impl Classify for StorageError {
+    /// A server too old is permanent for the operation; callers that wait for an operator
+    /// match [`StorageError::TooOld`] first.
+    fn retry(&self) -> Retry {
+        match self {
+            Self::Unavailable(_) | Self::Io(_) => Retry::Retryable,
+            Self::TooOld(_) | Self::Refused(_) => Retry::Permanent,
+        }
+    }
+}
+
+/// Server error codes that mean "not now" (the driver's retryable-read codes: shutting down,
+/// stepping down, not primary, host unreachable, network timeout, exceeded time limit).
+const RETRYABLE_CODES: [i32; 14] = [
+    11600, 11602, 10107, 13435, 13436, 189, 91, 7, 6, 89, 9001, 134, 262, 50,
+];
+
+/// Whether a driver error passes by itself: the network, server selection, a server changing
+/// roles, or anything the server labels retryable.
+fn retry_of(e: &mongodb::error::Error) -> Retry {
+    let transient_label = [
+        mongodb::error::RETRYABLE_WRITE_ERROR,
+        mongodb::error::TRANSIENT_TRANSACTION_ERROR,
+    ]
+    .iter()
+    .any(|label| e.contains_label(label));
+    let retryable = transient_label
+        || match &*e.kind {
+            ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::InvalidResponse { .. } => true,
+            ErrorKind::Command(c) => RETRYABLE_CODES.contains(&c.code),
+            ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(c)) => {
+                RETRYABLE_CODES.contains(&c.code)
+            }
+            _ => false,
+        };
+    if retryable {
+        Retry::Retryable
+    } else {
+        Retry::Permanent
+    }
 }
 
 /// The server's version (`buildInfo`), or why it cannot be used: an old server is refused by the
 /// driver before any command runs, so its version comes from the driver's error instead.
-pub async fn check_server(db: &mongodb::Database) -> Result<String, ServerProblem> {
+pub async fn check_server(db: &mongodb::Database) -> StorageResult<String> {
     let info = db
         .run_command(mongodb::bson::doc! { "buildInfo": 1 })
-        .await
-        .map_err(|e| match too_old(&e) {
-            Some(sentence) => ServerProblem::TooOld(sentence),
-            None => ServerProblem::Other(e),
-        })?;
+        .await?;
     let version = info.get_str("version").unwrap_or("unknown").to_owned();
     match too_old_version(&version) {
-        Some(sentence) => Err(ServerProblem::TooOld(sentence)),
+        Some(sentence) => Err(StorageError::TooOld(sentence)),
         None => Ok(version),
     }
 }
@@ -249,6 +316,21 @@ mod tests {
         let env = [("MONGODB_URI", "http://x")];
         let err = MongoLocations::from_env(&env).unwrap_err().to_string();
         assert!(err.contains("MONGODB_URI"), "{err}");
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let away: StorageError =
+            mongodb::error::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+                .into();
+        assert!(matches!(away, StorageError::Unavailable(_)), "{away:?}");
+        assert!(away.is_retryable());
+        let refused: StorageError = mongodb::error::Error::custom("a rejected document").into();
+        assert!(matches!(refused, StorageError::Refused(_)), "{refused:?}");
+        assert_eq!(refused.retry(), Retry::Permanent);
+        let disk: StorageError = std::io::Error::other("disk full").into();
+        assert!(disk.is_retryable());
+        assert_eq!(StorageError::TooOld("old".into()).retry(), Retry::Permanent);
     }
 
     /// The driver's text, as `mongodb` 3.9 words it (`sdam/description/server.rs`).

@@ -14,45 +14,25 @@ use mongodb::{
     bson::{doc, oid::ObjectId, Bson, Document},
     error::ErrorKind,
     gridfs::GridFsBucket,
-    options::ReturnDocument,
+    options::{GridFsBucketOptions, ReturnDocument},
     Collection, Database,
 };
 
-/// `metadata.holders`: the uploads holding an MP3, each `{video_fid: ObjectId, owner}`.
-pub const HOLDERS: &str = "metadata.holders";
-/// `metadata.refs`: how many holders an MP3 has.
-pub const REFS: &str = "metadata.refs";
+pub use crate::gridfs::Holder;
+use crate::{
+    gridfs::{
+        keys,
+        paths::{HOLDERS, HOLDERS_VIDEO_FID, OWNER, REFS, VIDEO_FID},
+        Mp3Metadata,
+    },
+    names,
+};
+
 /// Most uploads one MP3 is shared by; a further repeat is converted anew, so that the holders
 /// list stays far below MongoDB's 16 MB document limit.
 pub const MAX_HOLDERS: i64 = 10_000;
 /// Tries of an update that lost a race with a concurrent share or release.
 const RACE_RETRIES: usize = 16;
-
-/// One upload holding an MP3.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    /// The upload (its job's id).
-    pub video_fid: ObjectId,
-    /// Its owner; `None` for files of the original system.
-    pub owner: Option<String>,
-}
-
-impl Holder {
-    fn to_document(&self) -> Document {
-        let mut holder = doc! { "video_fid": self.video_fid };
-        if let Some(owner) = &self.owner {
-            holder.insert("owner", owner);
-        }
-        holder
-    }
-
-    fn from_document(doc: &Document) -> Option<Self> {
-        Some(Self {
-            video_fid: doc.get_object_id("video_fid").ok()?,
-            owner: doc.get_str("owner").ok().map(str::to_owned),
-        })
-    }
-}
 
 /// What a release did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,26 +43,6 @@ pub enum Released {
     Kept,
     /// That was the last holder: the file is deleted.
     Deleted,
-}
-
-/// The holders written in an MP3's `metadata` (`None`: never shared, its `video_fid` holds it).
-pub fn holders_of(metadata: &Document) -> Option<Vec<Holder>> {
-    match metadata.get("holders") {
-        Some(Bson::Array(list)) => Some(
-            list.iter()
-                .filter_map(|h| h.as_document().and_then(Holder::from_document))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-/// Whether upload `video_fid` holds the MP3 with this `metadata`.
-pub fn is_held_by(metadata: &Document, video_fid: ObjectId) -> bool {
-    match holders_of(metadata) {
-        Some(holders) => holders.iter().any(|h| h.video_fid == video_fid),
-        None => metadata.get_str("video_fid").ok() == Some(video_fid.to_hex().as_str()),
-    }
 }
 
 /// The MP3s bucket with its reference counting.
@@ -96,8 +56,12 @@ impl SharedMp3s {
     /// The `fs` bucket of the MP3s database.
     pub fn new(mp3s: &Database) -> Self {
         Self {
-            files: mp3s.collection("fs.files"),
-            bucket: mp3s.gridfs_bucket(None),
+            files: mp3s.collection(names::FILES_COLLECTION),
+            bucket: mp3s.gridfs_bucket(
+                GridFsBucketOptions::builder()
+                    .bucket_name(names::BUCKET.to_owned())
+                    .build(),
+            ),
         }
     }
 
@@ -108,11 +72,11 @@ impl SharedMp3s {
             let Some(file) = self.files.find_one(doc! { "_id": mp3 }).await? else {
                 return Ok(false);
             };
-            let metadata = file.get_document("metadata").cloned().unwrap_or_default();
-            if holders_of(&metadata).is_none() {
+            let metadata = metadata_of(&file);
+            if metadata.holders.is_none() {
                 // Write out the implicit holder first; a release racing us sets `refs: 0`
                 // instead, and then the share below finds nothing to add to.
-                let Some(parent) = implicit_holder(&metadata) else {
+                let Some(parent) = metadata.implicit_holder() else {
                     return Ok(false);
                 };
                 self.files
@@ -129,7 +93,7 @@ impl SharedMp3s {
                     doc! {
                         "_id": mp3,
                         REFS: { "$gte": 1, "$lt": MAX_HOLDERS },
-                        "metadata.holders.video_fid": { "$ne": holder.video_fid },
+                        HOLDERS_VIDEO_FID: { "$ne": holder.video_fid },
                     },
                     doc! {
                         "$push": { HOLDERS: holder.to_document() },
@@ -142,11 +106,9 @@ impl SharedMp3s {
             }
             // Not added: already a holder (a repeated call), or no longer shareable.
             let now = self.files.find_one(doc! { "_id": mp3 }).await?;
-            return Ok(now.is_some_and(|f| {
-                f.get_document("metadata")
-                    .is_ok_and(|m| is_held_by(m, holder.video_fid))
-                    && refs(&f) >= 1
-            }));
+            return Ok(
+                now.is_some_and(|f| metadata_of(&f).is_held_by(holder.video_fid) && refs(&f) >= 1)
+            );
         }
         Ok(false)
     }
@@ -163,9 +125,9 @@ impl SharedMp3s {
             let Some(file) = self.files.find_one(doc! { "_id": mp3 }).await? else {
                 return Ok(Released::NotHeld);
             };
-            let metadata = file.get_document("metadata").cloned().unwrap_or_default();
-            if holders_of(&metadata).is_none() {
-                if !is_held_by(&metadata, video_fid) {
+            let metadata = metadata_of(&file);
+            if metadata.holders.is_none() {
+                if !metadata.is_held_by(video_fid) {
                     return Ok(Released::NotHeld);
                 }
                 // Never shared: mark it dead unless a share wrote the holders meanwhile.
@@ -185,9 +147,9 @@ impl SharedMp3s {
             let after = self
                 .files
                 .find_one_and_update(
-                    doc! { "_id": mp3, "metadata.holders.video_fid": video_fid },
+                    doc! { "_id": mp3, HOLDERS_VIDEO_FID: video_fid },
                     doc! {
-                        "$pull": { HOLDERS: { "video_fid": video_fid } },
+                        "$pull": { HOLDERS: { keys::VIDEO_FID: video_fid } },
                         "$inc": { REFS: -1 },
                     },
                 )
@@ -218,8 +180,7 @@ impl SharedMp3s {
             let Some(file) = self.files.find_one(doc! { "_id": mp3 }).await? else {
                 return Ok(true);
             };
-            let metadata = file.get_document("metadata").cloned().unwrap_or_default();
-            match holders_of(&metadata) {
+            match metadata_of(&file).holders {
                 None => {
                     let dead = self
                         .files
@@ -249,22 +210,24 @@ impl SharedMp3s {
         for _ in 0..RACE_RETRIES {
             let Some(file) = self
                 .files
-                .find_one(doc! { "_id": mp3, "metadata.video_fid": gone.to_hex() })
+                .find_one(doc! { "_id": mp3, VIDEO_FID: gone.to_hex() })
                 .await?
             else {
                 return Ok(());
             };
-            let metadata = file.get_document("metadata").cloned().unwrap_or_default();
-            let Some(next) = holders_of(&metadata).and_then(|h| h.into_iter().next()) else {
+            let Some(next) = metadata_of(&file)
+                .holders
+                .and_then(|h| h.into_iter().next())
+            else {
                 return Ok(());
             };
             let update = match &next.owner {
                 Some(owner) => doc! { "$set": {
-                    "metadata.video_fid": next.video_fid.to_hex(), "metadata.owner": owner,
+                    VIDEO_FID: next.video_fid.to_hex(), OWNER: owner,
                 } },
                 None => doc! {
-                    "$set": { "metadata.video_fid": next.video_fid.to_hex() },
-                    "$unset": { "metadata.owner": "" },
+                    "$set": { VIDEO_FID: next.video_fid.to_hex() },
+                    "$unset": { OWNER: "" },
                 },
             };
             let moved = self
@@ -272,8 +235,8 @@ impl SharedMp3s {
                 .update_one(
                     doc! {
                         "_id": mp3,
-                        "metadata.video_fid": gone.to_hex(),
-                        "metadata.holders.video_fid": next.video_fid,
+                        VIDEO_FID: gone.to_hex(),
+                        HOLDERS_VIDEO_FID: next.video_fid,
                     },
                     update,
                 )
@@ -294,26 +257,16 @@ impl SharedMp3s {
     }
 }
 
-/// The holder an MP3 has before it is shared: the upload its `metadata.video_fid` names.
-fn implicit_holder(metadata: &Document) -> Option<Holder> {
-    Some(Holder {
-        video_fid: ObjectId::parse_str(metadata.get_str("video_fid").ok()?).ok()?,
-        owner: metadata.get_str("owner").ok().map(str::to_owned),
-    })
+/// The typed `metadata` of an MP3's files document.
+fn metadata_of(file: &Document) -> Mp3Metadata {
+    file.get_document("metadata")
+        .map(Mp3Metadata::read)
+        .unwrap_or_default()
 }
 
+/// How many holders an MP3 has; one (implicit) while never shared.
 fn refs(file: &Document) -> i64 {
-    match file
-        .get_document("metadata")
-        .ok()
-        .and_then(|m| m.get("refs"))
-    {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Double(n)) => *n as i64,
-        // Never shared: its one implicit holder.
-        _ => 1,
-    }
+    metadata_of(file).refs.unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -325,19 +278,20 @@ mod tests {
         let a = ObjectId::new();
         let b = ObjectId::new();
         let plain = doc! { "video_fid": a.to_hex(), "owner": "u1" };
-        assert!(holders_of(&plain).is_none());
-        assert!(is_held_by(&plain, a));
-        assert!(!is_held_by(&plain, b));
-        let parent = implicit_holder(&plain).unwrap();
-        assert_eq!(parent.owner.as_deref(), Some("u1"));
+        let m = Mp3Metadata::read(&plain);
+        assert!(m.holders.is_none());
+        assert!(m.is_held_by(a));
+        assert!(!m.is_held_by(b));
+        assert_eq!(m.implicit_holder().unwrap().owner.as_deref(), Some("u1"));
         let shared = doc! {
             "video_fid": a.to_hex(),
             "holders": [ { "video_fid": b, "owner": "u2" } ],
             "refs": 1,
         };
         // The named upload let go: only the listed holders count.
-        assert!(!is_held_by(&shared, a));
-        assert!(is_held_by(&shared, b));
+        let m = Mp3Metadata::read(&shared);
+        assert!(!m.is_held_by(a));
+        assert!(m.is_held_by(b));
         assert_eq!(refs(&doc! { "metadata": shared }), 1);
         assert_eq!(refs(&doc! { "metadata": plain }), 1);
         assert_eq!(refs(&doc! { "metadata": { "refs": 0_i64 } }), 0);

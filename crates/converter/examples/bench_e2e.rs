@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let cli_out = tempfile::tempdir()?;
-    let jobs = videos.collection::<Job>(common::jobs::COLLECTION);
+    let jobs = videos.collection::<Job>(common::names::JOBS_COLLECTION);
     let (mut ours, mut cli, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
     for (run, fid) in uploads.iter().enumerate() {
         let cli_first = run % 2 == 0;

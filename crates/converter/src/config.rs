@@ -5,8 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use common::{
     config::{self, ConfigError, Env},
     job_events::JobEventsConfig,
-    message::DEFAULT_VIDEO_QUEUE,
     mongo::MongoLocations,
+    names,
 };
 
 use crate::transcode::Limits;
@@ -48,7 +48,7 @@ pub struct Config {
     /// Conversions at once, and the prefetch count (`CONVERTER_CONCURRENCY`; else
     /// `CONVERTER_CPU_LIMIT`, the pod's CPU limit from the downward API; else the CPUs seen).
     pub concurrency: u16,
-    /// Where the spooled input and the MP3 being written live (`CONVERTER_TMP_DIR`).
+    /// Where the MP3 being written lives (`CONVERTER_TMP_DIR`); uploads are read from GridFS.
     pub tmp_dir: PathBuf,
     /// Attempts for a job failing transiently before it is dead-lettered, and deliveries of a job
     /// that may die mid-conversion (killed, crashed) before it is failed (`CONVERTER_MAX_ATTEMPTS`).
@@ -107,7 +107,7 @@ impl Config {
         Ok(Config {
             addr: config::parsed_or(env, var::CONVERTER_ADDR, default_addr)?,
             rabbitmq_url: config::or_default(env, var::RABBITMQ_URL, DEFAULT_RABBITMQ_URL),
-            queue: config::or_default(env, var::VIDEO_QUEUE, DEFAULT_VIDEO_QUEUE),
+            queue: config::or_default(env, var::VIDEO_QUEUE, names::VIDEO_QUEUE),
             mongo: MongoLocations::from_env(env)?,
             concurrency,
             tmp_dir: config::optional(env, var::CONVERTER_TMP_DIR)
@@ -140,7 +140,7 @@ impl Config {
 
     /// Name of the dead-letter queue.
     pub fn dead_letter_queue(&self) -> String {
-        format!("{}{}", self.queue, common::jobs::DEAD_LETTER_QUEUE_SUFFIX)
+        names::dead_letter_queue(&self.queue)
     }
 }
 

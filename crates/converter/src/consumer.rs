@@ -16,7 +16,7 @@ use lapin::{
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
     BasicProperties, Channel, Connection, ConnectionProperties,
@@ -25,7 +25,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use common::trace_context::{parse_traceparent, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use common::{
+    amqp::{declare_durable_queue, PERSISTENT},
+    retry::{Backoff, Classify},
+    trace_context::{parse_traceparent, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
+};
 
 use crate::{
     storage::StorageError,
@@ -36,7 +40,7 @@ use crate::{
 pub const REASON_HEADER: &str = "x-converter-reason";
 /// Header of a dead letter naming the queue it came from.
 pub const ORIGINAL_QUEUE_HEADER: &str = "x-original-queue";
-/// First pause before reconnecting, doubled after each failed attempt.
+/// First pause before reconnecting, doubled (with jitter) after each failed attempt.
 const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
@@ -44,8 +48,6 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
 const MONGO_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a MongoDB server found too old is looked at again.
 pub const TOO_OLD_RECHECK: Duration = Duration::from_secs(30);
-/// AMQP persistent delivery mode.
-const PERSISTENT: u8 = 2;
 
 /// Settings of the consumer.
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ impl Consumer {
         self.wait_while_mongo_too_old(&stop).await;
         let abort_jobs = CancellationToken::new();
         let mut jobs = JoinSet::new();
-        let mut delay = INITIAL_RECONNECT_DELAY;
+        let mut backoff = Backoff::new(INITIAL_RECONNECT_DELAY, MAX_RECONNECT_DELAY);
         let mut connection: Option<Connection> = None;
         let mut channel: Option<Channel> = None;
         while !stop.is_cancelled() {
@@ -92,9 +94,16 @@ impl Consumer {
                     self.worker.slots.set_probe(None);
                     // A connection that worked starts the back-off over.
                     if self.consuming.swap(false, Ordering::Relaxed) {
-                        delay = INITIAL_RECONNECT_DELAY;
+                        backoff.reset();
                     }
-                    tracing::warn!(error = %e, ?delay, "RabbitMQ unavailable, reconnecting");
+                    let delay = backoff.next_delay();
+                    if e.is_retryable() {
+                        tracing::warn!(error = %e, ?delay, "RabbitMQ unavailable, reconnecting");
+                    } else {
+                        // Still retried: an operator may fix the broker's side meanwhile.
+                        tracing::error!(error = %e, ?delay, "RabbitMQ refused the consumer, \
+                            retrying until it is fixed");
+                    }
                     channel = None;
                     if let Some(conn) = connection.take() {
                         let _ = conn.close(0, "reconnecting").await;
@@ -103,7 +112,6 @@ impl Consumer {
                         () = tokio::time::sleep(delay) => {}
                         () = stop.cancelled() => {}
                     }
-                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
                 }
             }
         }
@@ -196,17 +204,7 @@ impl Consumer {
             .basic_qos(self.settings.concurrency, BasicQosOptions::default())
             .await?;
         for queue in [&self.settings.queue, &self.settings.dead_letter_queue] {
-            // Durable and without arguments, exactly as the original declares `video`.
-            channel
-                .queue_declare(
-                    queue,
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
+            declare_durable_queue(&channel, queue).await?;
         }
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -28,6 +28,7 @@ pub use config::Config;
 
 use crate::{
     consumer::{Consumer, ConsumerSettings},
+    scratch::Scratch,
     slots::Slots,
     storage::Storage,
     worker::Worker,
@@ -39,6 +40,7 @@ pub struct Application {
     port: u16,
     config: Config,
     storage: Storage,
+    scratch: Scratch,
 }
 
 /// What `/readyz` looks at.
@@ -52,8 +54,7 @@ impl Application {
     /// Connects the Mongo clients (lazily) and binds the ops listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         transcode::init();
-        let mut config = config;
-        config.tmp_dir = scratch::process_dir(&config.tmp_dir)?;
+        let scratch = Scratch::create(&config.tmp_dir)?;
         let storage = Storage::connect(&config.mongo).await?;
         let listener = TcpListener::bind(config.addr).await?;
         let port = listener.local_addr()?.port();
@@ -62,6 +63,7 @@ impl Application {
             port,
             config,
             storage,
+            scratch,
         })
     }
 
@@ -102,7 +104,8 @@ impl Application {
         let worker = Arc::new(Worker {
             storage: self.storage,
             events,
-            tmp_dir: self.config.tmp_dir.clone(),
+            // Removed when the last job lets go of the worker, once the consumer has stopped.
+            scratch: Arc::new(self.scratch),
             max_attempts: self.config.max_attempts,
             retry_base: self.config.retry_base,
             job_timeout: self.config.job_timeout,
@@ -130,7 +133,6 @@ impl Application {
         stop.cancel();
         consumer.await?;
         server.await??;
-        scratch::remove_process_dir(&self.config.tmp_dir);
         Ok(())
     }
 }
@@ -145,7 +147,7 @@ async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
     {
         Ok(Ok(_)) => "ok".to_owned(),
         // Says which version runs and what to do, not a bare "unavailable".
-        Ok(Err(storage::StorageError::TooOld(sentence))) => sentence,
+        Ok(Err(common::mongo::StorageError::TooOld(sentence))) => sentence,
         Ok(Err(_)) | Err(_) => "unavailable".to_owned(),
     };
     let consuming = ready.consuming.load(Ordering::Relaxed);

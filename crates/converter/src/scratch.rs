@@ -1,33 +1,59 @@
-//! Scratch space for temporary files: one directory per process under `CONVERTER_TMP_DIR`.
+//! Scratch space for temporary files: one directory per running application under
+//! `CONVERTER_TMP_DIR`, made when it is built and removed when it is dropped.
 //!
 //! Temporary files are removed when their handles drop (tempfile RAII), on success and on every
-//! error. Only a killed process leaves files behind; its directory is named after its pid, so the
-//! next converter to start on the same directory removes the directories of dead processes.
+//! error. Only a killed process leaves files behind; its directories carry its pid
+//! (`converter-<pid>-<random>`), so the next converter to start on the same directory removes
+//! the directories of dead processes. Several applications in one process (tests) each have
+//! their own directory, so one stopping never pulls the files from under another.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Prefix of the per-process directories.
+use tempfile::{NamedTempFile, TempDir};
+
+/// Prefix of the per-application directories.
 const PREFIX: &str = "converter-";
 
-/// Creates `<base>/converter-<pid>` after sweeping the directories of processes that are gone.
-pub fn process_dir(base: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(base)?;
-    sweep(base);
-    let dir = base.join(format!("{PREFIX}{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// One application's scratch directory; removed with everything in it on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: TempDir,
 }
 
-/// Removes this process' directory on a clean exit.
-pub fn remove_process_dir(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::debug!(error = %e, dir = %dir.display(), "scratch directory not removed");
+impl Scratch {
+    /// Creates `<base>/converter-<pid>-<random>` after sweeping the directories of processes
+    /// that are gone.
+    pub fn create(base: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(base)?;
+        sweep(base);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .tempdir_in(base)?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new empty file in the directory, named `<prefix>…<suffix>`, removed when dropped.
+    pub fn file(&self, prefix: &str, suffix: &str) -> std::io::Result<NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .suffix(suffix)
+            .tempfile_in(self.dir.path())
     }
 }
 
-/// The pid in a scratch directory name, if it is one.
+/// The pid in a scratch directory name (`converter-<pid>-<random>`, or `converter-<pid>` as
+/// earlier versions named theirs), if it is one.
 pub fn pid_of(name: &str) -> Option<u32> {
-    name.strip_prefix(PREFIX)?.parse().ok()
+    let rest = name.strip_prefix(PREFIX)?;
+    rest.split_once('-')
+        .map_or(rest, |(pid, _)| pid)
+        .parse()
+        .ok()
 }
 
 fn sweep(base: &Path) {
@@ -56,6 +82,7 @@ mod tests {
 
     #[test]
     fn pids_from_names() {
+        assert_eq!(pid_of("converter-123-a1b2c3"), Some(123));
         assert_eq!(pid_of("converter-123"), Some(123));
         assert_eq!(pid_of("converter-x"), None);
         assert_eq!(pid_of("other-123"), None);
@@ -65,20 +92,30 @@ mod tests {
     fn stale_directories_are_swept_and_live_ones_kept() {
         let base = tempfile::tempdir().unwrap();
         // Pid numbers above the kernel's pid_max never run.
-        let stale = base.path().join("converter-4294967");
+        let stale = base.path().join("converter-4294967-abc");
         std::fs::create_dir_all(stale.join("sub")).unwrap();
         std::fs::write(stale.join("sub/f"), b"x").unwrap();
+        let stale_old_style = base.path().join("converter-4294968");
+        std::fs::create_dir_all(&stale_old_style).unwrap();
         let unrelated = base.path().join("keep-me");
         std::fs::create_dir_all(&unrelated).unwrap();
 
-        let mine = process_dir(base.path()).unwrap();
-        assert!(mine.exists());
+        let mine = Scratch::create(base.path()).unwrap();
+        assert!(mine.path().exists());
         assert!(!stale.exists());
+        assert!(!stale_old_style.exists());
         assert!(unrelated.exists());
-        // A second start in the same process keeps the live directory.
-        assert_eq!(process_dir(base.path()).unwrap(), mine);
-        assert!(mine.exists());
-        remove_process_dir(&mine);
-        assert!(!mine.exists());
+        // A second application in the same process gets its own directory and keeps ours.
+        let other = Scratch::create(base.path()).unwrap();
+        assert_ne!(other.path(), mine.path());
+        assert!(mine.path().exists());
+        let file = mine.file("converter-in-", "").unwrap();
+        assert!(file.path().starts_with(mine.path()));
+        drop(other);
+        assert!(mine.path().exists(), "the other's removal left ours alone");
+        let dir = mine.path().to_owned();
+        drop(file);
+        drop(mine);
+        assert!(!dir.exists());
     }
 }

@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
+pub use common::mongo::StorageError;
 use common::{
-    jobs::{self, Job, JobState},
-    mongo::{MongoLocations, ServerProblem},
+    gridfs::{self, Mp3Metadata},
+    jobs::{fields, Job, JobState},
+    mongo::MongoLocations,
+    names,
     shared_mp3::{Released, SharedMp3s},
 };
-use futures::TryStreamExt;
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     gridfs::{FilesCollectionDocument, GridFsBucket},
@@ -15,12 +17,8 @@ use mongodb::{
     Client, Collection, Database,
 };
 use tokio::io::AsyncWriteExt;
-use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
+use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
-/// Content type stored with every MP3.
-pub const MP3_CONTENT_TYPE: &str = "audio/mpeg";
-/// GridFS bucket name in both databases, as the original.
-const BUCKET: &str = "fs";
 /// Field of a job naming the MP3 being streamed into GridFS, so that the chunks of an upload cut
 /// short by a killed converter can be found and removed by the next delivery. Not part of
 /// [`Job`]: only the converter reads it.
@@ -34,30 +32,6 @@ pub struct Claim {
     pub earlier_attempts: u32,
     /// The MP3 an earlier delivery was streaming into GridFS when it stopped, if any.
     pub unfinished_mp3: Option<ObjectId>,
-}
-
-/// A Mongo or I/O failure while storing or fetching; always worth retrying.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// The database answered with an error or is unreachable.
-    #[error("MongoDB: {0}")]
-    Mongo(#[source] mongodb::error::Error),
-    /// The server is older than the driver supports; the sentence says which and what to do.
-    /// Not the message's fault: it waits in the queue until the server is replaced.
-    #[error("{0}")]
-    TooOld(String),
-    /// Reading or writing a local temporary file failed.
-    #[error("temporary file: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl From<mongodb::error::Error> for StorageError {
-    fn from(e: mongodb::error::Error) -> Self {
-        match common::mongo::too_old(&e) {
-            Some(sentence) => Self::TooOld(sentence),
-            None => Self::Mongo(e),
-        }
-    }
 }
 
 /// Handles on the two databases.
@@ -87,16 +61,16 @@ impl Storage {
         let bucket = |db: &Database| {
             db.gridfs_bucket(
                 GridFsBucketOptions::builder()
-                    .bucket_name(BUCKET.to_owned())
+                    .bucket_name(names::BUCKET.to_owned())
                     .build(),
             )
         };
         Ok(Self {
-            jobs: videos_db.collection(jobs::COLLECTION),
+            jobs: videos_db.collection(names::JOBS_COLLECTION),
             videos: bucket(&videos_db),
-            video_chunks: videos_db.collection(&format!("{BUCKET}.chunks")),
+            video_chunks: videos_db.collection(names::CHUNKS_COLLECTION),
             mp3s: bucket(&mp3s_db),
-            mp3_chunks: mp3s_db.collection(&format!("{BUCKET}.chunks")),
+            mp3_chunks: mp3s_db.collection(names::CHUNKS_COLLECTION),
             shared: SharedMp3s::new(&mp3s_db),
             videos_db,
             mp3s_db,
@@ -108,13 +82,7 @@ impl Storage {
     pub async fn check_server(&self) -> Result<String, StorageError> {
         let mut versions = Vec::new();
         for db in [&self.videos_db, &self.mp3s_db] {
-            let version =
-                common::mongo::check_server(db)
-                    .await
-                    .map_err(|problem| match problem {
-                        ServerProblem::TooOld(sentence) => StorageError::TooOld(sentence),
-                        ServerProblem::Other(e) => StorageError::Mongo(e),
-                    })?;
+            let version = common::mongo::check_server(db).await?;
             if !versions.contains(&version) {
                 versions.push(version);
             }
@@ -125,6 +93,17 @@ impl Storage {
     /// The job of an upload, if the gateway (or an earlier attempt) wrote one.
     pub async fn job(&self, id: ObjectId) -> Result<Option<Job>, StorageError> {
         Ok(self.jobs.find_one(doc! { "_id": id }).await?)
+    }
+
+    /// Whether the job of an upload exists, whatever its document holds.
+    pub async fn job_exists(&self, id: ObjectId) -> Result<bool, StorageError> {
+        Ok(self
+            .jobs
+            .clone_with_type::<Document>()
+            .find_one(doc! { "_id": id })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .is_some())
     }
 
     /// The upload's GridFS file document.
@@ -138,7 +117,7 @@ impl Storage {
     /// Inserts a job unless one with its id exists (another converter may race us).
     pub async fn create_job(&self, job: &Job) -> Result<(), StorageError> {
         let mut doc = mongodb::bson::to_document(job)
-            .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+            .map_err(|e| StorageError::from(mongodb::error::Error::custom(e.to_string())))?;
         // The upsert takes `_id` from the filter; naming it in the update is not allowed.
         doc.remove("_id");
         self.jobs
@@ -159,20 +138,23 @@ impl Storage {
             .clone_with_type::<Document>()
             .find_one_and_update(
                 // Not failed, and not completed with an MP3 (those are final).
-                doc! { "_id": id, "state": { "$ne": JobState::Failed.as_str() },
-                "mp3_fid": Bson::Null },
+                doc! { "_id": id, fields::STATE: { "$ne": JobState::Failed.as_str() },
+                fields::MP3_FID: Bson::Null },
                 doc! {
                     // `started_at` lets the gateway tell the speed of the job in progress.
-                    "$set": { "state": JobState::Processing.as_str(), "progress": 0.0,
-                              "error": Bson::Null, "updated_at": now, "started_at": now },
-                    "$inc": { "attempts": 1 },
+                    "$set": {
+                        fields::STATE: JobState::Processing.as_str(), fields::PROGRESS: 0.0,
+                        fields::ERROR: Bson::Null, fields::UPDATED_AT: now,
+                        fields::STARTED_AT: now,
+                    },
+                    "$inc": { fields::ATTEMPTS: 1 },
                 },
             )
             .return_document(ReturnDocument::Before)
-            .projection(doc! { "attempts": 1, MP3_UPLOAD_FIELD: 1 })
+            .projection(doc! { fields::ATTEMPTS: 1, MP3_UPLOAD_FIELD: 1 })
             .await?;
         Ok(before.map(|job| Claim {
-            earlier_attempts: match job.get("attempts") {
+            earlier_attempts: match job.get(fields::ATTEMPTS) {
                 Some(Bson::Int32(n)) => u32::try_from(*n).unwrap_or(0),
                 Some(Bson::Int64(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
                 _ => 0,
@@ -187,8 +169,10 @@ impl Storage {
         let result = self
             .jobs
             .update_one(
-                doc! { "_id": id, "state": JobState::Processing.as_str() },
-                doc! { "$set": { "progress": progress, "updated_at": DateTime::now() } },
+                doc! { "_id": id, fields::STATE: JobState::Processing.as_str() },
+                doc! {
+                    "$set": { fields::PROGRESS: progress, fields::UPDATED_AT: DateTime::now() },
+                },
             )
             .await?;
         Ok(result.matched_count > 0)
@@ -205,8 +189,9 @@ impl Storage {
         processing_secs: Option<f64>,
     ) -> Result<bool, StorageError> {
         let mut set = doc! {
-            "state": JobState::Completed.as_str(), "progress": 100.0, "mp3_fid": mp3_fid,
-            "error": Bson::Null, "updated_at": DateTime::now(),
+            fields::STATE: JobState::Completed.as_str(), fields::PROGRESS: 100.0,
+            fields::MP3_FID: mp3_fid,
+            fields::ERROR: Bson::Null, fields::UPDATED_AT: DateTime::now(),
         };
         if let Some(d) = duration_secs {
             set.insert("duration_secs", d);
@@ -229,8 +214,8 @@ impl Storage {
         self.jobs
             .update_one(
                 doc! { "_id": id },
-                doc! { "$set": { "state": JobState::Failed.as_str(), "error": reason,
-                "updated_at": DateTime::now() } },
+                doc! { "$set": { fields::STATE: JobState::Failed.as_str(), fields::ERROR: reason,
+                fields::UPDATED_AT: DateTime::now() } },
             )
             .await?;
         Ok(())
@@ -241,9 +226,9 @@ impl Storage {
     pub async fn requeue_job(&self, id: ObjectId) -> Result<(), StorageError> {
         self.jobs
             .update_one(
-                doc! { "_id": id, "state": JobState::Processing.as_str() },
-                doc! { "$set": { "state": JobState::Queued.as_str(), "progress": 0.0,
-                "updated_at": DateTime::now() }, "$inc": { "attempts": -1 } },
+                doc! { "_id": id, fields::STATE: JobState::Processing.as_str() },
+                doc! { "$set": { fields::STATE: JobState::Queued.as_str(), fields::PROGRESS: 0.0,
+                fields::UPDATED_AT: DateTime::now() }, "$inc": { fields::ATTEMPTS: -1 } },
             )
             .await?;
         Ok(())
@@ -259,7 +244,9 @@ impl Storage {
     /// started on it since.
     pub async fn delete_adopted_job(&self, id: ObjectId) -> Result<(), StorageError> {
         self.jobs
-            .delete_one(doc! { "_id": id, "state": JobState::Queued.as_str(), "attempts": 0 })
+            .delete_one(doc! {
+                "_id": id, fields::STATE: JobState::Queued.as_str(), fields::ATTEMPTS: 0,
+            })
             .await?;
         Ok(())
     }
@@ -298,16 +285,6 @@ impl Storage {
         self.video_chunks.clone()
     }
 
-    /// Copies the upload into `dest` chunk by chunk; returns the bytes written.
-    pub async fn spool_upload(&self, id: ObjectId, dest: &Path) -> Result<u64, StorageError> {
-        let stream = self.videos.open_download_stream(Bson::ObjectId(id)).await?;
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, stream.compat());
-        let mut file = tokio::fs::File::create(dest).await?;
-        let n = tokio::io::copy_buf(&mut reader, &mut file).await?;
-        file.flush().await?;
-        Ok(n)
-    }
-
     /// Streams the MP3 at `src` into the mp3s bucket as file `id`; a failed upload leaves no
     /// chunks behind, and neither do the leftovers of an earlier try with the same id.
     pub async fn store_mp3(
@@ -318,13 +295,7 @@ impl Storage {
         video_fid: ObjectId,
         owner: Option<&str>,
     ) -> Result<(), StorageError> {
-        let mut metadata = doc! {
-            "video_fid": video_fid.to_hex(),
-            "content_type": MP3_CONTENT_TYPE,
-        };
-        if let Some(owner) = owner {
-            metadata.insert("owner", owner);
-        }
+        let metadata = Mp3Metadata::new(video_fid, owner).to_document();
         self.mp3_chunks.delete_many(doc! { "files_id": id }).await?;
         let upload = self
             .mp3s
@@ -373,14 +344,8 @@ impl Storage {
 
     /// Ids of the MP3s made from an upload, oldest first (`_id` order, the same for everyone).
     pub async fn mp3s_for(&self, video_fid: ObjectId) -> Result<Vec<ObjectId>, StorageError> {
-        let files: Vec<FilesCollectionDocument> = self
-            .mp3s
-            .find(doc! { "metadata.video_fid": video_fid.to_hex() })
-            .sort(doc! { "_id": 1 })
+        Ok(gridfs::mp3s_made_from(&self.mp3s, video_fid)
             .await?
-            .try_collect()
-            .await?;
-        Ok(files
             .into_iter()
             .filter_map(|f| f.id.as_object_id())
             .collect())

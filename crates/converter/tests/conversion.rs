@@ -256,7 +256,7 @@ async fn the_original_converter_configmap_converts() {
         .await
         .unwrap();
     env.videos()
-        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .collection::<mongodb::bson::Document>(common::names::JOBS_COLLECTION)
         .delete_one(mongodb::bson::doc! { "_id": fid })
         .await
         .unwrap();

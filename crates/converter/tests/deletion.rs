@@ -165,7 +165,7 @@ async fn a_deleted_upload_leaves_an_mp3_it_shares_to_the_repeat_holding_it() {
     };
     assert!(shared.share(mp3, &repeat).await.unwrap());
     env.videos()
-        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .collection::<mongodb::bson::Document>(common::names::JOBS_COLLECTION)
         .delete_one(mongodb::bson::doc! { "_id": fid })
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::jobs::JobState;
 use helpers::*;
-use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_once_with_a_reason() {
@@ -191,6 +191,53 @@ async fn transient_failures_retry_a_bounded_number_of_times_then_dead_letter() {
     assert_eq!(env.declare(&env.queue).await, 0);
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn permanent_storage_errors_fail_at_once_without_retries() {
+    let env = TestEnv::new().await;
+    let src = video_with_audio(env.media.path(), "p.mp4", 2, 44_100, 2, "aac");
+    let fid = env.upload(&src, "p.mp4", "p@example.com").await;
+    // A job document the converter cannot read (an unknown state): MongoDB answers, but the
+    // answer can never be used, so retrying only repeats the refusal.
+    env.videos()
+        .collection::<Document>(common::names::JOBS_COLLECTION)
+        .insert_one(doc! {
+            "_id": fid, "owner": "p@example.com", "filename": "p.mp4", "state": "bogus",
+            "progress": 0.0, "created_at": DateTime::now(), "updated_at": DateTime::now(),
+        })
+        .await
+        .unwrap();
+    // A retry would pause at least 60 s first: the job would not be final within the wait.
+    let mut vars = env.env();
+    vars.insert("CONVERTER_RETRY_BASE_MS".into(), "120000".into());
+    vars.insert("CONVERTER_MAX_ATTEMPTS".into(), "5".into());
+    let app = env.spawn_app_with_env(&vars).await;
+    env.publish(fid, "p@example.com").await;
+    env.wait_dead_letters(1).await;
+    let job = env.wait_final(fid).await;
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let error = job.error.unwrap();
+    assert!(error.contains("the file store refused it"), "{error}");
+    assert!(!error.contains("temporary problem"), "{error}");
+    let dead = env.drain_dlq().await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.contains("the file store refused it"),
+        "{}",
+        dead[0].1
+    );
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        !metrics.contains("converter_job_retries_total"),
+        "a permanent error was retried: {metrics}"
+    );
+    assert!(
+        metrics.contains(r#"converter_jobs_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
     env.cleanup().await;
 }
 

@@ -412,7 +412,7 @@ async fn the_chunks_of_an_mp3_upload_cut_short_are_swept_by_the_next_delivery() 
     // begun, two chunks are stored, the files document (written last) is not.
     let unfinished = mongodb::bson::oid::ObjectId::new();
     env.videos()
-        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .collection::<mongodb::bson::Document>(common::names::JOBS_COLLECTION)
         .update_one(
             doc! { "_id": fid },
             doc! { "$set": { "state": "processing", "attempts": 1, "mp3_upload": unfinished } },
@@ -453,7 +453,7 @@ async fn the_chunks_of_an_mp3_upload_cut_short_are_swept_by_the_next_delivery() 
     assert_eq!(env.mp3_chunk_count().await, expected);
     let raw = env
         .videos()
-        .collection::<mongodb::bson::Document>(common::jobs::COLLECTION)
+        .collection::<mongodb::bson::Document>(common::names::JOBS_COLLECTION)
         .find_one(doc! { "_id": fid })
         .await
         .unwrap()

@@ -409,15 +409,29 @@ impl Stack {
     }
 
     /// The converter working on a job right now: the one whose scratch directory
-    /// (`converter-tmp/converter-<pid>`, see the converter's scratch module) holds files, i.e. the
-    /// spooled video and the MP3 being written. `None` while no converter holds any.
+    /// (`converter-tmp/converter-<pid>-<random>`, see the converter's scratch module) holds
+    /// files, i.e. the spooled video and the MP3 being written. `None` while no converter holds
+    /// any.
     pub fn busy_converter(&self) -> Option<Converter> {
         let scratch = self.stack_dir.join("converter-tmp");
+        let dirs: Vec<(String, PathBuf)> = std::fs::read_dir(&scratch)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for converter in self.converters() {
-            let dir = scratch.join(format!("converter-{}", converter.pid));
-            let busy = std::fs::read_dir(&dir)
-                .map(|mut entries| entries.next().is_some())
-                .unwrap_or(false);
+            let prefix = format!("converter-{}-", converter.pid);
+            let busy = dirs
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .any(|(_, dir)| {
+                    std::fs::read_dir(dir)
+                        .map(|mut entries| entries.next().is_some())
+                        .unwrap_or(false)
+                });
             if busy {
                 return Some(converter);
             }

@@ -197,7 +197,7 @@ async fn run(
     // converted): progress of every job every 250 ms, written (and published).
     let jobs = mongo
         .database("videos")
-        .collection::<Document>(common::jobs::COLLECTION);
+        .collection::<Document>(common::names::JOBS_COLLECTION);
     let mut publisher = match push {
         Some((url, _)) => Some(
             redis::Client::open(url)?

@@ -6,8 +6,8 @@ use common::{
     config::{self, ConfigError, Env},
     forwarded::TrustedProxies,
     job_events::JobEventsConfig,
-    message::DEFAULT_VIDEO_QUEUE,
     mongo::MongoLocations,
+    names::VIDEO_QUEUE,
 };
 
 use crate::webhooks::{AllowList, WebhookConfig, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS};
@@ -190,7 +190,7 @@ impl Config {
                 reason: "must start with amqp:// or amqps://".to_owned(),
             });
         }
-        let video_queue = config::or_default(env, var::VIDEO_QUEUE, DEFAULT_VIDEO_QUEUE);
+        let video_queue = config::or_default(env, var::VIDEO_QUEUE, VIDEO_QUEUE);
         let max_upload_bytes =
             config::parsed_or(env, var::MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES)?;
         if max_upload_bytes == 0 {

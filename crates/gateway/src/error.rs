@@ -83,18 +83,22 @@ impl From<common::http::BodyTooLarge> for ApiError {
 }
 
 impl From<crate::storage::StorageError> for ApiError {
+    /// A retryable failure (the server away) is a 503 the client may retry; a permanent one is
+    /// a fault on our side.
     fn from(e: crate::storage::StorageError) -> Self {
+        use common::retry::Classify;
+
         use crate::storage::StorageError;
         match e {
-            StorageError::Unavailable(source) => {
-                tracing::warn!(error = %source, "MongoDB unavailable");
-                Self::Unavailable("the file store is unavailable, try again shortly".to_owned())
-            }
             StorageError::TooOld(sentence) => {
                 tracing::error!("{sentence}");
                 Self::Unavailable(format!("the file store cannot be used: {sentence}"))
             }
-            StorageError::Other(source) => Self::Internal(source.into()),
+            e if e.is_retryable() => {
+                tracing::warn!(error = %e, "MongoDB unavailable");
+                Self::Unavailable("the file store is unavailable, try again shortly".to_owned())
+            }
+            e => Self::Internal(e.into()),
         }
     }
 }

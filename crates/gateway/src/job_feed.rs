@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use common::job_events::{JobEvent, JobEventKind, JobEventsConfig, RateLimitedWarning};
+use common::{
+    job_events::{JobEvent, JobEventKind, JobEventsConfig, RateLimitedWarning},
+    retry::Backoff,
+};
 use futures::StreamExt;
 use mongodb::bson::oid::ObjectId;
 use tokio::sync::{broadcast, watch};
@@ -238,7 +241,7 @@ async fn subscribe_loop(
     shutdown: CancellationToken,
 ) {
     let warnings = RateLimitedWarning::new(Duration::from_secs(60));
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), MAX_RETRY_DELAY);
     loop {
         let subscribed = tokio::select! {
             subscribed = subscribe(&client, &channel) => subscribed,
@@ -248,7 +251,7 @@ async fn subscribe_loop(
             Ok(pubsub) => {
                 hub.set_link(true);
                 tracing::info!(%channel, "subscribed to job events: event streams are pushed");
-                delay = Duration::from_millis(250);
+                backoff.reset();
                 let why = pump(&hub, pubsub, &shutdown).await;
                 hub.set_link(false);
                 if shutdown.is_cancelled() {
@@ -267,10 +270,9 @@ async fn subscribe_loop(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
             () = shutdown.cancelled() => return,
         }
-        delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
 }
 

@@ -23,7 +23,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{routing::get, Router};
-use common::job_events::Publisher;
+use common::{job_events::Publisher, retry::Backoff};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -239,7 +239,7 @@ fn public_router(state: AppState) -> Router {
 /// retries while MongoDB is unreachable or too old.
 async fn prepare_mongo(state: AppState) {
     let storage = &state.storage;
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut last_sentence = None;
     loop {
         let result = async {
@@ -248,6 +248,7 @@ async fn prepare_mongo(state: AppState) {
             Ok::<_, storage::StorageError>(version)
         }
         .await;
+        let delay = backoff.next_delay();
         match result {
             Ok(version) => {
                 tracing::info!(%version, "MongoDB server ready, indexes in place");
@@ -266,6 +267,5 @@ async fn prepare_mongo(state: AppState) {
             }
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }

@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use common::{
+    amqp::{declare_durable_queue, PERSISTENT},
     message::VideoMessage,
+    retry::Classify,
     trace_context::{TraceContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
 };
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions},
     publisher_confirm::Confirmation,
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, ConnectionProperties,
@@ -21,8 +23,6 @@ use tokio::sync::Mutex;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the broker to confirm a publish.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
-/// AMQP delivery mode of a persistent message.
-const PERSISTENT: u8 = 2;
 
 /// Why a message is not on the queue.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +78,9 @@ impl VideoQueue {
         let payload = serde_json::to_vec(message)
             .map_err(|e| QueueError::Refused(format!("cannot encode message: {e}")))?;
         match self.publish_once(&payload, trace).await {
-            Err(QueueError::Unreachable(e)) => {
-                tracing::info!(error = %e, queue = %self.name, "publish failed on a dead connection, retrying");
+            Err(e @ QueueError::Unreachable(_)) => {
+                tracing::info!(error = %e, queue = %self.name,
+                    "publish failed on a dead connection, retrying");
                 self.open.lock().await.take();
                 self.publish_once(&payload, trace).await
             }
@@ -145,8 +146,14 @@ impl VideoQueue {
         }
     }
 
+    /// A broker error as a [`QueueError`]: unreachable when a new connection may fix it,
+    /// refused when the broker will say the same again.
     fn dropped(&self, e: lapin::Error) -> QueueError {
-        QueueError::Unreachable(e.to_string())
+        if e.is_retryable() {
+            QueueError::Unreachable(e.to_string())
+        } else {
+            QueueError::Refused(e.to_string())
+        }
     }
 
     /// The open confirm-mode channel, re-opening connection and channel when closed.
@@ -167,30 +174,28 @@ impl VideoQueue {
                 .map_err(|_| {
                     QueueError::Unreachable(format!("no connection within {CONNECT_TIMEOUT:?}"))
                 })?
-                .map_err(|e| QueueError::Unreachable(e.to_string()))?;
+                .map_err(|e| self.dropped(e))?;
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| QueueError::Unreachable(e.to_string()))?;
-        // Durable with no arguments, exactly as the original declares it, so that redeclaring
-        // against an existing deployment never fails.
-        channel
-            .queue_declare(
-                &self.name,
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+            .map_err(|e| self.dropped(e))?;
+        // As the original declares it, so that redeclaring against an existing deployment never
+        // fails.
+        declare_durable_queue(&channel, &self.name)
             .await
-            .map_err(|e| {
-                QueueError::Unreachable(format!("cannot declare queue {}: {e}", self.name))
+            .map_err(|e| match self.dropped(e) {
+                QueueError::Refused(e) => {
+                    QueueError::Refused(format!("cannot declare queue {}: {e}", self.name))
+                }
+                QueueError::Unreachable(e) => {
+                    QueueError::Unreachable(format!("cannot declare queue {}: {e}", self.name))
+                }
+                other => other,
             })?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|e| QueueError::Unreachable(e.to_string()))?;
+            .map_err(|e| self.dropped(e))?;
         tracing::info!(queue = %self.name, "connected to RabbitMQ");
         *open = Some((connection, channel.clone()));
         Ok(channel)

@@ -4,17 +4,20 @@
 use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
+pub use common::mongo::{StorageError, StorageResult};
 use common::{
-    jobs::{self, Job, JobState, WebhookStatus},
-    mongo::{MongoLocations, ServerProblem},
-    shared_mp3::{self, Holder, Released, SharedMp3s},
+    gridfs::{self, keys, paths, Mp3Metadata, UploadMetadata},
+    jobs::{fields, Job, JobState, WebhookStatus},
+    mongo::MongoLocations,
+    names,
+    shared_mp3::{Holder, Released, SharedMp3s},
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::ErrorKind,
     gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream},
-    options::{ClientOptions, IndexOptions, ReturnDocument},
+    options::{ClientOptions, GridFsBucketOptions, IndexOptions, ReturnDocument},
     Client, Collection, Database, IndexModel,
 };
 
@@ -27,43 +30,10 @@ const CHUNKS_PER_BATCH: u32 = 4;
 pub const CONTENT_SHA256: &str = "content_sha256";
 /// Field of a job: what a repeat must match to share its MP3 (content, quality, title).
 pub const REPEAT_KEY: &str = "repeat_key";
-
-/// A MongoDB failure: the server is away or too old (503) or something else went wrong (500).
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// No server reachable, connection dropped: the client may retry later.
-    #[error("MongoDB unavailable: {0}")]
-    Unavailable(#[source] mongodb::error::Error),
-    /// The server is older than the driver supports; the sentence says which and what to do.
-    #[error("{0}")]
-    TooOld(String),
-    /// Any other failure.
-    #[error("MongoDB error: {0}")]
-    Other(#[source] mongodb::error::Error),
-}
-
-impl From<mongodb::error::Error> for StorageError {
-    fn from(e: mongodb::error::Error) -> Self {
-        if let Some(sentence) = common::mongo::too_old(&e) {
-            return Self::TooOld(sentence);
-        }
-        let unavailable = matches!(
-            *e.kind,
-            ErrorKind::ServerSelection { .. }
-                | ErrorKind::Io(_)
-                | ErrorKind::ConnectionPoolCleared { .. }
-                | ErrorKind::DnsResolve { .. }
-        );
-        if unavailable {
-            Self::Unavailable(e)
-        } else {
-            Self::Other(e)
-        }
-    }
-}
-
-/// Result of a storage operation.
-pub type StorageResult<T> = Result<T, StorageError>;
+/// Field of a job: how often the stuck-job sweeper published it again.
+pub const REQUEUES: &str = "requeues";
+/// Field of a job: when a gateway replica claimed it for removal by the retention sweep.
+const RETENTION_CLAIMED_AT: &str = "retention_claimed_at";
 
 /// What the gateway needs to know about a stored GridFS file.
 #[derive(Debug, Clone)]
@@ -97,18 +67,29 @@ impl StoredFile {
 
     /// `metadata.owner`, absent for files written by the original system.
     pub fn owner(&self) -> Option<&str> {
-        self.metadata.get_str("owner").ok()
+        self.metadata.get_str(keys::OWNER).ok()
     }
 
     /// `metadata.video_fid` of an MP3: the upload it was made from.
     pub fn video_fid(&self) -> Option<&str> {
-        self.metadata.get_str("video_fid").ok()
+        self.metadata.get_str(keys::VIDEO_FID).ok()
+    }
+
+    /// The metadata of an upload.
+    pub fn upload_metadata(&self) -> UploadMetadata {
+        UploadMetadata::read(&self.metadata)
+    }
+
+    /// The metadata of an MP3.
+    pub fn mp3_metadata(&self) -> Mp3Metadata {
+        Mp3Metadata::read(&self.metadata)
     }
 
     /// The uploads sharing this MP3; `None` when it was never shared (its `video_fid` alone
     /// holds it).
     pub fn holders(&self) -> Option<Vec<ObjectId>> {
-        shared_mp3::holders_of(&self.metadata)
+        self.mp3_metadata()
+            .holders
             .map(|holders| holders.into_iter().map(|h| h.video_fid).collect())
     }
 }
@@ -145,10 +126,17 @@ impl Storage {
         };
         let videos = videos_client.database(&locations.videos.database);
         let mp3s = mp3s_client.database(&locations.mp3s.database);
+        let bucket = |db: &Database| {
+            db.gridfs_bucket(
+                GridFsBucketOptions::builder()
+                    .bucket_name(names::BUCKET.to_owned())
+                    .build(),
+            )
+        };
         Ok(Self {
-            video_bucket: videos.gridfs_bucket(None),
-            mp3_bucket: mp3s.gridfs_bucket(None),
-            jobs: videos.collection(jobs::COLLECTION),
+            video_bucket: bucket(&videos),
+            mp3_bucket: bucket(&mp3s),
+            jobs: videos.collection(names::JOBS_COLLECTION),
             shared: SharedMp3s::new(&mp3s),
             videos,
             mp3s,
@@ -164,31 +152,34 @@ impl Storage {
                 .build()
         };
         self.videos
-            .collection::<Document>("fs.files")
-            .create_index(index(doc! { "metadata.owner": 1 }, "metadata_owner"))
+            .collection::<Document>(names::FILES_COLLECTION)
+            .create_index(index(doc! { paths::OWNER: 1 }, "metadata_owner"))
             .await?;
         self.mp3s
-            .collection::<Document>("fs.files")
+            .collection::<Document>(names::FILES_COLLECTION)
             .create_indexes([
-                index(doc! { "metadata.video_fid": 1 }, "metadata_video_fid"),
+                index(doc! { paths::VIDEO_FID: 1 }, "metadata_video_fid"),
                 index(
-                    doc! { "metadata.holders.video_fid": 1 },
+                    doc! { paths::HOLDERS_VIDEO_FID: 1 },
                     "metadata_holders_video_fid",
                 ),
-                index(
-                    doc! { "metadata.holders.owner": 1 },
-                    "metadata_holders_owner",
-                ),
+                index(doc! { paths::HOLDERS_OWNER: 1 }, "metadata_holders_owner"),
             ])
             .await?;
         self.jobs
             .create_indexes([
-                index(doc! { "owner": 1, "created_at": -1 }, "owner_created_at"),
-                index(doc! { "state": 1 }, "state"),
-                // The ETA's recent completed jobs and the retention's expired ones.
-                index(doc! { "state": 1, "updated_at": -1 }, "state_updated_at"),
                 index(
-                    doc! { "webhook.status": 1, "webhook.next_attempt_at": 1 },
+                    doc! { fields::OWNER: 1, fields::CREATED_AT: -1 },
+                    "owner_created_at",
+                ),
+                index(doc! { fields::STATE: 1 }, "state"),
+                // The ETA's recent completed jobs and the retention's expired ones.
+                index(
+                    doc! { fields::STATE: 1, fields::UPDATED_AT: -1 },
+                    "state_updated_at",
+                ),
+                index(
+                    doc! { fields::WEBHOOK_STATUS: 1, fields::WEBHOOK_NEXT_ATTEMPT_AT: 1 },
                     "webhook_due",
                 ),
                 index(doc! { REPEAT_KEY: 1 }, REPEAT_KEY),
@@ -200,19 +191,8 @@ impl Storage {
     /// Round trip to both databases' servers, which must be new enough for the driver; answers
     /// the server version (both, when they differ).
     pub async fn check_server(&self) -> StorageResult<String> {
-        let check = |db: &Database| {
-            let db = db.clone();
-            async move {
-                common::mongo::check_server(&db)
-                    .await
-                    .map_err(|problem| match problem {
-                        ServerProblem::TooOld(sentence) => StorageError::TooOld(sentence),
-                        ServerProblem::Other(e) => e.into(),
-                    })
-            }
-        };
-        let videos = check(&self.videos).await?;
-        let mp3s = check(&self.mp3s).await?;
+        let videos = common::mongo::check_server(&self.videos).await?;
+        let mp3s = common::mongo::check_server(&self.mp3s).await?;
         Ok(if videos == mp3s {
             videos
         } else {
@@ -237,11 +217,7 @@ impl Storage {
             .video_bucket
             .open_upload_stream(filename)
             .id(Bson::ObjectId(id))
-            .metadata(doc! {
-                "owner": owner,
-                "filename": filename,
-                "content_type": content_type,
-            })
+            .metadata(UploadMetadata::new(owner, filename, content_type).to_document())
             .await?)
     }
 
@@ -259,18 +235,11 @@ impl Storage {
     /// oldest if there are several, the one the converter keeps. An MP3 the upload shared and
     /// let go (deleted) is not its any more.
     pub async fn mp3_for_video(&self, video_fid: ObjectId) -> StorageResult<Option<StoredFile>> {
-        Ok(self
-            .mp3_bucket
-            .find_one(doc! {
-                "metadata.video_fid": video_fid.to_hex(),
-                "$or": [
-                    { shared_mp3::HOLDERS: { "$exists": false } },
-                    { "metadata.holders.video_fid": video_fid },
-                ],
-            })
-            .sort(doc! { "_id": 1 })
+        Ok(gridfs::mp3s_made_from(&self.mp3_bucket, video_fid)
             .await?
-            .and_then(StoredFile::from_doc))
+            .into_iter()
+            .filter_map(StoredFile::from_doc)
+            .find(|file| file.mp3_metadata().is_held_by(video_fid)))
     }
 
     /// An MP3 upload `video_fid` shares with others, and the owner it was shared to.
@@ -280,13 +249,15 @@ impl Storage {
     ) -> StorageResult<Option<(StoredFile, Option<String>)>> {
         let Some(file) = self
             .mp3_bucket
-            .find_one(doc! { "metadata.holders.video_fid": video_fid })
+            .find_one(doc! { paths::HOLDERS_VIDEO_FID: video_fid })
             .await?
             .and_then(StoredFile::from_doc)
         else {
             return Ok(None);
         };
-        let owner = shared_mp3::holders_of(&file.metadata)
+        let owner = file
+            .mp3_metadata()
+            .holders
             .unwrap_or_default()
             .into_iter()
             .find(|h| h.video_fid == video_fid)
@@ -303,18 +274,18 @@ impl Storage {
         if video_fids.is_empty() {
             return Ok(found);
         }
-        let hex: Vec<String> = video_fids.iter().map(|id| id.to_hex()).collect();
         let mut cursor = self
             .mp3_bucket
-            .find(doc! { "metadata.video_fid": { "$in": hex } })
-            .sort(doc! { "_id": 1 })
+            .find(gridfs::made_from_any(video_fids))
+            .sort(gridfs::oldest_first())
             .await?;
         while let Some(file) = cursor.try_next().await? {
             let Some(file) = StoredFile::from_doc(file) else {
                 continue;
             };
-            if let Some(video_fid) = file.video_fid().and_then(|v| ObjectId::parse_str(v).ok()) {
-                if shared_mp3::is_held_by(&file.metadata, video_fid) {
+            let metadata = file.mp3_metadata();
+            if let Some(video_fid) = metadata.video_fid() {
+                if metadata.is_held_by(video_fid) {
                     found.entry(video_fid).or_insert(file);
                 }
             }
@@ -335,13 +306,14 @@ impl Storage {
                 doc! {
                     "_id": video_fid,
                     "$or": [
-                        { "state": { "$ne": JobState::Completed.as_str() } },
-                        { "mp3_fid": Bson::Null },
+                        { fields::STATE: { "$ne": JobState::Completed.as_str() } },
+                        { fields::MP3_FID: Bson::Null },
                     ],
                 },
                 doc! { "$set": {
-                    "state": JobState::Completed.as_str(), "progress": 100.0,
-                    "mp3_fid": mp3_fid, "error": Bson::Null, "updated_at": DateTime::now(),
+                    fields::STATE: JobState::Completed.as_str(), fields::PROGRESS: 100.0,
+                    fields::MP3_FID: mp3_fid, fields::ERROR: Bson::Null,
+                    fields::UPDATED_AT: DateTime::now(),
                 } },
             )
             .await?;
@@ -369,8 +341,8 @@ impl Storage {
         let mut ids: Vec<ObjectId> = self
             .mp3_bucket
             .find(doc! { "$or": [
-                { "metadata.video_fid": video_fid.to_hex() },
-                { "metadata.holders.video_fid": video_fid },
+                gridfs::made_from(video_fid),
+                { paths::HOLDERS_VIDEO_FID: video_fid },
             ] })
             .await?
             .try_filter_map(|f| async move { Ok(f.id.as_object_id()) })
@@ -422,10 +394,10 @@ impl Storage {
             .clone_with_type::<Document>()
             .find(doc! {
                 REPEAT_KEY: key,
-                "state": JobState::Completed.as_str(),
-                "mp3_fid": { "$type": "objectId" },
+                fields::STATE: JobState::Completed.as_str(),
+                fields::MP3_FID: { "$type": "objectId" },
             })
-            .projection(doc! { "mp3_fid": 1, "duration_secs": 1 })
+            .projection(doc! { fields::MP3_FID: 1, fields::DURATION_SECS: 1 })
             .limit(3)
             .await?
             .try_collect()
@@ -434,8 +406,8 @@ impl Storage {
             .into_iter()
             .filter_map(|job| {
                 Some(Shareable {
-                    mp3_fid: job.get_object_id("mp3_fid").ok()?,
-                    duration_secs: job.get_f64("duration_secs").ok(),
+                    mp3_fid: job.get_object_id(fields::MP3_FID).ok()?,
+                    duration_secs: job.get_f64(fields::DURATION_SECS).ok(),
                 })
             })
             .collect())
@@ -445,8 +417,8 @@ impl Storage {
     /// (deleted meanwhile).
     pub async fn complete_repeat(&self, id: ObjectId, shared: &Shareable) -> StorageResult<bool> {
         let mut set = doc! {
-            "state": JobState::Completed.as_str(), "progress": 100.0,
-            "mp3_fid": shared.mp3_fid, "updated_at": DateTime::now(),
+            fields::STATE: JobState::Completed.as_str(), fields::PROGRESS: 100.0,
+            fields::MP3_FID: shared.mp3_fid, fields::UPDATED_AT: DateTime::now(),
         };
         if let Some(d) = shared.duration_secs {
             set.insert("duration_secs", d);
@@ -454,7 +426,9 @@ impl Storage {
         let result = self
             .jobs
             .update_one(
-                doc! { "_id": id, "state": JobState::Queued.as_str(), "mp3_fid": Bson::Null },
+                doc! {
+                    "_id": id, fields::STATE: JobState::Queued.as_str(), fields::MP3_FID: Bson::Null,
+                },
                 doc! { "$set": set },
             )
             .await?;
@@ -473,7 +447,7 @@ impl Storage {
         }
         Ok(self
             .jobs
-            .find_one(doc! { "_id": { "$in": holders }, "owner": owner })
+            .find_one(doc! { "_id": { "$in": holders }, fields::OWNER: owner })
             .await?)
     }
 
@@ -497,7 +471,7 @@ impl Storage {
         repeat_key: &str,
     ) -> StorageResult<()> {
         let mut document = mongodb::bson::to_document(job)
-            .map_err(|e| StorageError::Other(mongodb::error::Error::custom(e.to_string())))?;
+            .map_err(|e| StorageError::Refused(mongodb::error::Error::custom(e.to_string())))?;
         document.insert(CONTENT_SHA256, content_sha256);
         document.insert(REPEAT_KEY, repeat_key);
         self.jobs
@@ -539,18 +513,18 @@ impl Storage {
             .jobs
             .clone_with_type::<Document>()
             .find(doc! {
-                "state": JobState::Completed.as_str(),
-                "processing_secs": { "$gt": 0.0 },
+                fields::STATE: JobState::Completed.as_str(),
+                fields::PROCESSING_SECS: { "$gt": 0.0 },
             })
-            .sort(doc! { "updated_at": -1 })
+            .sort(doc! { fields::UPDATED_AT: -1 })
             .limit(limit)
-            .projection(doc! { "size": 1, "processing_secs": 1 })
+            .projection(doc! { fields::SIZE: 1, fields::PROCESSING_SECS: 1 })
             .await?;
         let mut samples = Vec::new();
         while let Some(job) = cursor.try_next().await? {
-            let secs = job.get("processing_secs").and_then(Bson::as_f64);
+            let secs = job.get(fields::PROCESSING_SECS).and_then(Bson::as_f64);
             let size = job
-                .get("size")
+                .get(fields::SIZE)
                 .and_then(bson_int)
                 .and_then(|n| i64::try_from(n).ok());
             if let Some(secs) = secs {
@@ -564,7 +538,7 @@ impl Storage {
     pub async fn processing_count(&self) -> StorageResult<u64> {
         Ok(self
             .jobs
-            .count_documents(doc! { "state": JobState::Processing.as_str() })
+            .count_documents(doc! { fields::STATE: JobState::Processing.as_str() })
             .await?)
     }
 
@@ -573,11 +547,11 @@ impl Storage {
         Ok(self
             .jobs
             .count_documents(doc! {
-                "state": JobState::Queued.as_str(),
+                fields::STATE: JobState::Queued.as_str(),
                 "$or": [
-                    { "created_at": { "$lt": created_at } },
+                    { fields::CREATED_AT: { "$lt": created_at } },
                     // Same millisecond: the id (made when the upload began) orders them.
-                    { "created_at": created_at, "_id": { "$lt": id } },
+                    { fields::CREATED_AT: created_at, "_id": { "$lt": id } },
                 ],
             })
             .await?)
@@ -594,17 +568,17 @@ impl Storage {
             .jobs
             .clone_with_type::<Document>()
             .find(doc! {
-                "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
-                "updated_at": { "$lt": cutoff },
+                fields::STATE: { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
+                fields::UPDATED_AT: { "$lt": cutoff },
             })
-            .sort(doc! { "updated_at": 1 })
+            .sort(doc! { fields::UPDATED_AT: 1 })
             .limit(limit)
-            .projection(doc! { "mp3_fid": 1 })
+            .projection(doc! { fields::MP3_FID: 1 })
             .await?;
         let mut expired = Vec::new();
         while let Some(job) = cursor.try_next().await? {
             if let Ok(id) = job.get_object_id("_id") {
-                expired.push((id, job.get_object_id("mp3_fid").ok()));
+                expired.push((id, job.get_object_id(fields::MP3_FID).ok()));
             }
         }
         Ok(expired)
@@ -625,14 +599,16 @@ impl Storage {
             .update_one(
                 doc! {
                     "_id": id,
-                    "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
-                    "updated_at": { "$lt": cutoff },
+                    fields::STATE: {
+                        "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()],
+                    },
+                    fields::UPDATED_AT: { "$lt": cutoff },
                     "$or": [
-                        { "retention_claimed_at": { "$exists": false } },
-                        { "retention_claimed_at": { "$lt": stale_before } },
+                        { RETENTION_CLAIMED_AT: { "$exists": false } },
+                        { RETENTION_CLAIMED_AT: { "$lt": stale_before } },
                     ],
                 },
-                doc! { "$set": { "retention_claimed_at": now } },
+                doc! { "$set": { RETENTION_CLAIMED_AT: now } },
             )
             .await?;
         Ok(result.modified_count == 1)
@@ -653,10 +629,10 @@ impl Storage {
         };
         Ok(bucket
             .find(doc! {
-                "metadata.owner": { "$exists": false },
-                "uploadDate": { "$lt": cutoff },
+                paths::OWNER: { "$exists": false },
+                paths::UPLOAD_DATE: { "$lt": cutoff },
             })
-            .sort(doc! { "uploadDate": 1 })
+            .sort(doc! { paths::UPLOAD_DATE: 1 })
             .limit(limit)
             .await?
             .try_filter_map(|f| async move { Ok(StoredFile::from_doc(f)) })
@@ -669,7 +645,9 @@ impl Storage {
         Ok(self
             .jobs
             .clone_with_type::<Document>()
-            .find(doc! { "state": "queued", "updated_at": { "$lt": before } })
+            .find(doc! {
+                fields::STATE: JobState::Queued.as_str(), fields::UPDATED_AT: { "$lt": before },
+            })
             .limit(limit)
             .await?
             .try_collect()
@@ -683,8 +661,10 @@ impl Storage {
         let result = self
             .jobs
             .update_one(
-                doc! { "_id": id, "state": "queued", "updated_at": seen },
-                doc! { "$set": { "updated_at": DateTime::now() }, "$inc": { "requeues": 1 } },
+                doc! {
+                    "_id": id, fields::STATE: JobState::Queued.as_str(), fields::UPDATED_AT: seen,
+                },
+                doc! { "$set": { fields::UPDATED_AT: DateTime::now() }, "$inc": { REQUEUES: 1 } },
             )
             .await?;
         Ok(result.modified_count == 1)
@@ -700,11 +680,13 @@ impl Storage {
         let result = self
             .jobs
             .update_one(
-                doc! { "_id": id, "state": "queued", "updated_at": seen },
+                doc! {
+                    "_id": id, fields::STATE: JobState::Queued.as_str(), fields::UPDATED_AT: seen,
+                },
                 doc! { "$set": {
-                    "state": "failed",
-                    "error": reason,
-                    "updated_at": DateTime::now(),
+                    fields::STATE: JobState::Failed.as_str(),
+                    fields::ERROR: reason,
+                    fields::UPDATED_AT: DateTime::now(),
                 } },
             )
             .await?;
@@ -723,16 +705,18 @@ impl Storage {
             .jobs
             .find_one_and_update(
                 doc! {
-                    "webhook.status": WebhookStatus::Pending.as_str(),
-                    "webhook.next_attempt_at": { "$lte": now },
-                    "state": { "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()] },
+                    fields::WEBHOOK_STATUS: WebhookStatus::Pending.as_str(),
+                    fields::WEBHOOK_NEXT_ATTEMPT_AT: { "$lte": now },
+                    fields::STATE: {
+                        "$in": [JobState::Completed.as_str(), JobState::Failed.as_str()],
+                    },
                 },
                 doc! {
-                    "$set": { "webhook.next_attempt_at": lease_until },
-                    "$inc": { "webhook.attempts": 1 },
+                    "$set": { fields::WEBHOOK_NEXT_ATTEMPT_AT: lease_until },
+                    "$inc": { fields::WEBHOOK_ATTEMPTS: 1 },
                 },
             )
-            .sort(doc! { "webhook.next_attempt_at": 1 })
+            .sort(doc! { fields::WEBHOOK_NEXT_ATTEMPT_AT: 1 })
             .return_document(ReturnDocument::After)
             .await?)
     }
@@ -741,11 +725,11 @@ impl Storage {
     pub async fn webhook_delivered(&self, id: ObjectId, attempt: i32) -> StorageResult<()> {
         self.jobs
             .update_one(
-                doc! { "_id": id, "webhook.attempts": attempt },
+                doc! { "_id": id, fields::WEBHOOK_ATTEMPTS: attempt },
                 doc! { "$set": {
-                    "webhook.status": WebhookStatus::Delivered.as_str(),
-                    "webhook.delivered_at": DateTime::now(),
-                    "webhook.last_error": Bson::Null,
+                    fields::WEBHOOK_STATUS: WebhookStatus::Delivered.as_str(),
+                    fields::WEBHOOK_DELIVERED_AT: DateTime::now(),
+                    fields::WEBHOOK_LAST_ERROR: Bson::Null,
                 } },
             )
             .await?;
@@ -762,15 +746,17 @@ impl Storage {
         next: Option<DateTime>,
     ) -> StorageResult<()> {
         let set = match next {
-            Some(next) => doc! { "webhook.next_attempt_at": next, "webhook.last_error": reason },
+            Some(next) => doc! {
+                fields::WEBHOOK_NEXT_ATTEMPT_AT: next, fields::WEBHOOK_LAST_ERROR: reason,
+            },
             None => doc! {
-                "webhook.status": WebhookStatus::Failed.as_str(),
-                "webhook.last_error": reason,
+                fields::WEBHOOK_STATUS: WebhookStatus::Failed.as_str(),
+                fields::WEBHOOK_LAST_ERROR: reason,
             },
         };
         self.jobs
             .update_one(
-                doc! { "_id": id, "webhook.attempts": attempt },
+                doc! { "_id": id, fields::WEBHOOK_ATTEMPTS: attempt },
                 doc! { "$set": set },
             )
             .await?;
@@ -781,14 +767,14 @@ impl Storage {
     /// for each of its holders' owners alike (so sharing changes nobody else's count).
     pub async fn usage_of(&self, owner: &str) -> StorageResult<u64> {
         let mut total: u64 = 0;
-        let mine = doc! { "metadata.owner": owner };
+        let mine = doc! { paths::OWNER: owner };
         let mine_or_shared = doc! { "$or": [
-            { "metadata.owner": owner, shared_mp3::HOLDERS: { "$exists": false } },
-            { "metadata.holders.owner": owner },
+            { paths::OWNER: owner, paths::HOLDERS: { "$exists": false } },
+            { paths::HOLDERS_OWNER: owner },
         ] };
         for (db, filter) in [(&self.videos, mine), (&self.mp3s, mine_or_shared)] {
             let mut files = db
-                .collection::<Document>("fs.files")
+                .collection::<Document>(names::FILES_COLLECTION)
                 .find(filter)
                 .projection(doc! { "length": 1 })
                 .await?;
@@ -806,12 +792,12 @@ impl Storage {
         skip: u64,
         limit: i64,
     ) -> StorageResult<(Vec<Job>, u64)> {
-        let filter = doc! { "owner": owner };
+        let filter = doc! { fields::OWNER: owner };
         let total = self.jobs.count_documents(filter.clone()).await?;
         let jobs = self
             .jobs
             .find(filter)
-            .sort(doc! { "created_at": -1, "_id": -1 })
+            .sort(doc! { fields::CREATED_AT: -1, "_id": -1 })
             .skip(skip)
             .limit(limit)
             .await?
@@ -828,7 +814,7 @@ impl Storage {
         end: u64,
     ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         read_range(
-            self.mp3s.collection::<Document>("fs.chunks"),
+            self.mp3s.collection::<Document>(names::CHUNKS_COLLECTION),
             file.clone(),
             start,
             end,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{
     job_events::{JobEvent, JobEventKind},
+    jobs::fields,
     message::VideoMessage,
     trace_context::TraceContext,
 };
@@ -70,7 +71,7 @@ async fn handle(
         return Ok(());
     }
     let requeues = job
-        .get("requeues")
+        .get(crate::storage::REQUEUES)
         .and_then(|v| v.as_i32().map(i64::from).or_else(|| v.as_i64()))
         .unwrap_or(0);
     if requeues >= i64::from(state.config.max_requeues) {
@@ -92,7 +93,7 @@ async fn handle(
         // Another replica took it, or a converter started it meanwhile.
         return Ok(());
     }
-    let owner = job.get_str("owner").unwrap_or_default();
+    let owner = job.get_str(fields::OWNER).unwrap_or_default();
     // No request caused this publish: a new request id, logged here and by the converter.
     let trace = TraceContext::generated();
     match state

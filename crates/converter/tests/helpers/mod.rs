@@ -84,8 +84,8 @@ impl TestEnv {
     /// Uses the databases `videos` and `mp3s` themselves, as the original converter does; they
     /// are shared with other tests, so the test removes what it stored and nothing is dropped.
     pub fn use_original_databases(&mut self) {
-        self.videos_db = common::mongo::DEFAULT_VIDEOS_DB.to_owned();
-        self.mp3s_db = common::mongo::DEFAULT_MP3S_DB.to_owned();
+        self.videos_db = common::names::VIDEOS_DB.to_owned();
+        self.mp3s_db = common::names::MP3S_DB.to_owned();
         self.drop_databases = false;
     }
 
@@ -159,7 +159,7 @@ impl TestEnv {
 
     pub async fn insert_job(&self, job: &Job) {
         self.videos()
-            .collection::<Job>(common::jobs::COLLECTION)
+            .collection::<Job>(common::names::JOBS_COLLECTION)
             .insert_one(job)
             .await
             .unwrap();
@@ -167,7 +167,7 @@ impl TestEnv {
 
     pub async fn job(&self, id: ObjectId) -> Option<Job> {
         self.videos()
-            .collection::<Job>(common::jobs::COLLECTION)
+            .collection::<Job>(common::names::JOBS_COLLECTION)
             .find_one(doc! { "_id": id })
             .await
             .unwrap()
@@ -343,7 +343,7 @@ impl TestEnv {
 
     async fn delete_job_doc(&self, video_fid: ObjectId) {
         self.videos()
-            .collection::<Document>(common::jobs::COLLECTION)
+            .collection::<Document>(common::names::JOBS_COLLECTION)
             .delete_one(doc! { "_id": video_fid })
             .await
             .unwrap();

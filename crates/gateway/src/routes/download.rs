@@ -106,10 +106,11 @@ async fn upload_name(state: &AppState, user: &User, mp3: &StoredFile) -> ApiResu
         }
         return Ok(Some(job.filename));
     }
-    Ok(state.storage.video(video_fid).await?.and_then(|v| {
-        v.filename
-            .or_else(|| v.metadata.get_str("filename").ok().map(str::to_owned))
-    }))
+    Ok(state
+        .storage
+        .video(video_fid)
+        .await?
+        .and_then(|v| v.filename.clone().or_else(|| v.upload_metadata().filename)))
 }
 
 /// `<stem of the upload>.mp3`, else the MP3's stored name, else `<fid>.mp3`.

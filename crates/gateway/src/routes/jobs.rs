@@ -7,13 +7,13 @@ use axum::{
 };
 use common::{
     job_events::{JobEvent, JobEventKind},
-    jobs::Job,
+    jobs::{Job, JobState},
 };
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    status::{needs_mp3_lookup, reconcile, StatusBody},
+    status::{needs_mp3_lookup, reconcile, Status, StatusBody},
     Fid,
 };
 use crate::{
@@ -59,9 +59,10 @@ pub struct JobView {
     /// The uploaded file's name.
     pub filename: String,
     /// `queued`, `processing`, `completed` or `failed`.
-    pub state: &'static str,
+    #[schema(value_type = String, example = "processing")]
+    pub state: JobState,
     /// As `/status` answers: `processing`, `completed` or `failed`.
-    pub status: &'static str,
+    pub status: Status,
     /// Percent done.
     pub progress: f64,
     /// The MP3, once completed.
@@ -87,7 +88,7 @@ impl JobView {
         Self {
             video_fid: job.id.to_hex(),
             filename: job.filename.clone(),
-            state: job.state.as_str(),
+            state: job.state,
             status: status.status,
             progress: status.progress.unwrap_or(job.progress),
             mp3_fid: job.mp3_fid.map(|f| f.to_hex()),

@@ -26,17 +26,29 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(status))
 }
 
+/// The original's `status` field: what an old client knows of a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Queued or converting (the original knows no other word for either).
+    Processing,
+    /// The MP3 is ready; see `mp3_fid`.
+    Completed,
+    /// It can never succeed; see `error`.
+    Failed,
+}
+
 /// A conversion's status. `status` is the original's field (`processing` or `completed`, now
 /// also `failed`); the other fields are additions.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StatusBody {
     /// `processing`, `completed` or `failed`.
     #[schema(example = "processing")]
-    pub status: &'static str,
+    pub status: Status,
     /// The job's state: `queued`, `processing`, `completed` or `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "processing")]
-    pub state: Option<&'static str>,
+    #[schema(value_type = Option<String>, example = "processing")]
+    pub state: Option<JobState>,
     /// Percent done, 0 to 100, while processing.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 42.5)]
@@ -83,8 +95,8 @@ impl StatusBody {
 
     fn processing(state: JobState, progress: f64) -> Self {
         Self {
-            status: "processing",
-            state: Some(state.as_str()),
+            status: Status::Processing,
+            state: Some(state),
             progress: Some((progress.clamp(0.0, 100.0) * 10.0).round() / 10.0),
             mp3_fid: None,
             error: None,
@@ -96,8 +108,8 @@ impl StatusBody {
 
     fn completed(mp3: ObjectId) -> Self {
         Self {
-            status: "completed",
-            state: Some(JobState::Completed.as_str()),
+            status: Status::Completed,
+            state: Some(JobState::Completed),
             progress: Some(100.0),
             mp3_fid: Some(mp3.to_hex()),
             error: None,
@@ -109,8 +121,8 @@ impl StatusBody {
 
     fn failed(error: String) -> Self {
         Self {
-            status: "failed",
-            state: Some(JobState::Failed.as_str()),
+            status: Status::Failed,
+            state: Some(JobState::Failed),
             progress: None,
             mp3_fid: None,
             error: Some(error),
@@ -124,7 +136,7 @@ impl StatusBody {
     /// job is then `processing`, whatever it was when last read. Every other field stays as the
     /// last read of the job made it.
     pub fn with_progress(&self, progress: f64) -> Option<Self> {
-        if self.status != "processing" {
+        if self.status != Status::Processing {
             return None;
         }
         let pushed = Self::processing(JobState::Processing, progress);
@@ -148,7 +160,7 @@ impl StatusBody {
 
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
-        self.status != "processing"
+        self.status != Status::Processing
     }
 }
 
@@ -285,8 +297,11 @@ mod tests {
     fn pushed_progress_changes_only_state_and_progress_of_an_unfinished_job() {
         let queued = StatusBody::processing(JobState::Queued, 0.0);
         let pushed = queued.with_progress(41.26).unwrap();
-        assert_eq!(pushed.status, "processing");
-        assert_eq!(pushed.state, Some("processing"));
+        assert_eq!(pushed.status, Status::Processing);
+        assert_eq!(pushed.state, Some(JobState::Processing));
+        let json = serde_json::to_value(&pushed).unwrap();
+        assert_eq!(json["status"], "processing");
+        assert_eq!(json["state"], "processing");
         assert_eq!(pushed.progress, Some(41.3));
         assert_eq!(
             queued.with_progress(250.0).unwrap().progress,
