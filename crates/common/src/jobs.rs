@@ -56,6 +56,7 @@ pub mod fields {
 
 /// Where a conversion stands. Stored in lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Stored and published, waiting for a converter.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod eta;
 pub mod job_feed;
+pub mod job_status;
 pub mod limits;
 pub mod openapi;
 pub mod queue;

@@ -362,7 +362,7 @@ pub struct WebhookPayload {
     /// The upload's id, as `POST /upload` answered it.
     pub video_fid: String,
     /// `completed` or `failed`, as `/status` says.
-    pub status: crate::routes::status::Status,
+    pub status: crate::job_status::Status,
     /// The MP3 to download, when completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mp3_fid: Option<String>,
@@ -383,8 +383,8 @@ pub struct WebhookPayload {
 impl WebhookPayload {
     /// The payload of a final job.
     pub fn of_job(job: &Job) -> Self {
-        let status = crate::routes::status::StatusBody::of_job(job);
-        let completed = status.status == crate::routes::status::Status::Completed;
+        let status = crate::job_status::StatusBody::of_job(job);
+        let completed = status.status == crate::job_status::Status::Completed;
         Self {
             event: if completed {
                 "job.completed"

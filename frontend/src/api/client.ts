@@ -20,8 +20,12 @@ type UploadResponse = components['schemas']['UploadResponse'];
 /** Where the gateway is reachable from the browser; nginx and the Vite dev server proxy it. */
 export const API_BASE: string = import.meta.env.VITE_API_BASE || '/api';
 
+/** A job's state and the original's `status`, as the gateway's document lists them. */
+export type JobState = components['schemas']['JobState'];
+type Status = components['schemas']['Status'];
+
 /** States after which a job never changes again. */
-export const TERMINAL: ReadonlySet<string> = new Set(['completed', 'failed']);
+export const TERMINAL: ReadonlySet<JobState | Status> = new Set<JobState & Status>(['completed', 'failed']);
 
 /** The typed client; `fetch` is looked up per call so that tests can replace it. */
 function gateway(headers: Record<string, string> = {}) {

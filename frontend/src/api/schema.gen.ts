@@ -173,6 +173,11 @@ export interface components {
             /** @description What went wrong, for a person. */
             error: string;
         };
+        /**
+         * @description Where a conversion stands. Stored in lowercase.
+         * @enum {string}
+         */
+        JobState: "queued" | "processing" | "completed" | "failed";
         /** @description One conversion in the caller's history. */
         JobView: {
             /** @description When it was uploaded (RFC 3339). */
@@ -199,9 +204,9 @@ export interface components {
              */
             size?: number | null;
             /** @description `queued`, `processing`, `completed` or `failed`. */
-            state: string;
+            state: components["schemas"]["JobState"];
             /** @description As `/status` answers: `processing`, `completed` or `failed`. */
-            status: string;
+            status: components["schemas"]["Status"];
             /** @description Last change (RFC 3339). */
             updated_at: string;
             /** @description The upload's id. */
@@ -227,6 +232,11 @@ export interface components {
              */
             total: number;
         };
+        /**
+         * @description The original's `status` field: what an old client knows of a conversion.
+         * @enum {string}
+         */
+        Status: "processing" | "completed" | "failed";
         /**
          * @description A conversion's status. `status` is the original's field (`processing` or `completed`, now
          *     also `failed`); the other fields are additions.
@@ -255,16 +265,9 @@ export interface components {
              * @example 42.5
              */
             progress?: number | null;
-            /**
-             * @description The job's state: `queued`, `processing`, `completed` or `failed`.
-             * @example processing
-             */
-            state?: string | null;
-            /**
-             * @description `processing`, `completed` or `failed`.
-             * @example processing
-             */
-            status: string;
+            state?: null | components["schemas"]["JobState"];
+            /** @description `processing`, `completed` or `failed`. */
+            status: components["schemas"]["Status"];
         };
         /** @description The form of `POST /upload`: the file and the options for its MP3. */
         UploadForm: {
@@ -328,7 +331,7 @@ export interface components {
             /** @description The MP3 to download, when completed. */
             mp3_fid?: string | null;
             /** @description `completed` or `failed`, as `/status` says. */
-            status: string;
+            status: components["schemas"]["Status"];
             /** @description The upload's id, as `POST /upload` answered it. */
             video_fid: string;
         };
@@ -915,4 +918,6 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
+export const jobStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobState"]> = ["queued", "processing", "completed", "failed"];
+export const statusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Status"]> = ["processing", "completed", "failed"];
 export const uploadFormBitrateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["UploadForm"]["bitrate"]> = [64, 96, 128, 160, 192, 224, 256, 320];

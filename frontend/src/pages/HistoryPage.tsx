@@ -9,13 +9,13 @@ import DownloadButton from '../components/DownloadButton';
 import ProgressBar from '../components/ProgressBar';
 import StateBadge from '../components/StateBadge';
 import { formatBytes, formatDate, formatExpiry } from '../lib/format';
-import type { JobView, JobsPage } from '../api/client';
+import type { JobState, JobView, JobsPage } from '../api/client';
 import { ApiError, messageOf } from '../api/errors';
 import { queryKeys } from '../api/queries';
 
 const PER_PAGE = 20;
 const REFRESH_MS = 3000;
-const ACTIVE: ReadonlySet<string> = new Set(['queued', 'processing']);
+const ACTIVE: ReadonlySet<JobState> = new Set<JobState>(['queued', 'processing']);
 
 /** Whether a page shows a job that is still running, so asking again soon shows progress. */
 const anyActive = (body: JobsPage | undefined) => (body?.jobs ?? []).some((job) => ACTIVE.has(job.state || job.status));

@@ -59,7 +59,7 @@ pub struct JobView {
     /// The uploaded file's name.
     pub filename: String,
     /// `queued`, `processing`, `completed` or `failed`.
-    #[schema(value_type = String, example = "processing")]
+    #[schema(example = "processing")]
     pub state: JobState,
     /// As `/status` answers: `processing`, `completed` or `failed`.
     pub status: Status,
