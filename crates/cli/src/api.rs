@@ -22,7 +22,8 @@ const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
 const UPLOAD_CHUNK: usize = 64 * 1024;
 
 /// MP3 bitrates (kb/s) the gateway accepts.
-pub const BITRATES: [u32; 8] = [64, 96, 128, 160, 192, 224, 256, 320];
+pub use common::states::ALLOWED_BITRATES_KBPS as BITRATES;
+use common::states::{JobState, Status};
 
 /// What went wrong talking to the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +96,10 @@ pub enum Quality {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct JobStatus {
     /// `processing`, `completed` or `failed` (the original gateway knows only the first two).
-    pub status: String,
+    pub status: Status,
     /// `queued`, `processing`, `completed` or `failed`; absent from the original gateway.
     #[serde(default)]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     /// Percent done while processing; absent from the original gateway.
     #[serde(default)]
     pub progress: Option<f64>,
@@ -117,7 +118,7 @@ pub struct JobStatus {
 impl JobStatus {
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
-        self.status == "completed" || self.status == "failed"
+        self.status != Status::Processing
     }
 }
 

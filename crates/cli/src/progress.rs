@@ -3,6 +3,7 @@
 
 use std::{io::Write, sync::Arc, time::Duration};
 
+use common::states::JobState;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
@@ -95,8 +96,8 @@ impl FileBar {
                 self.waiting("converting (checking every 3 s)");
             }
             Update::Transport(Transport::Stream) => {}
-            Update::Status(status) => match (status.state.as_deref(), status.progress) {
-                (Some("queued"), _) => match status.eta_secs {
+            Update::Status(status) => match (status.state, status.progress) {
+                (Some(JobState::Queued), _) => match status.eta_secs {
                     Some(secs) => self.waiting(format!("queued, {}", eta_text(secs))),
                     None => self.waiting("queued"),
                 },

@@ -54,37 +54,7 @@ pub mod fields {
     pub const WEBHOOK_DELIVERED_AT: &str = "webhook.delivered_at";
 }
 
-/// Where a conversion stands. Stored in lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Stored and published, waiting for a converter.
-    Queued,
-    /// A converter is working on it; see `progress`.
-    Processing,
-    /// The MP3 is stored; see `mp3_fid`.
-    Completed,
-    /// It can never succeed; see `error`.
-    Failed,
-}
-
-impl JobState {
-    /// The lowercase name, as stored and as shown to clients.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Whether the job will not change any more.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
-    }
-}
+pub use crate::states::JobState;
 
 /// What the MP3 should be: constant bitrate or LAME VBR quality. Default: 128 kb/s CBR.
 ///
@@ -99,11 +69,7 @@ pub enum Mp3Quality {
     Vbr { quality: VbrQuality },
 }
 
-/// The bitrates an upload may ask for.
-pub const ALLOWED_BITRATES_KBPS: &[u32] = &[64, 96, 128, 160, 192, 224, 256, 320];
-
-/// The worst LAME VBR quality (0 is the best).
-pub const MAX_VBR_QUALITY: u8 = 9;
+pub use crate::states::{ALLOWED_BITRATES_KBPS, MAX_VBR_QUALITY};
 
 /// A quality a client chose that no MP3 can have; the message is meant for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

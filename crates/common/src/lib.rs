@@ -22,5 +22,6 @@ pub mod retry;
 #[cfg(feature = "mongo")]
 pub mod shared_mp3;
 pub mod shutdown;
+pub mod states;
 pub mod telemetry;
 pub mod trace_context;

@@ -3,20 +3,9 @@
 //! outside `routes` (the webhooks module would otherwise depend on a route).
 
 use common::jobs::{Job, JobState};
+pub use common::states::Status;
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
-
-/// The original's `status` field: what an old client knows of a conversion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Queued or converting (the original knows no other word for either).
-    Processing,
-    /// The MP3 is ready; see `mp3_fid`.
-    Completed,
-    /// It can never succeed; see `error`.
-    Failed,
-}
 
 /// A conversion's status. `status` is the original's field (`processing` or `completed`, now
 /// also `failed`); the other fields are additions.

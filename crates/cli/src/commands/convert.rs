@@ -7,6 +7,7 @@ use std::{
 };
 
 use clap::Args;
+use common::states::Status;
 use tokio::task::JoinSet;
 
 use crate::{
@@ -231,7 +232,7 @@ async fn finish(api: &Api, video_fid: &str, dest: &Path, force: bool, bar: &File
             Err(ApiError::Unauthorized(message)) => return Outcome::Unauthorized(message),
             Err(e) => return Outcome::Failed(format!("lost track of the conversion: {e}")),
         };
-    if status.status == "failed" {
+    if status.status == Status::Failed {
         return Outcome::Failed(format!(
             "conversion failed: {}",
             status

@@ -93,6 +93,8 @@ impl Stack {
 
         let gateway_config = gateway::Config::from_env(&env(&[
             ("GATEWAY_ADDR", "127.0.0.1:0".into()),
+            // Not the default 9102: tests run side by side.
+            ("GATEWAY_ADMIN_ADDR", "127.0.0.1:0".into()),
             ("JWT_SECRET", secret.clone()),
             ("AUTH_SVC_ADDRESS", format!("127.0.0.1:{auth_port}")),
             ("MONGODB_VIDEOS_URI", with_db(&mongo, &videos)),
