@@ -7,8 +7,8 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  // schema.gen.ts is written by openapi-typescript (npm run gen:api), not by hand.
-  { ignores: ['dist/', 'test-results/', 'playwright-report/', 'node_modules/', 'src/api/schema.gen.ts'] },
+  // schema.gen.ts and rules.gen.ts are written by npm run gen:api, not by hand.
+  { ignores: ['dist/', 'test-results/', 'playwright-report/', 'node_modules/', 'src/api/schema.gen.ts', 'src/api/rules.gen.ts'] },
   js.configs.recommended,
   {
     files: ['src/**/*.{ts,tsx}', 'vite.config.ts'],

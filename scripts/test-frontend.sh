@@ -24,14 +24,16 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-echo "test-frontend: generated API types (src/api/schema.gen.ts) match the gateway's OpenAPI document"
+echo "test-frontend: generated API types and rules (src/api/*.gen.ts) match the gateway's OpenAPI document"
 generated=$(mktemp -d)
 trap 'rm -rf "$generated"' EXIT
 bash scripts/gen-api.sh "$generated"
-if ! diff -u src/api/schema.gen.ts "$generated/schema.gen.ts"; then
-  echo "test-frontend: src/api/schema.gen.ts is out of date with the gateway's OpenAPI document; run 'npm run gen:api' in frontend/ and commit it" >&2
-  exit 1
-fi
+for file in schema.gen.ts rules.gen.ts; do
+  if ! diff -u "src/api/$file" "$generated/$file"; then
+    echo "test-frontend: src/api/$file is out of date with the gateway's OpenAPI document; run 'npm run gen:api' in frontend/ and commit it" >&2
+    exit 1
+  fi
+done
 
 echo "test-frontend: tsc"
 npm run --silent typecheck

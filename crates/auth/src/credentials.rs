@@ -3,12 +3,7 @@
 use axum::http::{header::AUTHORIZATION, HeaderMap};
 use base64::Engine as _;
 
-/// Longest email the original's `varchar(255)` column holds.
-pub const MAX_EMAIL_CHARS: usize = 255;
-/// Shortest password a new account may have.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest password accepted at registration; bounds the hashing work per request.
-pub const MAX_PASSWORD_CHARS: usize = 1024;
+pub use common::accounts::{MAX_EMAIL_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
 /// An `email:password` pair from `Authorization: Basic ...`.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Code the auth, gateway and converter services share, and nothing else.
 
+pub mod accounts;
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod config;

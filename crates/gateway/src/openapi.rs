@@ -107,9 +107,53 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme(
             "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "email:password; for POST /register they must meet NewAccount",
+                    ))
+                    .build(),
+            ),
         );
+        components
+            .schemas
+            .insert("NewAccount".to_owned(), new_account().into());
     }
+}
+
+/// The rules auth applies to a new account's Basic credentials (`common::accounts`), stated in
+/// the document so that clients (the frontend's form) take them from it.
+fn new_account() -> utoipa::openapi::Schema {
+    use common::accounts::{MAX_EMAIL_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+    use utoipa::openapi::{schema::Type, ObjectBuilder};
+    let text = |min: usize, max: usize, description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(min))
+            .max_length(Some(max))
+            .description(Some(description))
+    };
+    ObjectBuilder::new()
+        .description(Some(
+            "The credentials of POST /register (sent as HTTP Basic, not as a body): the rules \
+             auth checks, in characters.",
+        ))
+        .property(
+            "email",
+            text(1, MAX_EMAIL_CHARS, "The new account's email."),
+        )
+        .property(
+            "password",
+            text(
+                MIN_PASSWORD_CHARS,
+                MAX_PASSWORD_CHARS,
+                "The new account's password.",
+            ),
+        )
+        .required("email")
+        .required("password")
+        .into()
 }
 
 #[cfg(test)]

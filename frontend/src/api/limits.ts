@@ -21,11 +21,8 @@ export const VBR_LEVELS: readonly (readonly [level: number, text: string])[] = [
   [9, 'smallest, ~65 kb/s'],
 ];
 
-/**
- * The shortest password the auth service accepts for a new account (its MIN_PASSWORD_CHARS).
- * The gateway only passes the credentials on, so its document cannot state it.
- */
-export const MIN_PASSWORD_LENGTH = 8;
+/** The shortest password a new account may have, as the gateway's document states auth's rule. */
+export { MIN_PASSWORD_LENGTH } from './rules.gen';
 
 /** The upload's quality option: a constant bitrate or a VBR level. */
 export type Quality = { bitrate: Bitrate } | { vbrQuality: number };

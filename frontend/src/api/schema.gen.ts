@@ -232,6 +232,13 @@ export interface components {
              */
             total: number;
         };
+        /** @description The credentials of POST /register (sent as HTTP Basic, not as a body): the rules auth checks, in characters. */
+        NewAccount: {
+            /** @description The new account's email. */
+            email: string;
+            /** @description The new account's password. */
+            password: string;
+        };
         /**
          * @description The original's `status` field: what an old client knows of a conversion.
          * @enum {string}

@@ -82,6 +82,16 @@ async fn the_document_says_where_each_parameter_goes_and_which_bitrates_exist() 
         .map(|&kbps| u64::from(kbps))
         .collect();
     assert_eq!(offered, accepted);
+    // The form's password rule too (frontend/src/api/rules.gen.ts), as auth checks it.
+    let password = &doc["components"]["schemas"]["NewAccount"]["properties"]["password"];
+    assert_eq!(
+        password["minLength"].as_u64(),
+        u64::try_from(common::accounts::MIN_PASSWORD_CHARS).ok()
+    );
+    assert_eq!(
+        password["maxLength"].as_u64(),
+        u64::try_from(common::accounts::MAX_PASSWORD_CHARS).ok()
+    );
     // The credentials go in the Authorization header; the browser sends no body.
     for path in ["/login", "/register"] {
         assert_ne!(
