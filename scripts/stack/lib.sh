@@ -639,8 +639,9 @@ start_service() {
   local envs=() keys
   if [ "$svc" = converter ]; then mkdir -p "$STACK_DIR/converter-tmp"; fi
   # The binary names what it reads, without reading its configuration or connecting anywhere
-  # (the timeout: a binary older than the flag would start serving instead).
-  keys=$(timeout 10 "$bin" --print-config-keys) ||
+  # (the timeout: a binary older than the flag would start serving instead; generous, since a
+  # freshly linked debug binary on a loaded machine once took more than 10 s to answer).
+  keys=$(timeout 60 "$bin" --print-config-keys) ||
     die "$bin --print-config-keys failed; rebuild it (scripts/stack.sh up)"
   mapfile -t envs < <(service_env "$inst"; service_passthrough "$inst" "$keys")
   log "starting $inst on $(service_bind "$inst"):$port"
