@@ -401,7 +401,7 @@ impl Stack {
                 format!("converter-{r}")
             };
             let Ok(pid) = self.pid(&name) else { continue };
-            if Path::new(&format!("/proc/{pid}")).exists() {
+            if running(pid) {
                 found.push(Converter { name, pid });
             }
         }
@@ -410,7 +410,7 @@ impl Stack {
 
     /// The converter working on a job right now: the one whose scratch directory
     /// (`converter-tmp/converter-<pid>-<random>`, see the converter's scratch module) holds
-    /// files, i.e. the spooled video and the MP3 being written. `None` while no converter holds
+    /// files, i.e. the MP3 being written (uploads are read from GridFS, not copied there). `None` while no converter holds
     /// any.
     pub fn busy_converter(&self) -> Option<Converter> {
         let scratch = self.stack_dir.join("converter-tmp");
@@ -604,6 +604,17 @@ pub fn assert_decodable_mp3(path: &Path) -> Result<()> {
 }
 
 /// Sends SIGKILL to a process (the `kill` command: this crate has no unsafe code).
+/// Whether process `pid` runs: it exists and is not a zombie (a process killed with SIGKILL
+/// stays in /proc until its parent reaps it, which may come after a fast job has finished).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X" | "x"))
+    })
+}
+
 pub fn kill_9(pid: u32) -> Result<()> {
     let status = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
@@ -616,6 +627,27 @@ pub fn kill_9(pid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_running() {
+        assert!(running(std::process::id()));
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(running(pid));
+        kill_9(pid).unwrap();
+        // Not waited for yet: a zombie, still in /proc.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "reaped too early"
+        );
+        assert!(!running(pid));
+        child.wait().unwrap();
+        assert!(!running(pid));
+    }
 
     #[test]
     fn sse_blocks_are_parsed_by_event_name() {
