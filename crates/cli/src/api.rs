@@ -118,7 +118,7 @@ pub struct JobStatus {
 impl JobStatus {
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
-        self.status != Status::Processing
+        self.status.is_final()
     }
 }
 

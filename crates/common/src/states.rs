@@ -49,6 +49,13 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// Whether the conversion will not change any more.
+    pub fn is_final(self) -> bool {
+        self != Self::Processing
+    }
+}
+
 /// The bitrates an upload may ask for.
 pub const ALLOWED_BITRATES_KBPS: &[u32] = &[64, 96, 128, 160, 192, 224, 256, 320];
 

@@ -129,7 +129,7 @@ impl StatusBody {
 
     /// Whether the status will not change any more.
     pub fn is_final(&self) -> bool {
-        self.status != Status::Processing
+        self.status.is_final()
     }
 }
 
