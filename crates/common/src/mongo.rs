@@ -112,6 +112,19 @@ pub enum StorageError {
 /// Result of a storage operation.
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// A copy for each request that shared one failed read (`std::io::Error` is not `Clone`: its
+/// copy keeps the kind and the message).
+impl Clone for StorageError {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Unavailable(e) => Self::Unavailable(e.clone()),
+            Self::TooOld(sentence) => Self::TooOld(sentence.clone()),
+            Self::Refused(e) => Self::Refused(e.clone()),
+            Self::Io(e) => Self::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
 impl From<mongodb::error::Error> for StorageError {
     fn from(e: mongodb::error::Error) -> Self {
         if let Some(sentence) = too_old(&e) {

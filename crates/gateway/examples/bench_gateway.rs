@@ -4,12 +4,12 @@
 //! the RabbitMQ at `BENCH_AMQP_URL`, and prints, measured in this run:
 //! - upload throughput (MB/s) and the gateway's peak RSS (VmHWM) for 10 MiB, 100 MiB, 1 GiB
 //!   streamed uploads, each on a fresh gateway process;
-//! - `GET /status` with 50 concurrent clients for `BENCH_STATUS_SECS` (default 15) seconds:
-//!   requests per second, and the gateway's CPU time per request (user + system from
+//! - `GET /status` with 50 concurrent clients for `BENCH_STATUS_SECS` (default 15) seconds, all
+//!   on one upload and then each on an upload of its own: requests per second, and the gateway's CPU time per request (user + system from
 //!   `/proc/<pid>/stat` over the run, divided by the requests answered: not wall time, which the
 //!   MongoDB stand-in dominates). This gateway logs at its default level (`info`), as deployed.
 //!
-//! Usage: bench_gateway <path to the gateway binary> [status] (`status`: only the last run)
+//! Usage: bench_gateway <path to the gateway binary> [status] (`status`: only the `/status` runs)
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the terminal
 
 use std::{
@@ -223,7 +223,10 @@ async fn main() -> anyhow::Result<()> {
     if !status_only {
         uploads(&bin, &env, &token, &http).await?;
     }
-    status(&bin, &env, &token, &http, Duration::from_secs(status_secs)).await?;
+    for watching in [Watching::OneUpload, Watching::OwnUploads] {
+        let duration = Duration::from_secs(status_secs);
+        status(&bin, &env, &token, &http, duration, watching).await?;
+    }
 
     // Leave no bench queue behind.
     if let Ok(conn) =
@@ -276,7 +279,16 @@ async fn uploads(
     Ok(())
 }
 
-/// `GET /status` of a queued upload by [`CONCURRENCY`] clients for `duration`: requests per
+/// Whose upload each `/status` client asks about.
+#[derive(Debug, Clone, Copy)]
+enum Watching {
+    /// All clients one upload (many tabs, streams and scripts watching one conversion).
+    OneUpload,
+    /// Each client an upload of its own (as many conversions as clients).
+    OwnUploads,
+}
+
+/// `GET /status` of queued uploads by [`CONCURRENCY`] clients for `duration`: requests per
 /// second and the gateway's CPU time per request.
 async fn status(
     bin: &str,
@@ -284,27 +296,36 @@ async fn status(
     token: &str,
     http: &reqwest::Client,
     duration: Duration,
+    watching: Watching,
 ) -> anyhow::Result<()> {
     let gateway = start(bin, env, None, http).await?;
-    // Until MongoDB is prepared (indexes built) an upload may be refused: a loaded machine.
-    let mut fid = upload(http, &gateway.base, token, 1024).await;
-    for _ in 0..20 {
-        if fid.is_ok() {
-            break;
+    let uploads = match watching {
+        Watching::OneUpload => 1,
+        Watching::OwnUploads => CONCURRENCY,
+    };
+    let mut urls = Vec::new();
+    for _ in 0..uploads {
+        // Until MongoDB is prepared (indexes built) an upload may be refused: a loaded machine.
+        let mut fid = upload(http, &gateway.base, token, 1024).await;
+        for _ in 0..20 {
+            if fid.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            fid = upload(http, &gateway.base, token, 1024).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        fid = upload(http, &gateway.base, token, 1024).await;
+        urls.push(format!("{}/status?fid={}", gateway.base, fid?));
     }
-    let fid = fid?;
-    let url = Arc::new(format!("{}/status?fid={fid}", gateway.base));
-    // One request first: connections to MongoDB are opened, the status answers 200.
-    let first = http.get(url.as_str()).bearer_auth(token).send().await?;
-    if !first.status().is_success() {
-        bail!(
-            "GET /status answered {}: {}",
-            first.status(),
-            first.text().await?
-        );
+    for url in &urls {
+        // One request first: connections to MongoDB are opened, the status answers 200.
+        let first = http.get(url.as_str()).bearer_auth(token).send().await?;
+        if !first.status().is_success() {
+            bail!(
+                "GET /status answered {}: {}",
+                first.status(),
+                first.text().await?
+            );
+        }
     }
     let token = Arc::new(token.to_owned());
     let done = Arc::new(AtomicU64::new(0));
@@ -314,10 +335,10 @@ async fn status(
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for client in 0..CONCURRENCY {
         let (http, url, token, done, failed) = (
             http.clone(),
-            url.clone(),
+            urls[client % urls.len()].clone(),
             token.clone(),
             done.clone(),
             failed.clone(),
@@ -350,7 +371,11 @@ async fn status(
     // Counted when sent, and none is sent after the deadline: every one counted was answered.
     let requests = done.load(Ordering::Relaxed).min(STATUS_REQUESTS);
     println!(
-        "GET /status, {CONCURRENCY} concurrent clients: {requests} requests in {secs:.1} s = {:.0} req/s ({} failed)",
+        "GET /status, {CONCURRENCY} concurrent clients, {}: {requests} requests in {secs:.1} s = {:.0} req/s ({} failed)",
+        match watching {
+            Watching::OneUpload => "all on one upload",
+            Watching::OwnUploads => "each on an upload of its own",
+        },
         requests as f64 / secs,
         failed.load(Ordering::Relaxed)
     );

@@ -19,7 +19,10 @@ use common::jobs::{Job, JobState};
 use mongodb::bson::DateTime;
 use tokio::time::Instant;
 
-use crate::storage::{Storage, StorageResult};
+use crate::{
+    shared_reads::SharedReads,
+    storage::{Storage, StorageResult},
+};
 
 /// Completed jobs whose measured times make the typical job time.
 pub const RECENT_JOBS: i64 = 20;
@@ -140,11 +143,9 @@ struct Snapshot {
 pub struct Estimator {
     /// The last read that found a history, reused for [`CACHE_FOR`].
     cached: Mutex<Option<Snapshot>>,
-    /// The last read, with the time it started: what it found, or `None` when it failed.
-    last_read: Mutex<Option<(Instant, Option<Snapshot>)>>,
-    /// Held while reading: requests that wait for it take the read that follows, rather than
-    /// each reading the same two things again (without history, under load, every request would).
-    reading: tokio::sync::Mutex<()>,
+    /// Requests that find no fresh history share one read (without history, under load, every
+    /// request would otherwise read the same two things again).
+    reads: SharedReads<(), StorageResult<Snapshot>>,
 }
 
 impl Estimator {
@@ -153,9 +154,7 @@ impl Estimator {
         if job.state.is_final() {
             return Ok(None);
         }
-        let Some(snapshot) = self.snapshot(storage).await? else {
-            return Ok(None);
-        };
+        let snapshot = self.snapshot(storage).await?;
         let speed = snapshot.speed;
         let secs = match job.state {
             JobState::Processing => processing_secs_left(
@@ -176,39 +175,32 @@ impl Estimator {
         Ok(secs.map(rounded))
     }
 
-    /// The measured history and busy slots; `None` when a read made for this request by
-    /// another one failed (that one reports the error).
-    async fn snapshot(&self, storage: &Storage) -> StorageResult<Option<Snapshot>> {
+    /// The measured history and busy slots.
+    async fn snapshot(&self, storage: &Storage) -> StorageResult<Snapshot> {
         let fresh = *self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(snapshot) = fresh.filter(|s| s.read_at.elapsed() < CACHE_FOR) {
-            return Ok(Some(snapshot));
-        }
-        let asked_at = Instant::now();
-        let _reading = self.reading.lock().await;
-        // A read that started after this request asked is as fresh as one of its own.
-        let last = *self.last_read.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, snapshot)) = last.filter(|(started, _)| *started > asked_at) {
             return Ok(snapshot);
         }
-        let started = Instant::now();
-        let read = tokio::try_join!(
-            storage.recent_job_times(RECENT_JOBS),
-            storage.processing_count()
-        )
-        .map(|(samples, busy)| Snapshot {
-            read_at: Instant::now(),
-            speed: Speed::from_samples(&samples),
-            busy,
-        });
-        *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((started, read.as_ref().ok().copied()));
-        let snapshot = read?;
+        let snapshot = self
+            .reads
+            .read((), || async {
+                let (samples, busy) = tokio::try_join!(
+                    storage.recent_job_times(RECENT_JOBS),
+                    storage.processing_count()
+                )?;
+                Ok(Snapshot {
+                    read_at: Instant::now(),
+                    speed: Speed::from_samples(&samples),
+                    busy,
+                })
+            })
+            .await?;
         // Without any history the look is cheap (nothing matches) and the first completed job
         // should count at once.
         if snapshot.speed.is_some() {
             *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
         }
-        Ok(Some(snapshot))
+        Ok(snapshot)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod repeats;
 pub mod retention;
 pub mod routes;
 pub mod server;
+pub mod shared_reads;
 pub mod sniff;
 pub mod storage;
 pub mod sweeper;
@@ -56,6 +57,11 @@ pub struct Inner {
     pub uploads: Arc<limits::PerUser>,
     /// Estimates the seconds a conversion has left.
     pub eta: eta::Estimator,
+    /// Concurrent `/status` and `/events` reads of one upload, made once for all of them.
+    pub status_reads: shared_reads::SharedReads<
+        mongodb::bson::oid::ObjectId,
+        storage::StorageResult<routes::status::Stored>,
+    >,
     /// Job events pushed over Redis (one subscription for the whole process), for `/events`.
     pub job_feed: JobFeed,
     /// Publishes the job changes the gateway makes itself (deletion, the sweeper's).
@@ -125,6 +131,7 @@ impl Application {
             event_streams: limits::PerUser::new(config.max_event_streams_per_user),
             uploads: limits::PerUser::new(config.max_uploads_per_user),
             eta: eta::Estimator::default(),
+            status_reads: shared_reads::SharedReads::default(),
             config,
             storage,
             queue,

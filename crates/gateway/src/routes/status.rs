@@ -17,7 +17,7 @@ use crate::{
     claims::User,
     error::{ApiError, ApiResult},
     retention,
-    storage::StoredFile,
+    storage::{StorageResult, StoredFile},
     AppState,
 };
 
@@ -26,33 +26,77 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(status))
 }
 
+/// What MongoDB holds about one upload, as one read found it for all the requests that waited
+/// for it ([`crate::shared_reads`]); who may see it is decided per request.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// A job document, the MP3 made from the upload when the job alone cannot say it is done
+    /// ([`needs_mp3_lookup`]), and the job's estimated seconds left.
+    Job {
+        job: Job,
+        mp3: Option<StoredFile>,
+        eta_secs: Option<u64>,
+    },
+    /// No job: an upload of the original system (if still there) and the MP3 made from it.
+    Untracked {
+        video: Option<StoredFile>,
+        mp3: Option<StoredFile>,
+    },
+}
+
+impl Stored {
+    /// Reads what MongoDB holds about upload `video_fid`.
+    async fn read(state: &AppState, video_fid: ObjectId) -> StorageResult<Self> {
+        let storage = &state.storage;
+        if let Some(job) = storage.job(video_fid).await? {
+            let mp3 = if needs_mp3_lookup(&job) {
+                storage.mp3_for_video(video_fid).await?
+            } else {
+                None
+            };
+            let eta_secs = eta_of(state, &job).await;
+            return Ok(Self::Job { job, mp3, eta_secs });
+        }
+        // No job: an upload of the original system. Its MP3 (if any) carries metadata.video_fid.
+        let (video, mp3) =
+            tokio::try_join!(storage.video(video_fid), storage.mp3_for_video(video_fid))?;
+        Ok(Self::Untracked { video, mp3 })
+    }
+}
+
 /// The status of upload `video_fid` as `user` may see it; 404 when unknown or someone else's.
+/// Concurrent requests for one upload share the MongoDB reads.
 pub async fn status_of(
     state: &AppState,
     user: &User,
     video_fid: ObjectId,
 ) -> ApiResult<StatusBody> {
     let not_found = || ApiError::no_such_file(&video_fid.to_hex());
-    if let Some(mut job) = state.storage.job(video_fid).await? {
-        if !user.may_see(job.owner.as_deref()) {
-            return Err(not_found());
-        }
-        if needs_mp3_lookup(&job) {
-            if let Some(mp3) = state.storage.mp3_for_video(video_fid).await? {
-                if user.may_see(mp3.owner()) {
-                    reconcile(state, &mut job, mp3.id).await;
-                }
+    let stored = state
+        .status_reads
+        .read(video_fid, || Stored::read(state, video_fid))
+        .await?;
+    let (video, mp3) = match stored {
+        Stored::Job {
+            mut job,
+            mp3,
+            eta_secs,
+        } => {
+            if !user.may_see(job.owner.as_deref()) {
+                return Err(not_found());
             }
+            if let Some(mp3) = mp3.filter(|mp3| user.may_see(mp3.owner())) {
+                reconcile(state, &mut job, mp3.id).await;
+            }
+            let mut body = StatusBody::of_job(&job);
+            body.eta_secs = eta_secs.filter(|_| !job.state.is_final());
+            body.started_at_ms = job.started_at.map(|t| t.timestamp_millis());
+            body.expires_at = retention::expires_at(state.config.retention.as_ref(), &job)
+                .map(retention::rfc3339);
+            return Ok(body);
         }
-        let mut body = StatusBody::of_job(&job);
-        body.eta_secs = eta_of(state, &job).await;
-        body.started_at_ms = job.started_at.map(|t| t.timestamp_millis());
-        body.expires_at =
-            retention::expires_at(state.config.retention.as_ref(), &job).map(retention::rfc3339);
-        return Ok(body);
-    }
-    // No job: an upload of the original system. Its MP3 (if any) carries metadata.video_fid.
-    let video = state.storage.video(video_fid).await?;
+        Stored::Untracked { video, mp3 } => (video, mp3),
+    };
     if let Some(video) = &video {
         if !user.may_see(video.owner()) {
             return Err(not_found());
@@ -68,7 +112,7 @@ pub async fn status_of(
             .flatten()
             .map(retention::rfc3339)
     };
-    let (mut body, expires_at) = match state.storage.mp3_for_video(video_fid).await? {
+    let (mut body, expires_at) = match mp3 {
         Some(mp3) if user.may_see(mp3.owner()) => {
             (StatusBody::completed(mp3.id), unowned_expiry(&mp3))
         }

@@ -6,6 +6,8 @@ use std::{
 use crate::helpers::{closed_port, streamed_form, Options, TestApp};
 
 const MIB: u64 = 1024 * 1024;
+/// Disk the 1 GiB upload needs in the stand-in's directory.
+const NEEDS_FREE: u64 = 4 * 1024 * MIB;
 
 /// A child process, killed when the test ends however it ends.
 struct Gateway(Child);
@@ -76,6 +78,20 @@ fn own_mongo(dir: &std::path::Path) -> (Gateway, String) {
     )
 }
 
+/// Bytes free on the file system of `dir` (`df`: the test needs no crate for one number).
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .expect("df (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df --output=avail prints a number")
+}
+
 async fn wait_for_port(port: u16) {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -98,6 +114,17 @@ async fn a_1_gib_upload_streams_with_flat_peak_memory() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // 1 GiB of chunks, their oplog entries and the stand-in's checkpoints: on a full disk the
+    // stand-in fails in ways that read like a gateway fault, so say what is missing first.
+    let free = free_bytes(dir.path());
+    assert!(
+        free >= NEEDS_FREE,
+        "this test stores 1 GiB in a SecantusDB under {}: it needs {} GiB free there, {:.1} GiB are \
+         (set TMPDIR to a larger file system)",
+        dir.path().display(),
+        NEEDS_FREE / 1024 / MIB,
+        free as f64 / (1024 * MIB) as f64
+    );
     let (_mongo, mongo_uri) = own_mongo(dir.path());
     let mongo_port: u16 = mongo_uri
         .rsplit(':')

@@ -119,3 +119,39 @@ async fn uploads_of_the_original_system_are_reported_from_their_mp3() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), mp3_bytes.as_slice());
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_reads_but_each_is_answered_for_its_own_user() {
+    let app = TestApp::spawn().await;
+    let fid = app.upload_file(USER, "clip.mp4", b"abc").await;
+    let hex = fid.to_hex();
+    // Owner and stranger interleaved, so that reads of this upload are shared between them.
+    let answers = futures::future::join_all((0..40).map(|i| {
+        let (app, hex) = (&app, &hex);
+        async move {
+            let email = if i % 2 == 0 { USER } else { OTHER };
+            (email, status(app, email, hex).await)
+        }
+    }))
+    .await;
+    for (email, (code, body)) in answers {
+        if email == USER {
+            assert_eq!(
+                (code, body),
+                (
+                    200,
+                    json!({ "status": "processing", "state": "queued", "progress": 0.0 })
+                )
+            );
+        } else {
+            assert_eq!(code, 404, "{body}");
+        }
+    }
+    // A change made before a request is sent is in its answer: nothing is kept between reads.
+    app.update_job(fid, doc! { "state": "processing", "progress": 10.0 })
+        .await;
+    let after = futures::future::join_all((0..10).map(|_| status(&app, USER, &hex))).await;
+    for (code, body) in after {
+        assert_eq!((code, body["progress"].as_f64()), (200, Some(10.0)));
+    }
+}
