@@ -13,14 +13,14 @@
 //! Unknown (absent) before anything has been measured: no completed job with a time yet, or a
 //! job processing for a moment with less than 1 % done and no history.
 
-use std::{sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use common::jobs::{Job, JobState};
 use mongodb::bson::DateTime;
 use tokio::time::Instant;
 
 use crate::{
-    shared_reads::SharedReads,
+    shared_reads::{shared_read_lost, SharedReads},
     storage::{Storage, StorageResult},
 };
 
@@ -181,20 +181,26 @@ impl Estimator {
         if let Some(snapshot) = fresh.filter(|s| s.read_at.elapsed() < CACHE_FOR) {
             return Ok(snapshot);
         }
+        let storage = storage.clone();
         let snapshot = self
             .reads
-            .read((), || async {
-                let (samples, busy) = tokio::try_join!(
-                    storage.recent_job_times(RECENT_JOBS),
-                    storage.processing_count()
-                )?;
-                Ok(Snapshot {
-                    read_at: Instant::now(),
-                    speed: Speed::from_samples(&samples),
-                    busy,
-                })
+            .read((), move |_| {
+                let storage = storage.clone();
+                async move {
+                    let read = tokio::try_join!(
+                        storage.recent_job_times(RECENT_JOBS),
+                        storage.processing_count()
+                    )
+                    .map(|(samples, busy)| Snapshot {
+                        read_at: Instant::now(),
+                        speed: Speed::from_samples(&samples),
+                        busy,
+                    });
+                    HashMap::from([((), read)])
+                }
             })
-            .await?;
+            .await
+            .ok_or_else(shared_read_lost)??;
         // Without any history the look is cheap (nothing matches) and the first completed job
         // should count at once.
         if snapshot.speed.is_some() {

@@ -1,12 +1,14 @@
 //! Reads that concurrent requests share.
 //!
-//! Many requests often ask MongoDB the same thing at once: every browser tab, `/events` stream
-//! and polling client of one upload asks for its status, and each `/status` of a queued job
-//! needs the same history of recent jobs. [`SharedReads`] makes one read per key at a time and
-//! gives its result to every request that was already waiting when that read **started**, never
-//! to one that arrived while it ran: such a request waits for the next read. So every answer is
-//! as fresh as a read of its own would be (it reflects MongoDB at some moment after the request
-//! arrived), and under load a key costs one read per read-time instead of one per request.
+//! Many requests often ask MongoDB about the same things at once: every browser tab, `/events`
+//! stream and polling client of a conversion asks for its status, many users poll their own
+//! conversions, and each `/status` of a queued job needs the same history of recent jobs.
+//! [`SharedReads`] makes one read at a time, for every key asked since the previous read
+//! started (a key asked by many requests is read once), and gives its result to the requests
+//! that were waiting when that read **started**, never to one that arrived while it ran: such a
+//! request waits for the next read. So every answer is as fresh as a read of its own would be
+//! (it reflects MongoDB at some moment after the request arrived), and under load MongoDB sees
+//! one read per read-time instead of one per request.
 
 use std::{
     collections::HashMap,
@@ -15,98 +17,145 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 
-/// One read at a time per key, its result shared by the requests that waited for it.
+use crate::storage::StorageError;
+
+/// Most keys one read asks for; more wait for the next read.
+pub const MAX_KEYS_PER_READ: usize = 500;
+
+/// One read at a time of the keys asked meanwhile, its results handed to those who asked.
 #[derive(Debug)]
 pub struct SharedReads<K, V> {
-    /// The keys being read or waited for; a key is forgotten when nobody waits for it.
-    keys: Mutex<HashMap<K, Arc<Slot<V>>>>,
+    pending: Arc<Mutex<Pending<K, V>>>,
 }
 
-/// One key's last read: when it started and what it found. Held while reading, so the
-/// requests that arrive meanwhile queue behind it (tokio's mutex is fair: first come, first
-/// served).
+/// Who waits for what.
 #[derive(Debug)]
-struct Slot<V> {
-    last: tokio::sync::Mutex<Option<(Instant, V)>>,
+struct Pending<K, V> {
+    /// A read task is running; it reads again for the keys below before it ends.
+    reading: bool,
+    /// The requests waiting for a read that has not started yet, by key.
+    waiting: HashMap<K, Vec<oneshot::Sender<V>>>,
 }
 
 impl<K, V> Default for SharedReads<K, V> {
     fn default() -> Self {
         Self {
-            keys: Mutex::new(HashMap::new()),
+            pending: Arc::new(Mutex::new(Pending {
+                reading: false,
+                waiting: HashMap::new(),
+            })),
         }
     }
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> SharedReads<K, V> {
-    /// What `read` finds for `key`: the result of a read that started after this call, either
-    /// one it makes itself or one another caller made meanwhile. If the caller is dropped (its
-    /// client went away), its read is abandoned and the next waiter reads instead.
-    pub async fn read<F, Fut>(&self, key: K, read: F) -> V
+impl<K, V> SharedReads<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// The value of `key`, from a read that starts after this call. `read` gets the keys of one
+    /// read and answers a value for each; the first caller's `read` is the one used while reads
+    /// follow each other (every caller passes the same). The reads run in a task of their own,
+    /// so a caller that goes away (its client hung up) stops no one else's answer. `None` only
+    /// if that task ended without answering (`read` left the key out or panicked).
+    pub async fn read<F, Fut>(&self, key: K, read: F) -> Option<V>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = V>,
+        F: Fn(Vec<K>) -> Fut + Send + 'static,
+        Fut: Future<Output = HashMap<K, V>> + Send + 'static,
     {
-        let asked_at = Instant::now();
-        let slot = {
-            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(keys.entry(key.clone()).or_insert_with(|| {
-                Arc::new(Slot {
-                    last: tokio::sync::Mutex::new(None),
-                })
-            }))
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut pending = lock(&self.pending);
+            pending.waiting.entry(key).or_default().push(answer);
+            !std::mem::replace(&mut pending.reading, true)
         };
-        let forget = Forget {
-            reads: self,
-            key,
-            slot: &slot,
+        if start {
+            tokio::spawn(reads(Arc::clone(&self.pending), read));
+        }
+        answered.await.ok()
+    }
+
+    /// How many keys wait for a read (for tests: none once every caller is answered).
+    pub fn keys_waiting(&self) -> usize {
+        lock(&self.pending).waiting.len()
+    }
+
+    /// Whether a read task is running (for tests: none once every caller is answered).
+    pub fn is_reading(&self) -> bool {
+        lock(&self.pending).reading
+    }
+}
+
+/// The error of a storage read whose shared read ended without an answer (a bug: see
+/// [`SharedReads::read`]).
+pub fn shared_read_lost() -> StorageError {
+    StorageError::Io(std::io::Error::other(
+        "the shared MongoDB read ended without an answer",
+    ))
+}
+
+fn lock<K, V>(pending: &Mutex<Pending<K, V>>) -> std::sync::MutexGuard<'_, Pending<K, V>> {
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads for the keys waiting, again and again, until nobody waits.
+async fn reads<K, V, F, Fut>(pending: Arc<Mutex<Pending<K, V>>>, read: F)
+where
+    K: Eq + Hash + Clone,
+    V: Clone,
+    F: Fn(Vec<K>) -> Fut,
+    Fut: Future<Output = HashMap<K, V>>,
+{
+    let mut running = Running {
+        pending: &pending,
+        done: false,
+    };
+    loop {
+        let batch: Vec<(K, Vec<oneshot::Sender<V>>)> = {
+            let mut pending = lock(&pending);
+            if pending.waiting.is_empty() {
+                pending.reading = false;
+                running.done = true;
+                return;
+            }
+            let keys: Vec<K> = pending
+                .waiting
+                .keys()
+                .take(MAX_KEYS_PER_READ)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|key| pending.waiting.remove_entry(&key))
+                .collect()
         };
-        let value = {
-            let mut last = slot.last.lock().await;
-            match &*last {
-                Some((started, value)) if *started > asked_at => value.clone(),
-                _ => {
-                    let started = Instant::now();
-                    let value = read().await;
-                    *last = Some((started, value.clone()));
-                    value
+        let mut found = read(batch.iter().map(|(key, _)| key.clone()).collect()).await;
+        for (key, answers) in batch {
+            // Dropping the senders of a key left out tells its callers there is no answer.
+            if let Some(value) = found.remove(&key) {
+                for answer in answers {
+                    // A caller that went away does not take its answer: nothing to do.
+                    let _ = answer.send(value.clone());
                 }
             }
-        };
-        drop(forget);
-        value
-    }
-
-    /// How many keys are being read or waited for (for tests: none once all callers are done).
-    pub fn keys_in_use(&self) -> usize {
-        self.keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        }
     }
 }
 
-/// Removes a key nobody else waits for when its last caller is done, however it is done
-/// (answered or dropped), so the map holds only keys in use.
-struct Forget<'a, K: Eq + Hash, V> {
-    reads: &'a SharedReads<K, V>,
-    key: K,
-    slot: &'a Arc<Slot<V>>,
+/// If the read task ends without finishing (a panic in `read`), the next caller starts a new
+/// one, and those waiting are told there is no answer rather than left waiting forever.
+struct Running<'a, K, V> {
+    pending: &'a Mutex<Pending<K, V>>,
+    done: bool,
 }
 
-impl<K: Eq + Hash, V> Drop for Forget<'_, K, V> {
+impl<K, V> Drop for Running<'_, K, V> {
     fn drop(&mut self) {
-        let mut keys = self
-            .reads
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and this caller's: nobody else holds the slot, and nobody can
-        // take it while the map is locked.
-        if Arc::strong_count(self.slot) == 2 {
-            keys.remove(&self.key);
+        if !self.done {
+            let mut pending = lock(self.pending);
+            pending.reading = false;
+            pending.waiting.clear();
         }
     }
 }
@@ -120,84 +169,118 @@ mod tests {
 
     use super::*;
 
+    /// Each key with the number of the read that answered it.
+    type Answers = HashMap<u32, (u32, usize)>;
+    type Reads = Arc<SharedReads<u32, (u32, usize)>>;
+    type Reading = std::pin::Pin<Box<dyn Future<Output = Answers> + Send>>;
+
+    /// A read of `keys` that takes 100 ms and answers each key with the read's number.
+    fn counting(
+        count: Arc<AtomicUsize>,
+        keys_seen: Arc<Mutex<Vec<Vec<u32>>>>,
+    ) -> impl Fn(Vec<u32>) -> Reading + Send + Clone + 'static {
+        move |mut keys: Vec<u32>| {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            keys.sort_unstable();
+            keys_seen.lock().unwrap().push(keys.clone());
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                keys.into_iter().map(|k| (k, (k, n))).collect()
+            })
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn requests_waiting_when_a_read_starts_share_it_and_later_ones_read_again() {
-        let reads: Arc<SharedReads<u32, usize>> = Arc::default();
+    async fn requests_waiting_when_a_read_starts_share_it_and_later_ones_wait_for_the_next() {
+        let reads: Reads = Arc::default();
         let count = Arc::new(AtomicUsize::new(0));
-        let read = |reads: Arc<SharedReads<u32, usize>>, count: Arc<AtomicUsize>| async move {
-            reads
-                .read(7, || async {
-                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    n
-                })
-                .await
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let read = counting(count.clone(), seen.clone());
+        let ask = |key: u32| {
+            let (reads, read) = (reads.clone(), read.clone());
+            tokio::spawn(async move { reads.read(key, read).await })
         };
-        // The first starts read 1; the next five arrive while it runs and share read 2.
-        let first = tokio::spawn(read(reads.clone(), count.clone()));
+        // The first starts read 1 alone; those that arrive while it runs (two of them for the
+        // same key) share read 2, one read for all their keys.
+        let first = ask(1);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let during: Vec<_> = (0..5)
-            .map(|_| tokio::spawn(read(reads.clone(), count.clone())))
-            .collect();
-        assert_eq!(first.await.unwrap(), 1);
-        for waiter in during {
+        let during: Vec<_> = [1, 2, 3, 3].into_iter().map(ask).collect();
+        assert_eq!(first.await.unwrap(), Some((1, 1)));
+        for (waiter, key) in during.into_iter().zip([1, 2, 3, 3]) {
             assert_eq!(
                 waiter.await.unwrap(),
-                2,
+                Some((key, 2)),
                 "a read that started after it asked"
             );
         }
-        assert_eq!(count.load(Ordering::SeqCst), 2);
-        assert_eq!(reads.keys_in_use(), 0, "idle keys are forgotten");
-        // Alone, a request reads for itself.
-        assert_eq!(read(reads.clone(), count.clone()).await, 3);
+        assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![1, 2, 3]]);
+        assert_eq!((reads.keys_waiting(), reads.is_reading()), (0, false));
+        // Alone, a request is read for at once.
+        assert_eq!(reads.read(9, read.clone()).await, Some((9, 3)));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn keys_are_read_independently() {
-        let reads: Arc<SharedReads<u32, u32>> = Arc::default();
-        let slow = {
-            let reads = reads.clone();
-            tokio::spawn(async move {
-                reads
-                    .read(1, || async {
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                        1
-                    })
-                    .await
-            })
+    async fn a_caller_that_goes_away_stops_no_one_else() {
+        let reads: Reads = Arc::default();
+        let read = counting(Arc::default(), Arc::default());
+        let gone = {
+            let (reads, read) = (reads.clone(), read.clone());
+            tokio::spawn(async move { reads.read(1, read).await })
         };
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        // Not held up by the slow read of another key.
-        let other =
-            tokio::time::timeout(Duration::from_secs(1), reads.read(2, || async { 2 })).await;
-        assert_eq!(other, Ok(2));
-        assert_eq!(slow.await.unwrap(), 1);
-        assert_eq!(reads.keys_in_use(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_abandoned_read_is_made_again_by_the_next_waiter() {
-        let reads: Arc<SharedReads<u32, &'static str>> = Arc::default();
-        let abandoned = {
-            let reads = reads.clone();
-            tokio::spawn(async move {
-                reads
-                    .read(1, || async {
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                        "abandoned"
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let waiter = {
-            let reads = reads.clone();
-            tokio::spawn(async move { reads.read(1, || async { "its own" }).await })
+            let (reads, read) = (reads.clone(), read.clone());
+            tokio::spawn(async move { reads.read(1, read).await })
         };
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        abandoned.abort();
-        assert_eq!(waiter.await.unwrap(), "its own");
-        assert_eq!(reads.keys_in_use(), 0);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        gone.abort();
+        assert_eq!(waiter.await.unwrap(), Some((1, 2)));
+        assert_eq!((reads.keys_waiting(), reads.is_reading()), (0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_left_out_or_a_panicking_read_answers_none_and_the_next_read_works() {
+        let reads: Arc<SharedReads<u32, u32>> = Arc::default();
+        let left_out = reads
+            .read(1, |_keys: Vec<u32>| async { HashMap::new() })
+            .await;
+        assert_eq!(left_out, None);
+        let panicked = reads
+            .read(2, |_keys: Vec<u32>| async {
+                panic!("a bug in a read");
+            })
+            .await;
+        assert_eq!(panicked, None);
+        assert_eq!((reads.keys_waiting(), reads.is_reading()), (0, false));
+        let fine = reads
+            .read(3, |keys: Vec<u32>| async move {
+                keys.into_iter().map(|k| (k, k * 10)).collect()
+            })
+            .await;
+        assert_eq!(fine, Some(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_asks_for_at_most_max_keys_and_the_rest_follow() {
+        let reads: Reads = Arc::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let read = counting(Arc::default(), seen.clone());
+        let blocker = {
+            let (reads, read) = (reads.clone(), read.clone());
+            tokio::spawn(async move { reads.read(u32::MAX, read).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let many: Vec<_> = (0..(MAX_KEYS_PER_READ as u32 + 5))
+            .map(|key| {
+                let (reads, read) = (reads.clone(), read.clone());
+                tokio::spawn(async move { reads.read(key, read).await })
+            })
+            .collect();
+        blocker.await.unwrap();
+        for waiter in many {
+            assert!(waiter.await.unwrap().is_some());
+        }
+        let sizes: Vec<usize> = seen.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, MAX_KEYS_PER_READ, 5]);
     }
 }

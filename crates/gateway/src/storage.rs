@@ -456,6 +456,36 @@ impl Storage {
         Ok(self.jobs.find_one(doc! { "_id": id }).await?)
     }
 
+    /// The jobs of uploads `ids` (those that have one), in one query.
+    pub async fn jobs(&self, ids: &[ObjectId]) -> StorageResult<Vec<Job>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .jobs
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// The uploads of `ids` that are stored, by id, in one query.
+    pub async fn videos(&self, ids: &[ObjectId]) -> StorageResult<HashMap<ObjectId, StoredFile>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .video_bucket
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .filter_map(StoredFile::from_doc)
+            .map(|file| (file.id, file))
+            .collect())
+    }
+
     /// Stores a new job.
     pub async fn insert_job(&self, job: &Job) -> StorageResult<()> {
         self.jobs.insert_one(job).await?;

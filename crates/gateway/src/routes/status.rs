@@ -3,6 +3,8 @@
 //! job; the job is then brought up to date); otherwise the job document, or for uploads of the
 //! original system (no job) `queued` while the upload is there.
 
+use std::collections::HashMap;
+
 use axum::{extract::State, Json};
 use common::{
     job_events::{JobEvent, JobEventKind},
@@ -17,6 +19,7 @@ use crate::{
     claims::User,
     error::{ApiError, ApiResult},
     retention,
+    shared_reads::shared_read_lost,
     storage::{StorageResult, StoredFile},
     AppState,
 };
@@ -44,38 +47,90 @@ pub enum Stored {
     },
 }
 
+/// What one shared read answers for each upload it was asked about.
+pub type StoredReads = HashMap<ObjectId, StorageResult<Stored>>;
+
 impl Stored {
-    /// Reads what MongoDB holds about upload `video_fid`.
-    async fn read(state: &AppState, video_fid: ObjectId) -> StorageResult<Self> {
-        let storage = &state.storage;
-        if let Some(job) = storage.job(video_fid).await? {
-            let mp3 = if needs_mp3_lookup(&job) {
-                storage.mp3_for_video(video_fid).await?
-            } else {
-                None
-            };
-            let eta_secs = eta_of(state, &job).await;
-            return Ok(Self::Job { job, mp3, eta_secs });
+    /// Reads what MongoDB holds about uploads `video_fids`, three queries for all of them: the
+    /// jobs, then their MP3s and the uploads without a job. A failed query fails every upload.
+    async fn read_many(state: AppState, video_fids: Vec<ObjectId>) -> StoredReads {
+        match Self::try_read_many(&state, &video_fids).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|(id, stored)| (id, Ok(stored)))
+                .collect(),
+            Err(e) => video_fids
+                .into_iter()
+                .map(|id| (id, Err(e.clone())))
+                .collect(),
         }
-        // No job: an upload of the original system. Its MP3 (if any) carries metadata.video_fid.
-        let (video, mp3) =
-            tokio::try_join!(storage.video(video_fid), storage.mp3_for_video(video_fid))?;
-        Ok(Self::Untracked { video, mp3 })
+    }
+
+    async fn try_read_many(
+        state: &AppState,
+        video_fids: &[ObjectId],
+    ) -> StorageResult<HashMap<ObjectId, Stored>> {
+        let storage = &state.storage;
+        let mut jobs: HashMap<ObjectId, Job> = storage
+            .jobs(video_fids)
+            .await?
+            .into_iter()
+            .map(|job| (job.id, job))
+            .collect();
+        // The original's uploads have no job: the upload itself says it exists.
+        let untracked: Vec<ObjectId> = video_fids
+            .iter()
+            .filter(|id| !jobs.contains_key(id))
+            .copied()
+            .collect();
+        let lookups: Vec<ObjectId> = video_fids
+            .iter()
+            .filter(|id| jobs.get(id).is_none_or(needs_mp3_lookup))
+            .copied()
+            .collect();
+        let (mut mp3s, mut videos) = tokio::try_join!(
+            storage.mp3s_for_videos(&lookups),
+            storage.videos(&untracked)
+        )?;
+        let etas = futures::future::join_all(jobs.values().map(|job| eta_of(state, job))).await;
+        let etas: HashMap<ObjectId, Option<u64>> = jobs.keys().copied().zip(etas).collect();
+        Ok(video_fids
+            .iter()
+            .map(|&id| {
+                let mp3 = mp3s.remove(&id);
+                let stored = match jobs.remove(&id) {
+                    Some(job) => Stored::Job {
+                        job,
+                        mp3,
+                        eta_secs: etas.get(&id).copied().flatten(),
+                    },
+                    None => Stored::Untracked {
+                        video: videos.remove(&id),
+                        mp3,
+                    },
+                };
+                (id, stored)
+            })
+            .collect())
     }
 }
 
 /// The status of upload `video_fid` as `user` may see it; 404 when unknown or someone else's.
-/// Concurrent requests for one upload share the MongoDB reads.
+/// Concurrent requests share the MongoDB reads ([`crate::shared_reads`]).
 pub async fn status_of(
     state: &AppState,
     user: &User,
     video_fid: ObjectId,
 ) -> ApiResult<StatusBody> {
     let not_found = || ApiError::no_such_file(&video_fid.to_hex());
+    let read_state = state.clone();
     let stored = state
         .status_reads
-        .read(video_fid, || Stored::read(state, video_fid))
-        .await?;
+        .read(video_fid, move |video_fids| {
+            Stored::read_many(read_state.clone(), video_fids)
+        })
+        .await
+        .ok_or_else(shared_read_lost)??;
     let (video, mp3) = match stored {
         Stored::Job {
             mut job,
