@@ -205,13 +205,13 @@ async fn main() -> anyhow::Result<()> {
         Ok(v) => v.parse().context("BENCH_STATUS_SECS: whole seconds")?,
         Err(_) => STATUS_SECS,
     };
-    let mongo = std::env::var("BENCH_MONGODB_URI").context("BENCH_MONGODB_URI")?;
+    let mongo_uri = std::env::var("BENCH_MONGODB_URI").context("BENCH_MONGODB_URI")?;
     let amqp = std::env::var("BENCH_AMQP_URL").context("BENCH_AMQP_URL")?;
     let queue = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let env = [
         ("JWT_SECRET", secret.clone()),
-        ("MONGODB_URI", mongo),
+        ("MONGODB_URI", mongo_uri.clone()),
         ("RABBITMQ_URL", amqp.clone()),
         ("VIDEO_QUEUE", queue.clone()),
         ("MAX_UPLOAD_BYTES", (2048 * MIB).to_string()),
@@ -223,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
     if !status_only {
         uploads(&bin, &env, &token, &http).await?;
     }
+    measured_history(&mongo_uri).await?;
     for watching in [Watching::OneUpload, Watching::OwnUploads] {
         let duration = Duration::from_secs(status_secs);
         status(&bin, &env, &token, &http, duration, watching).await?;
@@ -276,6 +277,35 @@ async fn uploads(
         "peak RSS 1 GiB / 10 MiB upload: {:.2}x (flat = 1.00x; goal < 64 MiB)",
         rss[2] as f64 / rss[0] as f64
     );
+    Ok(())
+}
+
+/// Completed jobs with measured times, as a converter leaves them: with them a queued job's
+/// status has an ETA, which counts the jobs queued before it (a deployment's steady state, and
+/// the most expensive status there is).
+async fn measured_history(mongo_uri: &str) -> anyhow::Result<()> {
+    use common::{jobs::fields, names};
+    use mongodb::bson::{doc, oid::ObjectId, DateTime};
+    let client = mongodb::Client::with_uri_str(mongo_uri).await?;
+    let jobs = client
+        .database(names::VIDEOS_DB)
+        .collection::<mongodb::bson::Document>(names::JOBS_COLLECTION);
+    let now = DateTime::now();
+    let history: Vec<_> = (0..20)
+        .map(|i| {
+            doc! {
+                fields::ID: ObjectId::new(),
+                fields::OWNER: "history@example.com",
+                fields::STATE: "completed",
+                fields::PROGRESS: 100.0,
+                fields::SIZE: 10_000_000_i64 + i,
+                fields::PROCESSING_SECS: 8.0 + i as f64 / 10.0,
+                fields::CREATED_AT: now,
+                fields::UPDATED_AT: now,
+            }
+        })
+        .collect();
+    jobs.insert_many(history).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use common::jobs::{Job, JobState};
-use mongodb::bson::DateTime;
+use mongodb::bson::{oid::ObjectId, DateTime};
 use tokio::time::Instant;
 
 use crate::{
@@ -149,30 +149,58 @@ pub struct Estimator {
 }
 
 impl Estimator {
-    /// The seconds left of `job` (rounded by [`rounded`]), `None` when unknown or final.
-    pub async fn eta_secs(&self, storage: &Storage, job: &Job) -> StorageResult<Option<u64>> {
-        if job.state.is_final() {
-            return Ok(None);
+    /// The seconds left (rounded by [`rounded`]) of each of `jobs` whose time left is known
+    /// (none for final jobs), with one read of the history and one of the queue for all.
+    pub async fn eta_secs(
+        &self,
+        storage: &Storage,
+        jobs: &[&Job],
+    ) -> StorageResult<HashMap<ObjectId, u64>> {
+        let unfinished: Vec<&Job> = jobs
+            .iter()
+            .copied()
+            .filter(|job| !job.state.is_final())
+            .collect();
+        if unfinished.is_empty() {
+            return Ok(HashMap::new());
         }
         let snapshot = self.snapshot(storage).await?;
         let speed = snapshot.speed;
-        let secs = match job.state {
-            JobState::Processing => processing_secs_left(
-                DateTime::now().timestamp_millis(),
-                job.started_at.map(|t| t.timestamp_millis()),
-                job.progress,
-                speed.map(|s| s.job_secs(job.size)),
-            ),
-            JobState::Queued => match speed {
-                Some(speed) => {
-                    let ahead = storage.queued_before(job.created_at, job.id).await?;
-                    Some(queued_secs_left(&speed, ahead, snapshot.busy, job.size))
-                }
-                None => None,
-            },
-            JobState::Completed | JobState::Failed => None,
+        // Where each queued job stands in the queue matters only with a speed to turn it into time.
+        let queued: Vec<&Job> = match speed {
+            Some(_) => unfinished
+                .iter()
+                .copied()
+                .filter(|job| job.state == JobState::Queued)
+                .collect(),
+            None => Vec::new(),
         };
-        Ok(secs.map(rounded))
+        let keys: Vec<(DateTime, ObjectId)> =
+            queued.iter().map(|job| (job.created_at, job.id)).collect();
+        let ahead: HashMap<ObjectId, u64> = queued
+            .iter()
+            .map(|job| job.id)
+            .zip(storage.queued_ahead(&keys).await?)
+            .collect();
+        let now = DateTime::now().timestamp_millis();
+        Ok(unfinished
+            .into_iter()
+            .filter_map(|job| {
+                let secs = match job.state {
+                    JobState::Processing => processing_secs_left(
+                        now,
+                        job.started_at.map(|t| t.timestamp_millis()),
+                        job.progress,
+                        speed.map(|s| s.job_secs(job.size)),
+                    ),
+                    JobState::Queued => speed.zip(ahead.get(&job.id)).map(|(speed, &ahead)| {
+                        queued_secs_left(&speed, ahead, snapshot.busy, job.size)
+                    }),
+                    JobState::Completed | JobState::Failed => None,
+                };
+                Some((job.id, rounded(secs?)))
+            })
+            .collect())
     }
 
     /// The measured history and busy slots.

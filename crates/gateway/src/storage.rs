@@ -94,6 +94,9 @@ impl StoredFile {
     }
 }
 
+/// Most queued jobs [`Storage::queued_ahead`] reads in one query.
+pub const QUEUE_SPAN_LIMIT: i64 = 5_000;
+
 /// Handles on the two databases, their buckets and the jobs collection.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -173,6 +176,11 @@ impl Storage {
                     "owner_created_at",
                 ),
                 index(doc! { fields::STATE: 1 }, "state"),
+                // The ETA's queue ahead of a queued job.
+                index(
+                    doc! { fields::STATE: 1, fields::CREATED_AT: 1 },
+                    "state_created_at",
+                ),
                 // The ETA's recent completed jobs and the retention's expired ones.
                 index(
                     doc! { fields::STATE: 1, fields::UPDATED_AT: -1 },
@@ -570,6 +578,68 @@ impl Storage {
             .jobs
             .count_documents(doc! { fields::STATE: JobState::Processing.as_str() })
             .await?)
+    }
+
+    /// How many jobs wait before each of `jobs` (`(created_at, id)` of each) in the queue, in
+    /// two queries however many they are: a count of those before the oldest, and the queued
+    /// jobs from the oldest to the newest (at most [`QUEUE_SPAN_LIMIT`]; jobs past those are
+    /// counted one by one).
+    pub async fn queued_ahead(&self, jobs: &[(DateTime, ObjectId)]) -> StorageResult<Vec<u64>> {
+        self.queued_ahead_reading(jobs, QUEUE_SPAN_LIMIT).await
+    }
+
+    /// [`Storage::queued_ahead`] reading at most `span_limit` queued jobs in one query (the
+    /// tests make it small).
+    pub async fn queued_ahead_reading(
+        &self,
+        jobs: &[(DateTime, ObjectId)],
+        span_limit: i64,
+    ) -> StorageResult<Vec<u64>> {
+        let (Some(&first), Some(&last)) = (jobs.iter().min(), jobs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        if first == last {
+            let ahead = self.queued_before(first.0, first.1).await?;
+            return Ok(vec![ahead; jobs.len()]);
+        }
+        let span = async {
+            let mut cursor = self
+                .jobs
+                .clone_with_type::<Document>()
+                .find(doc! {
+                    fields::STATE: JobState::Queued.as_str(),
+                    fields::CREATED_AT: { "$gte": first.0, "$lte": last.0 },
+                })
+                .sort(doc! { fields::CREATED_AT: 1, "_id": 1 })
+                .limit(span_limit)
+                .projection(doc! { fields::CREATED_AT: 1 })
+                .await?;
+            let mut span = Vec::new();
+            while let Some(job) = cursor.try_next().await? {
+                if let (Ok(created_at), Ok(id)) = (
+                    job.get_datetime(fields::CREATED_AT),
+                    job.get_object_id("_id"),
+                ) {
+                    span.push((*created_at, id));
+                }
+            }
+            StorageResult::Ok(span)
+        };
+        let (before_first, mut span) =
+            tokio::try_join!(self.queued_before(first.0, first.1), span)?;
+        let complete = (span.len() as i64) < span_limit;
+        // Those of the oldest's millisecond with a smaller id are counted in `before_first`.
+        span.retain(|key| *key >= first);
+        let mut ahead = Vec::with_capacity(jobs.len());
+        for &job in jobs {
+            let spanned = complete || span.last().is_some_and(|newest| job <= *newest);
+            ahead.push(if spanned {
+                before_first + span.partition_point(|key| *key < job) as u64
+            } else {
+                self.queued_before(job.0, job.1).await?
+            });
+        }
+        Ok(ahead)
     }
 
     /// How many jobs were queued before the one created at `created_at` and still wait.

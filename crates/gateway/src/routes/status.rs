@@ -92,8 +92,7 @@ impl Stored {
             storage.mp3s_for_videos(&lookups),
             storage.videos(&untracked)
         )?;
-        let etas = futures::future::join_all(jobs.values().map(|job| eta_of(state, job))).await;
-        let etas: HashMap<ObjectId, Option<u64>> = jobs.keys().copied().zip(etas).collect();
+        let etas = etas_of(state, &jobs.values().collect::<Vec<_>>()).await;
         Ok(video_fids
             .iter()
             .map(|&id| {
@@ -102,7 +101,7 @@ impl Stored {
                     Some(job) => Stored::Job {
                         job,
                         mp3,
-                        eta_secs: etas.get(&id).copied().flatten(),
+                        eta_secs: etas.get(&id).copied(),
                     },
                     None => Stored::Untracked {
                         video: videos.remove(&id),
@@ -184,14 +183,14 @@ pub async fn status_of(
     Ok(body)
 }
 
-/// The job's estimated seconds left; a failure to estimate is logged and leaves it unknown
-/// rather than failing the status.
-async fn eta_of(state: &AppState, job: &Job) -> Option<u64> {
-    match state.eta.eta_secs(&state.storage, job).await {
-        Ok(eta) => eta,
+/// The estimated seconds left of each of `jobs` that has an estimate; a failure to estimate is
+/// logged and leaves them unknown rather than failing the status.
+async fn etas_of(state: &AppState, jobs: &[&Job]) -> HashMap<ObjectId, u64> {
+    match state.eta.eta_secs(&state.storage, jobs).await {
+        Ok(etas) => etas,
         Err(e) => {
-            tracing::warn!(error = %e, video_fid = %job.id, "cannot estimate the time left");
-            None
+            tracing::warn!(error = %e, jobs = jobs.len(), "cannot estimate the time left");
+            HashMap::new()
         }
     }
 }

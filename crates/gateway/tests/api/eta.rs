@@ -154,3 +154,54 @@ async fn a_queued_job_gets_an_eta_from_recent_jobs_and_the_queue_ahead() {
     .await;
     assert!(status(&app, first).await.get("eta_secs").is_some());
 }
+
+#[tokio::test]
+async fn the_queue_ahead_of_many_jobs_read_at_once_is_what_counting_each_says() {
+    let app = TestApp::spawn().await;
+    let config = gateway::Config::from_env(&app.env).unwrap();
+    let storage = gateway::storage::Storage::connect(&config.mongo)
+        .await
+        .unwrap();
+    let jobs = app.videos.collection::<Document>("jobs");
+    // 30 jobs over 10 milliseconds (three in each), every fourth one being converted.
+    let base = DateTime::now().timestamp_millis() - 60_000;
+    let mut keys = Vec::new();
+    for i in 0..30_i64 {
+        let (id, created_at) = (ObjectId::new(), DateTime::from_millis(base + i / 3));
+        let state = if i % 4 == 3 { "processing" } else { "queued" };
+        jobs.insert_one(doc! {
+            "_id": id, "owner": USER, "filename": "q.mp4", "state": state, "progress": 0.0,
+            "created_at": created_at, "updated_at": created_at,
+        })
+        .await
+        .unwrap();
+        keys.push((created_at, id));
+    }
+    // Ask about a few, not in queue order, some of them being converted.
+    let asked: Vec<_> = [17, 2, 29, 4, 3, 11, 12, 25]
+        .into_iter()
+        .map(|i| keys[i])
+        .collect();
+    let mut counted = Vec::new();
+    for &(created_at, id) in &asked {
+        counted.push(storage.queued_before(created_at, id).await.unwrap());
+    }
+    assert_eq!(
+        counted[0], 13,
+        "17 jobs before it, 4 of them being converted"
+    );
+    assert_eq!(storage.queued_ahead(&asked).await.unwrap(), counted);
+    // A span too long for one read: those past it are counted one by one, with the same result.
+    for limit in [1, 3, 8] {
+        assert_eq!(
+            storage.queued_ahead_reading(&asked, limit).await.unwrap(),
+            counted,
+            "reading at most {limit}"
+        );
+    }
+    assert_eq!(
+        storage.queued_ahead(&asked[..1]).await.unwrap(),
+        counted[..1]
+    );
+    assert!(storage.queued_ahead(&[]).await.unwrap().is_empty());
+}
