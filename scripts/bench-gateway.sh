@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Gateway benchmark: upload throughput (MB/s) and the gateway's peak RSS for 10 MiB, 100 MiB and
 # 1 GiB streamed uploads, and GET /status with 50 concurrent clients (all on one upload, then each
-# on an upload of its own): requests per second and the gateway's CPU time per request (from
-# /proc/<pid>/stat). `bench-gateway.sh status` runs only the latter, for BENCH_STATUS_SECS seconds
-# each (default 15).
+# on an upload of its own; with one tokio worker, as under the k8s CPU limit, and one per core):
+# requests per second and the gateway's CPU time per request (from /proc/<pid>/stat).
+# `bench-gateway.sh status` runs only the latter, BENCH_STATUS_SECS seconds each (default 15).
 # Runs the release gateway binary against RabbitMQ from scripts/test-deps.sh and a SecantusDB of
 # its own on a temporary directory (on disk, short oplog: the shared in-memory test instance
 # cannot hold 1 GiB). Not part of `make test`.

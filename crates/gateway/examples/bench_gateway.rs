@@ -5,7 +5,8 @@
 //! - upload throughput (MB/s) and the gateway's peak RSS (VmHWM) for 10 MiB, 100 MiB, 1 GiB
 //!   streamed uploads, each on a fresh gateway process;
 //! - `GET /status` with 50 concurrent clients for `BENCH_STATUS_SECS` (default 15) seconds, all
-//!   on one upload and then each on an upload of its own: requests per second, and the gateway's CPU time per request (user + system from
+//!   on one upload and then each on an upload of its own, with one tokio worker thread (the
+//!   gateway under its k8s CPU limit) and with one per core: requests per second, and the gateway's CPU time per request (user + system from
 //!   `/proc/<pid>/stat` over the run, divided by the requests answered: not wall time, which the
 //!   MongoDB stand-in dominates). This gateway logs at its default level (`info`), as deployed.
 //!
@@ -224,9 +225,24 @@ async fn main() -> anyhow::Result<()> {
         uploads(&bin, &env, &token, &http).await?;
     }
     measured_history(&mongo_uri).await?;
-    for watching in [Watching::OneUpload, Watching::OwnUploads] {
-        let duration = Duration::from_secs(status_secs);
-        status(&bin, &env, &token, &http, duration, watching).await?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // The k8s manifest limits the gateway to one CPU, under which tokio (reading the cgroup
+    // quota) runs one worker thread: that shape, and the machine's.
+    for workers in [1, cores] {
+        println!(
+            "gateway with {workers} tokio worker thread(s){}:",
+            if workers == 1 {
+                " (as under the k8s limit of one CPU)"
+            } else {
+                " (this machine's cores)"
+            }
+        );
+        let mut env = env.to_vec();
+        env.push(("TOKIO_WORKER_THREADS", workers.to_string()));
+        for watching in [Watching::OneUpload, Watching::OwnUploads] {
+            let duration = Duration::from_secs(status_secs);
+            status(&bin, &env, &token, &http, duration, watching).await?;
+        }
     }
 
     // Leave no bench queue behind.
