@@ -52,7 +52,8 @@ pub type StoredReads = HashMap<ObjectId, StorageResult<Stored>>;
 
 impl Stored {
     /// Reads what MongoDB holds about uploads `video_fids`, three queries for all of them: the
-    /// jobs, then their MP3s and the uploads without a job. A failed query fails every upload.
+    /// jobs, then (at once) their MP3s, the uploads without a job and the ETAs' queue ahead. A
+    /// failed query fails every upload.
     async fn read_many(state: AppState, video_fids: Vec<ObjectId>) -> StoredReads {
         match Self::try_read_many(&state, &video_fids).await {
             Ok(found) => found
@@ -88,11 +89,17 @@ impl Stored {
             .filter(|id| jobs.get(id).is_none_or(needs_mp3_lookup))
             .copied()
             .collect();
-        let (mut mp3s, mut videos) = tokio::try_join!(
-            storage.mp3s_for_videos(&lookups),
-            storage.videos(&untracked)
-        )?;
-        let etas = etas_of(state, &jobs.values().collect::<Vec<_>>()).await;
+        let found = jobs.values().collect::<Vec<_>>();
+        let (files, etas) = tokio::join!(
+            async {
+                tokio::try_join!(
+                    storage.mp3s_for_videos(&lookups),
+                    storage.videos(&untracked)
+                )
+            },
+            etas_of(state, &found)
+        );
+        let (mut mp3s, mut videos) = files?;
         Ok(video_fids
             .iter()
             .map(|&id| {
