@@ -14,16 +14,8 @@ eval "$(bash scripts/test-deps.sh)"
 
 cargo build --release -q -p gateway --bin gateway --example bench_gateway
 
-dir=$(mktemp -d /var/tmp/vidconv-bench-gateway.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.stack/secantus/bin/secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$dir/db" \
-  --cache-size 256M --log-level ERROR --oplog-max-entries 200 --oplog-retention-seconds 30 \
-  >"$dir/secantus.log" 2>&1 &
-mongo_pid=$!
-cleanup() { kill "$mongo_pid" 2>/dev/null || true; wait "$mongo_pid" 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+source scripts/bench-mongo.sh
+bench_mongo gateway
 
-BENCH_MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true" \
 BENCH_AMQP_URL="$TEST_AMQP_URL" \
   "$CARGO_TARGET_DIR/release/examples/bench_gateway" "$CARGO_TARGET_DIR/release/gateway" "$@"

@@ -22,7 +22,6 @@ use converter::{
     segmented::{self, Split},
     transcode::{transcode, TranscodeError, TranscodeOptions, TranscodeReport},
 };
-use futures::AsyncWriteExt;
 use helpers::*;
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
@@ -36,18 +35,8 @@ const SMALL_CACHE: CacheSize = CacheSize {
 
 /// Stores `path` in the videos bucket with chunks of `chunk` bytes.
 async fn store(env: &TestEnv, path: &Path, chunk: u32) -> ObjectId {
-    let bucket = env.videos().gridfs_bucket(None);
-    let mut stream = bucket
-        .open_upload_stream("clip.mp4")
-        .chunk_size_bytes(chunk)
+    env.upload_in_chunks(path, "clip.mp4", "gridfs@example.com", Some(chunk))
         .await
-        .unwrap();
-    stream
-        .write_all(&std::fs::read(path).unwrap())
-        .await
-        .unwrap();
-    stream.close().await.unwrap();
-    stream.id().as_object_id().unwrap()
 }
 
 fn chunks(env: &TestEnv) -> mongodb::Collection<Document> {

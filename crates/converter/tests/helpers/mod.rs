@@ -143,10 +143,28 @@ impl TestEnv {
 
     /// Stores a file the way the gateway does: videos bucket `fs`, metadata with owner.
     pub async fn upload(&self, path: &Path, filename: &str, owner: &str) -> ObjectId {
+        self.upload_in_chunks(path, filename, owner, None).await
+    }
+
+    /// [`TestEnv::upload`] with chunks of `chunk` bytes (the driver's 255 KiB when `None`).
+    pub async fn upload_in_chunks(
+        &self,
+        path: &Path,
+        filename: &str,
+        owner: &str,
+        chunk: Option<u32>,
+    ) -> ObjectId {
         let bucket = self.videos().gridfs_bucket(None);
         let mut stream = bucket
             .open_upload_stream(filename)
-            .metadata(doc! { "owner": owner, "filename": filename, "content_type": "video/mp4" })
+            .with_options(
+                mongodb::options::GridFsUploadOptions::builder()
+                    .chunk_size_bytes(chunk)
+                    .metadata(
+                        doc! { "owner": owner, "filename": filename, "content_type": "video/mp4" },
+                    )
+                    .build(),
+            )
             .await
             .unwrap();
         stream
