@@ -174,11 +174,7 @@ async fn read_stream(
 
 /// The wait before reopening a stream after `failures` failures in a row (0: a clean end).
 fn backoff(failures: u32, settings: &Settings) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-    settings
-        .reconnect
-        .saturating_mul(factor)
-        .min(settings.max_reconnect)
+    common::retry::doubled(settings.reconnect, settings.max_reconnect, failures)
 }
 
 #[cfg(test)]

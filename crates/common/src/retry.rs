@@ -61,9 +61,16 @@ impl Backoff {
     /// The pause before try number `attempt + 1` (`attempt` 1-based) of a back-off starting at
     /// `initial`, capped at `max`: for retries counted by the caller.
     pub fn delay_after(initial: Duration, max: Duration, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        jitter(initial.saturating_mul(factor).min(max))
+        jitter(doubled(initial, max, attempt))
     }
+}
+
+/// `initial` doubled after each failure but the first, capped at `max`: `initial * 2^(n-1)`
+/// after failure `n` (1-based; 0 counts as 1), without jitter, for schedules that are stored
+/// or shown (webhook retries, the CLI's reconnects).
+pub fn doubled(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+    initial.checked_mul(factor).unwrap_or(max).min(max)
 }
 
 /// A duration drawn uniformly from `[delay / 2, delay]`.
@@ -105,6 +112,14 @@ mod tests {
         assert!(within(Backoff::delay_after(base, cap, 3), base * 4));
         assert!(within(Backoff::delay_after(base, cap, 30), cap));
         assert_eq!(Backoff::delay_after(Duration::ZERO, cap, 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn doubled_is_exact_and_never_overflows() {
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(15));
+        let delays: Vec<u64> = (0..=5).map(|n| doubled(base, cap, n).as_secs()).collect();
+        assert_eq!(delays, [1, 1, 2, 4, 8, 15]);
+        assert_eq!(doubled(Duration::from_secs(3600), cap, u32::MAX), cap);
     }
 
     #[test]

@@ -96,8 +96,8 @@ pub fn shared_read_lost() -> StorageError {
     ))
 }
 
-fn lock<K, V>(pending: &Mutex<Pending<K, V>>) -> std::sync::MutexGuard<'_, Pending<K, V>> {
-    pending.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Reads for the keys waiting, again and again, until nobody waits.

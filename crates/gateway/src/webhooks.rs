@@ -88,11 +88,7 @@ impl WebhookConfig {
     /// The wait after failed attempt number `attempt` (from 1): `retry_base * 2^(attempt-1)`,
     /// at most an hour.
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.retry_base
-            .checked_mul(factor)
-            .unwrap_or(MAX_RETRY_DELAY)
-            .min(MAX_RETRY_DELAY)
+        common::retry::doubled(self.retry_base, MAX_RETRY_DELAY, attempt)
     }
 }
 
